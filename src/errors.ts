@@ -1,0 +1,121 @@
+/**
+ * The project's error hierarchy. Every error carries a `retriable` flag that the one retry helper
+ * (`retry.ts`) reads, keeps its `cause`, and names the context it happened in so a log line or an
+ * operator can find the record, shard or object without a stack trace.
+ */
+
+export interface ErrorContext {
+  shardId?: string;
+  sequenceNumber?: string;
+  key?: string;
+  /** Byte offset in a raw response when decoding wire bytes. */
+  offset?: number;
+}
+
+export interface ChangelogErrorOptions extends ErrorContext {
+  cause?: unknown;
+  retriable?: boolean;
+}
+
+export class ChangelogError extends Error {
+  readonly retriable: boolean;
+  readonly context: ErrorContext;
+
+  constructor(message: string, options: ChangelogErrorOptions = {}) {
+    const { cause, retriable = false, ...context } = options;
+    super(message, cause === undefined ? undefined : { cause });
+    this.name = 'ChangelogError';
+    this.retriable = retriable;
+    this.context = context;
+  }
+}
+
+/** A stream record that cannot be decoded. Never retried: the same bytes fail the same way. */
+export class MalformedRecordError extends ChangelogError {
+  constructor(message: string, options: ChangelogErrorOptions = {}) {
+    super(message, { ...options, retriable: false });
+    this.name = 'MalformedRecordError';
+  }
+}
+
+/** A change segment that cannot be built (bad key schema, encoder failure). */
+export class SegmentEncodeError extends ChangelogError {
+  constructor(message: string, options: ChangelogErrorOptions = {}) {
+    super(message, { ...options, retriable: false });
+    this.name = 'SegmentEncodeError';
+  }
+}
+
+/** An object store call failed. `retriable` tells whether trying again may help. */
+export class ObjectStoreError extends ChangelogError {
+  constructor(message: string, options: ChangelogErrorOptions = {}) {
+    super(message, options);
+    this.name = 'ObjectStoreError';
+  }
+}
+
+/**
+ * A create-only write found a different object already at the key. The existing object is kept:
+ * overwriting it could change a file a sealed manifest points to.
+ */
+export class ObjectConflictError extends ObjectStoreError {
+  readonly existingChecksum: string | undefined;
+  readonly newChecksum: string;
+
+  constructor(key: string, newChecksum: string, existingChecksum: string | undefined) {
+    super(
+      `object ${key} already exists with different content (existing ${existingChecksum ?? 'unknown'}, new ${newChecksum}); refusing to overwrite`,
+      { key, retriable: false },
+    );
+    this.name = 'ObjectConflictError';
+    this.existingChecksum = existingChecksum;
+    this.newChecksum = newChecksum;
+  }
+}
+
+/** Invalid configuration: lists every problem at once. */
+export class ConfigError extends ChangelogError {
+  readonly issues: readonly string[];
+
+  constructor(issues: readonly string[]) {
+    super(`invalid configuration:\n  - ${issues.join('\n  - ')}`, { retriable: false });
+    this.name = 'ConfigError';
+    this.issues = issues;
+  }
+}
+
+/** True for errors that say trying again may succeed: our own flag first, then AWS SDK metadata. */
+export function isRetriable(error: unknown): boolean {
+  if (error instanceof ChangelogError) return error.retriable;
+  if (typeof error !== 'object' || error === null) return false;
+  const e = error as {
+    name?: string;
+    code?: string;
+    $retryable?: unknown;
+    $fault?: string;
+    $metadata?: { httpStatusCode?: number };
+  };
+  if (e.$retryable) return true;
+  if (e.name === 'AbortError') return false;
+  const status = e.$metadata?.httpStatusCode;
+  if (status !== undefined && (status >= 500 || status === 429)) return true;
+  if (e.$fault === 'server') return true;
+  const transient = new Set([
+    'ECONNRESET',
+    'ECONNREFUSED',
+    'EPIPE',
+    'ETIMEDOUT',
+    'EAI_AGAIN',
+    'TimeoutError',
+    'RequestTimeout',
+    'RequestTimeoutException',
+    'ThrottlingException',
+    'Throttling',
+    'SlowDown',
+    'ProvisionedThroughputExceededException',
+    'LimitExceededException',
+    'InternalServerError',
+    'ServiceUnavailable',
+  ]);
+  return transient.has(e.code ?? '') || transient.has(e.name ?? '');
+}
