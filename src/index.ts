@@ -1,0 +1,48 @@
+/** Public API of dynamodb-changelog. Anything not exported here is internal. */
+export {
+  ChangelogError,
+  ConfigError,
+  isRetriable,
+  MalformedRecordError,
+  ObjectConflictError,
+  ObjectStoreError,
+  SegmentEncodeError,
+} from './errors.js';
+export { type RetryOptions, retry, sleep } from './retry.js';
+export { segmentSchema } from './segment/arrowBatch.js';
+export { ChangeBuffer, OP_NAMES } from './segment/changeBuffer.js';
+export {
+  formatKeySchema,
+  type KeyAttribute,
+  type KeyAttributeType,
+  type KeySchema,
+  keyColumnName,
+  keySchemaFromTable,
+  parseKeySchema,
+} from './segment/keySchema.js';
+export { SEGMENT_COMPRESSIONS, type SegmentCompression } from './segment/parquetEncoder.js';
+export {
+  type EncodedSegment,
+  encodeSegment,
+  SEGMENT_FORMAT_VERSION,
+  type SegmentOptions,
+  type ShardRange,
+} from './segment/segmentEncoder.js';
+export { LocalObjectStore } from './sink/localObjectStore.js';
+export {
+  type ObjectInfo,
+  type ObjectStore,
+  type PutOptions,
+  type PutResult,
+  parseDestination,
+  sha256Checksum,
+} from './sink/objectStore.js';
+export { openObjectStore } from './sink/openObjectStore.js';
+export { S3ObjectStore, type S3ObjectStoreOptions } from './sink/s3ObjectStore.js';
+export {
+  type AttributeMap,
+  type AttributeValueObject,
+  attributeMapToJson,
+} from './stream/attributeValueJson.js';
+export { appendStreamRecords, type StreamRecordObject } from './stream/sdkRecordDecoder.js';
+export { type DecodedPage, decodeGetRecordsResponse } from './stream/wireRecordDecoder.js';
