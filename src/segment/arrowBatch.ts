@@ -71,7 +71,12 @@ export function sortPermutation(buffer: ChangeBuffer): Int32Array {
   return Int32Array.from(rows);
 }
 
-/** Builds the segment's Arrow table from the buffer, rows sorted, vectors built from raw buffers. */
+/**
+ * Builds the segment's Arrow table from the buffer, rows sorted, vectors built from raw buffers.
+ * The variable-width vectors are views of scratch the buffer's columns reuse for every segment
+ * (fresh 30+ MiB arrays per segment cost more in page faults than the copy itself), so the table
+ * must be consumed (encoded) before the buffer builds its next table.
+ */
 export function buildArrowTable(buffer: ChangeBuffer): Table {
   const schema = segmentSchema(buffer.keySchema);
   const perm = sortPermutation(buffer);
@@ -107,41 +112,16 @@ export function buildArrowTable(buffer: ChangeBuffer): Table {
   return new Table([new RecordBatch(schema, struct)]);
 }
 
-/** A Utf8/Binary vector with rows taken from `column` in `perm` order. */
+/** A Utf8/Binary vector with rows taken from `column` in `perm` order (views of its scratch). */
 function bytesData(type: DataType, column: ByteColumn, perm: Int32Array): Data {
-  const n = perm.length;
-  const offsets = new Int32Array(n + 1);
-  let total = 0;
-  for (let r = 0; r < n; r++) {
-    const row = perm[r]!;
-    total += column.end(row) - column.start(row);
-  }
-  const out = new Uint8Array(total);
-  const src = column.data;
-  const nullable = column.nullCount > 0;
-  const validity = nullable ? new Uint8Array((n + 7) >> 3) : undefined;
-  let pos = 0;
-  for (let r = 0; r < n; r++) {
-    const row = perm[r]!;
-    const s = column.start(row);
-    const e = column.end(row);
-    const len = e - s;
-    if (len < 64) {
-      for (let i = s; i < e; i++) out[pos++] = src[i]!;
-    } else {
-      out.set(src.subarray(s, e), pos);
-      pos += len;
-    }
-    offsets[r + 1] = pos;
-    if (validity && !column.isNull(row)) validity[r >> 3]! |= 1 << (r & 7);
-  }
+  const { offsets, data, validity } = column.permuted(perm);
   return makeData({
     type: type as Utf8,
-    length: n,
-    nullCount: nullable ? column.nullCount : 0,
+    length: perm.length,
+    nullCount: validity ? column.nullCount : 0,
     nullBitmap: validity,
     valueOffsets: offsets,
-    data: out,
+    data,
   });
 }
 

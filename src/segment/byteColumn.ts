@@ -10,6 +10,9 @@ export class ByteColumn {
   private count = 0;
   private used = 0;
   private nulls = 0;
+  // Scratch for `permuted`, kept across segments for the same reason the arena is.
+  private sortedBytes = new Uint8Array(0);
+  private sortedOffsets = new Int32Array(0);
 
   constructor(
     readonly nullable = false,
@@ -78,6 +81,48 @@ export class ByteColumn {
     this.reserve(0);
     this.nulls++;
     this.push(0);
+  }
+
+  /**
+   * The values in `perm` order as Arrow's variable-width layout (offsets, data, validity bitmap).
+   * The arrays are views of scratch owned by the column: valid until the next call.
+   */
+  permuted(perm: Int32Array): { offsets: Int32Array; data: Uint8Array; validity: Uint8Array | undefined } {
+    const n = perm.length;
+    let total = 0;
+    for (let r = 0; r < n; r++) {
+      const row = perm[r]!;
+      total += this.end(row) - this.start(row);
+    }
+    if (this.sortedBytes.length < total) this.sortedBytes = new Uint8Array(Math.ceil(total * 1.25));
+    if (this.sortedOffsets.length < n + 1) this.sortedOffsets = new Int32Array(Math.ceil((n + 1) * 1.25));
+    const out = this.sortedBytes;
+    const offsets = this.sortedOffsets;
+    const src = this.bytes;
+    const validity = this.nulls > 0 ? new Uint8Array((n + 7) >> 3) : undefined;
+    let pos = 0;
+    offsets[0] = 0;
+    for (let r = 0; r < n; r++) {
+      const row = perm[r]!;
+      const s = this.start(row);
+      const e = this.end(row);
+      if (e - s < 64) {
+        for (let i = s; i < e; i++) out[pos++] = src[i]!;
+      } else {
+        out.set(src.subarray(s, e), pos);
+        pos += e - s;
+      }
+      offsets[r + 1] = pos;
+      if (validity && !this.isNull(row)) validity[r >> 3]! |= 1 << (r & 7);
+    }
+    return { offsets: offsets.subarray(0, n + 1), data: out.subarray(0, total), validity };
+  }
+
+  /** Empties the column but keeps its capacity, so a recycled buffer does not fault in new pages. */
+  clear(): void {
+    this.count = 0;
+    this.used = 0;
+    this.nulls = 0;
   }
 
   /** Drops rows from `rows` on (used to undo a half-decoded page). */

@@ -45,6 +45,19 @@ describe('encodeSegment', () => {
     expect(Buffer.from(encodeSegment(other, { metadata }).bytes).equals(first)).toBe(true);
   });
 
+  it('gives the same bytes from a recycled buffer after clear()', () => {
+    const fresh = bufferOf([{ shardId: 'shardId-A', records: shardA }]);
+    const expected = Buffer.from(encodeSegment(fresh).bytes);
+    const recycled = bufferOf([{ shardId: 'shardId-B', records: shardB }]);
+    encodeSegment(recycled);
+    recycled.clear();
+    expect(recycled.rowCount).toBe(0);
+    expect(recycled.byteSize).toBe(0);
+    decodeGetRecordsResponse(getRecordsResponse(shardA), 'shardId-A', recycled);
+    expect(recycled.shards).toEqual(['shardId-A']);
+    expect(Buffer.from(encodeSegment(recycled).bytes).equals(expected)).toBe(true);
+  });
+
   it('sorts rows by key (numeric sort key) then sequence number as an integer', async () => {
     const records = generateRecords({ records: 500, seed: 5, keyCount: 40 });
     // Sequence numbers of different lengths: a string sort would put "99..." after "100...".
