@@ -21,10 +21,15 @@ export type AttributeMap = Record<string, AttributeValueObject>;
 export function attributeMapToJson(map: AttributeMap): string {
   let out = '{';
   let first = true;
-  for (const name in map) {
-    if (!Object.hasOwn(map, name)) continue;
+  for (const name of Object.keys(map)) {
     const value = map[name];
-    if (value === undefined) continue;
+    if (value === undefined) {
+      // DynamoDB has no undefined. The AWS SDK's deserialiser produces it for attributes named
+      // "__proto__" (the value is lost before we see it): refuse rather than drop the attribute.
+      throw new TypeError(
+        `attribute ${JSON.stringify(name)} has no value${name === '__proto__' ? ' (the AWS SDK loses values of attributes named "__proto__"; decode the raw GetRecords bytes instead)' : ''}`,
+      );
+    }
     if (!first) out += ',';
     first = false;
     out += JSON.stringify(name);

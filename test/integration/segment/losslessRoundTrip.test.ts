@@ -174,6 +174,15 @@ async function roundTrip(
 
   const sdk = await sdkDeserializeGetRecords(body);
   const viaSdk = new ChangeBuffer(schema);
+  // An attribute name is followed by ':'; a string value "__proto__" is not and survives the SDK.
+  if (Buffer.from(body).includes('"__proto__":')) {
+    // The AWS SDK loses the values of attributes named "__proto__"; the SDK path must refuse such
+    // records loudly rather than write them without the attribute.
+    expect(() => appendStreamRecords(sdk.Records as StreamRecordObject[], shardId, viaSdk)).toThrow(
+      /__proto__/,
+    );
+    return;
+  }
   appendStreamRecords(sdk.Records as StreamRecordObject[], shardId, viaSdk);
   expect(Buffer.from(encodeSegment(viaSdk, { compression }).bytes).equals(Buffer.from(segment.bytes))).toBe(
     true,
@@ -181,7 +190,7 @@ async function roundTrip(
 }
 
 describe('lossless round trip through a segment, read back by DuckDB and hyparquet', () => {
-  it('keeps arbitrary AttributeValues exactly (property)', async () => {
+  it('keeps arbitrary AttributeValues exactly (property)', { timeout: 3_600_000 }, async () => {
     const schemaAndRecords = fc
       .constantFrom(...KEY_SCHEMAS)
       .chain((schema) =>
@@ -195,7 +204,8 @@ describe('lossless round trip through a segment, read back by DuckDB and hyparqu
       fc.asyncProperty(schemaAndRecords, async ([schema, records, compression]) => {
         await roundTrip(schema, records, compression);
       }),
-      { numRuns: 60 },
+      // PROPERTY_RUNS=1000 npm test -- losslessRoundTrip for a deeper search than the default suite affords.
+      { numRuns: Number(process.env.PROPERTY_RUNS ?? 60) },
     );
   });
 

@@ -241,6 +241,21 @@ describe('wire and SDK decode paths', () => {
     },
   );
 
+  it('keeps attributes named __proto__ on the wire path; the SDK path refuses what the SDK lost', async () => {
+    const body = Buffer.from(
+      '{"Records":[{"eventID":"e","eventName":"INSERT","dynamodb":{"ApproximateCreationDateTime":1,' +
+        '"Keys":{"pk":{"S":"a"},"sk":{"N":"1"}},"NewImage":{"__proto__":{"S":"x"},"m":{"M":{"__proto__":{"N":"1"}}}},' +
+        '"SequenceNumber":"1"}}]}',
+    );
+    const wire = new ChangeBuffer(schema);
+    decodeGetRecordsResponse(body, 's', wire);
+    expect(text(wire.newImage.value(0))).toBe('{"__proto__":{"S":"x"},"m":{"M":{"__proto__":{"N":"1"}}}}');
+    const sdk = await sdkDeserializeGetRecords(body);
+    expect(() =>
+      appendStreamRecords(sdk.Records as StreamRecordObject[], 's', new ChangeBuffer(schema)),
+    ).toThrow(/attribute "__proto__" has no value/);
+  });
+
   it('rejects SDK-shaped records with a number that is not a string', () => {
     const buffer = new ChangeBuffer(schema);
     const bad: StreamRecordObject = {
