@@ -1,0 +1,263 @@
+/**
+ * Encode benchmark: raw GetRecords response pages -> Parquet change segments.
+ *
+ *   npm run bench:encode [-- --records 200000 --page-size 1000]
+ *
+ * Cases, each in its own child process pinned to one core (taskset) so peak RSS and CPU are its own:
+ *   a   ours: raw response bytes -> wire decoder -> Arrow -> Parquet (ZSTD)
+ *   b   baseline: DuckDB (SET threads=1) reads the same pages' JSON and COPYs Parquet (ZSTD), same
+ *       columns and row order
+ *   c   naive: the AWS SDK's own GetRecords deserialisation of the same bytes, then its objects
+ *       through the same encoder (the time is split into SDK and encoder parts)
+ * Pages are generated once (seeded) into .bench-cache/ and read from disk page by page in every
+ * case. Segments are flushed at 64 MiB of buffered rows, the daemon's default.
+ *
+ * The shared machines vary by +-15% from one run to the next, so cases run interleaved
+ * (a b c a b c ...) `--repeat` times (default 3) and each figure is the median run, with the range.
+ */
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { ChangeBuffer } from '../src/segment/changeBuffer.js';
+import { parseKeySchema } from '../src/segment/keySchema.js';
+import { encodeSegment } from '../src/segment/segmentEncoder.js';
+import { appendStreamRecords, type StreamRecordObject } from '../src/stream/sdkRecordDecoder.js';
+import { decodeGetRecordsResponse } from '../src/stream/wireRecordDecoder.js';
+import { sdkGetRecordsClient } from '../test/helpers/sdkGetRecords.js';
+import { generateRecords, getRecordsResponse } from '../test/helpers/streamRecords.js';
+
+const args = new Map<string, string>();
+for (let i = 2; i < process.argv.length; i += 2)
+  args.set(process.argv[i]!.replace(/^--/, ''), process.argv[i + 1] ?? '');
+const RECORDS = Number(args.get('records') ?? 200_000);
+const PAGE = Number(args.get('page-size') ?? 1000);
+const REPEAT = Number(args.get('repeat') ?? 3);
+const SEGMENT_BYTES = 64 * 1024 * 1024;
+const KEY_SCHEMA = parseKeySchema('pk:S,sk:N');
+const SHARD = 'shardId-00000001700000000000-0123abcd';
+const cacheDir = resolve('.bench-cache', `encode-v2-${RECORDS}-${PAGE}`);
+
+interface CaseResult {
+  name: string;
+  seconds: number;
+  records: number;
+  inputBytes: number;
+  outputBytes: number;
+  segments: number;
+  peakRssMiB: number;
+  detail?: string;
+}
+
+function pages(): string[] {
+  if (!existsSync(join(cacheDir, 'done'))) {
+    rmSync(cacheDir, { recursive: true, force: true });
+    mkdirSync(cacheDir, { recursive: true });
+    let seq = 100000000000000000000n;
+    // One key space with history across pages, as a real table's stream: mostly MODIFYs of
+    // existing items (both images), some INSERTs and REMOVEs.
+    const versions = new Map<number, number>();
+    for (let p = 0; p * PAGE < RECORDS; p++) {
+      const count = Math.min(PAGE, RECORDS - p * PAGE);
+      const records = generateRecords({
+        seed: p + 1,
+        records: count,
+        startSequence: seq,
+        keyCount: 20_000,
+        versions,
+      });
+      seq = BigInt(records.at(-1)!.dynamodb.SequenceNumber);
+      const body = getRecordsResponse(records, `AAAAAAAAAAE${'x'.repeat(200)}${p}`);
+      writeFileSync(join(cacheDir, `page-${String(p).padStart(5, '0')}.json`), body);
+    }
+    writeFileSync(join(cacheDir, 'done'), '');
+  }
+  return readdirSync(cacheDir)
+    .filter((f) => f.endsWith('.json'))
+    .sort()
+    .map((f) => join(cacheDir, f));
+}
+
+function peakRssMiB(): number {
+  return process.resourceUsage().maxRSS / 1024;
+}
+
+function caseA(files: string[]): CaseResult {
+  // One buffer, recycled after each flush, as the daemon does.
+  const buffer = new ChangeBuffer(KEY_SCHEMA);
+  let inputBytes = 0;
+  let outputBytes = 0;
+  let segments = 0;
+  let records = 0;
+  const flush = () => {
+    const segment = encodeSegment(buffer);
+    outputBytes += segment.bytes.length;
+    records += segment.records;
+    segments++;
+    buffer.clear();
+  };
+  const start = performance.now();
+  for (const file of files) {
+    const body = readFileSync(file);
+    inputBytes += body.length;
+    decodeGetRecordsResponse(body, SHARD, buffer);
+    if (buffer.byteSize >= SEGMENT_BYTES) flush();
+  }
+  if (buffer.rowCount > 0) flush();
+  const seconds = (performance.now() - start) / 1000;
+  return { name: 'a', seconds, records, inputBytes, outputBytes, segments, peakRssMiB: peakRssMiB() };
+}
+
+async function caseC(files: string[]): Promise<CaseResult> {
+  let body: Uint8Array = new Uint8Array();
+  const client = sdkGetRecordsClient(() => body);
+  const { GetRecordsCommand } = await import('@aws-sdk/client-dynamodb-streams');
+  const buffer = new ChangeBuffer(KEY_SCHEMA);
+  let inputBytes = 0;
+  let outputBytes = 0;
+  let segments = 0;
+  let records = 0;
+  let sdkSeconds = 0;
+  const flush = () => {
+    const segment = encodeSegment(buffer);
+    outputBytes += segment.bytes.length;
+    records += segment.records;
+    segments++;
+    buffer.clear();
+  };
+  const start = performance.now();
+  for (const file of files) {
+    body = readFileSync(file);
+    inputBytes += body.length;
+    const t = performance.now();
+    const out = await client.send(new GetRecordsCommand({ ShardIterator: 'iterator' }));
+    sdkSeconds += (performance.now() - t) / 1000;
+    appendStreamRecords((out.Records ?? []) as StreamRecordObject[], SHARD, buffer);
+    if (buffer.byteSize >= SEGMENT_BYTES) flush();
+  }
+  if (buffer.rowCount > 0) flush();
+  const seconds = (performance.now() - start) / 1000;
+  client.destroy();
+  return {
+    name: 'c',
+    seconds,
+    records,
+    inputBytes,
+    outputBytes,
+    segments,
+    peakRssMiB: peakRssMiB(),
+    detail: `SDK deserialisation ${sdkSeconds.toFixed(1)} s (${Math.round(records / sdkSeconds)} rec/s), encoder ${(seconds - sdkSeconds).toFixed(1)} s (${Math.round(records / (seconds - sdkSeconds))} rec/s)`,
+  };
+}
+
+async function caseB(files: string[]): Promise<CaseResult> {
+  const { DuckDBInstance } = await import('@duckdb/node-api');
+  const instance = await DuckDBInstance.create(':memory:');
+  const connection = await instance.connect();
+  await connection.run('SET threads=1');
+  await connection.run('SET preserve_insertion_order=false');
+  const out = join(cacheDir, '..', `duckdb-out-${process.pid}.parquet`);
+  const inputBytes = files.reduce((sum, f) => sum + statSync(f).size, 0);
+  const glob = join(cacheDir, 'page-*.json').replaceAll("'", "''");
+  // Same columns as a change segment, images kept as DynamoDB JSON text, same row order.
+  const sql = `
+    COPY (
+      SELECT (r->>'$.eventID') AS event_id,
+             (r->>'$.eventName') AS op,
+             make_timestamp(CAST(CAST(r->>'$.dynamodb.ApproximateCreationDateTime' AS DOUBLE) * 1000000 AS BIGINT)) AS event_time,
+             r->>'$.dynamodb.SequenceNumber' AS sequence_number,
+             '${SHARD}' AS shard_id,
+             CAST(r->'$.dynamodb.Keys' AS VARCHAR) AS keys,
+             CAST(r->'$.dynamodb.NewImage' AS VARCHAR) AS new_image,
+             CAST(r->'$.dynamodb.OldImage' AS VARCHAR) AS old_image,
+             r->>'$.dynamodb.Keys.pk.S' AS pk,
+             r->>'$.dynamodb.Keys.sk.N' AS sk,
+             CAST(r->>'$.dynamodb.SizeBytes' AS INTEGER) AS size_bytes,
+             coalesce((r->>'$.eventName') = 'REMOVE' AND (r->>'$.userIdentity.PrincipalId') = 'dynamodb.amazonaws.com', false) AS ttl_delete
+      FROM (SELECT unnest(Records) AS r
+            FROM read_json('${glob}', columns = {NextShardIterator: 'VARCHAR', Records: 'JSON[]'},
+                           maximum_object_size = 67108864))
+      ORDER BY pk, CAST(sk AS DECIMAL(38, 0)), CAST(sequence_number AS HUGEINT)
+    ) TO '${out}' (FORMAT parquet, COMPRESSION zstd)`;
+  const start = performance.now();
+  await connection.run(sql);
+  const seconds = (performance.now() - start) / 1000;
+  const outputBytes = statSync(out).size;
+  const count = await connection.runAndReadAll(`SELECT count(*)::INTEGER AS n FROM read_parquet('${out}')`);
+  const records = Number(count.getRowObjects()[0]!.n);
+  rmSync(out, { force: true });
+  connection.closeSync();
+  return { name: 'b', seconds, records, inputBytes, outputBytes, segments: 1, peakRssMiB: peakRssMiB() };
+}
+
+const LABELS: Record<string, string> = {
+  a: '(a) ours: raw bytes -> Parquet',
+  b: '(b) DuckDB threads=1 JSON -> Parquet',
+  c: '(c) AWS SDK objects -> same encoder',
+};
+
+async function main(): Promise<void> {
+  const only = args.get('case');
+  if (only) {
+    const files = pages();
+    const result = only === 'a' ? caseA(files) : only === 'b' ? await caseB(files) : await caseC(files);
+    process.stdout.write(`RESULT ${JSON.stringify(result)}\n`);
+    return;
+  }
+  const files = pages();
+  const inputMiB = files.reduce((sum, f) => sum + statSync(f).size, 0) / 2 ** 20;
+  console.log(
+    `encode benchmark: ${RECORDS} records in ${files.length} pages, ${inputMiB.toFixed(1)} MiB of GetRecords JSON`,
+  );
+  console.log(
+    `(${((inputMiB * 2 ** 20) / RECORDS).toFixed(0)} bytes/record), each case in its own process on one core\n`,
+  );
+  const runs: Record<string, CaseResult[]> = { a: [], b: [], c: [] };
+  for (let round = 0; round < REPEAT; round++) {
+    for (const name of ['a', 'b', 'c']) {
+      const pin = existsSync('/usr/bin/taskset') ? ['taskset', '-c', '0'] : [];
+      const cmd = [
+        ...pin,
+        process.execPath,
+        '--import',
+        'tsx',
+        'scripts/benchEncode.ts',
+        '--records',
+        String(RECORDS),
+        '--page-size',
+        String(PAGE),
+        '--case',
+        name,
+      ];
+      const child = spawnSync(cmd[0]!, cmd.slice(1), { encoding: 'utf8', maxBuffer: 1 << 26 });
+      const line = child.stdout.split('\n').find((l) => l.startsWith('RESULT '));
+      if (!line) throw new Error(`case ${name} failed:\n${child.stdout}\n${child.stderr}`);
+      const r = JSON.parse(line.slice(7)) as CaseResult;
+      if (r.records !== RECORDS)
+        throw new Error(`case ${name} wrote ${r.records} records, expected ${RECORDS}`);
+      runs[name]!.push(r);
+      process.stderr.write(
+        `  round ${round + 1}/${REPEAT} case ${name}: ${(r.records / r.seconds).toFixed(0)} rec/s\n`,
+      );
+    }
+  }
+  const rate = (r: CaseResult) => r.records / r.seconds;
+  const median = (name: string): CaseResult => {
+    const sorted = [...runs[name]!].sort((x, y) => rate(x) - rate(y));
+    return sorted[Math.floor(sorted.length / 2)]!;
+  };
+  console.log(`median of ${REPEAT} interleaved runs per case (range in brackets)\n`);
+  for (const name of ['a', 'b', 'c']) {
+    const r = median(name);
+    const rates = runs[name]!.map(rate);
+    console.log(
+      `${LABELS[name]!.padEnd(40)} ${rate(r).toFixed(0).padStart(7)} rec/s [${Math.min(...rates).toFixed(0)}-${Math.max(...rates).toFixed(0)}]  ` +
+        `${(r.inputBytes / 2 ** 20 / r.seconds).toFixed(1).padStart(6)} MB/s in  ` +
+        `${(r.outputBytes / 2 ** 20).toFixed(1).padStart(6)} MiB out (${r.segments} files)  peak RSS ${r.peakRssMiB.toFixed(0)} MiB` +
+        (r.detail ? `\n${' '.repeat(42)}${r.detail}` : ''),
+    );
+  }
+  const ratio = (x: string, y: string) => (rate(median(x)) / rate(median(y))).toFixed(2);
+  console.log(`\n(a)/(b) = ${ratio('a', 'b')}   (a)/(c) = ${ratio('a', 'c')}`);
+}
+
+await main();
