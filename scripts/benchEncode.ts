@@ -81,8 +81,14 @@ function peakRssMiB(): number {
   return process.resourceUsage().maxRSS / 1024;
 }
 
-function caseA(files: string[]): CaseResult {
-  // One buffer, recycled after each flush, as the daemon does.
+/**
+ * Runs `add` for each page into one buffer, recycled after each flush as the daemon does, and
+ * flushes a segment whenever the buffer reaches the daemon's default segment size.
+ */
+async function encodePages(
+  files: string[],
+  add: (body: Buffer, buffer: ChangeBuffer) => void | Promise<void>,
+): Promise<Omit<CaseResult, 'name' | 'peakRssMiB'>> {
   const buffer = new ChangeBuffer(KEY_SCHEMA);
   let inputBytes = 0;
   let outputBytes = 0;
@@ -99,51 +105,38 @@ function caseA(files: string[]): CaseResult {
   for (const file of files) {
     const body = readFileSync(file);
     inputBytes += body.length;
-    decodeGetRecordsResponse(body, SHARD, buffer);
+    await add(body, buffer);
     if (buffer.byteSize >= SEGMENT_BYTES) flush();
   }
   if (buffer.rowCount > 0) flush();
   const seconds = (performance.now() - start) / 1000;
-  return { name: 'a', seconds, records, inputBytes, outputBytes, segments, peakRssMiB: peakRssMiB() };
+  return { seconds, records, inputBytes, outputBytes, segments };
+}
+
+async function caseA(files: string[]): Promise<CaseResult> {
+  const result = await encodePages(files, (body, buffer) => {
+    decodeGetRecordsResponse(body, SHARD, buffer);
+  });
+  return { name: 'a', ...result, peakRssMiB: peakRssMiB() };
 }
 
 async function caseC(files: string[]): Promise<CaseResult> {
-  let body: Uint8Array = new Uint8Array();
-  const client = sdkGetRecordsClient(() => body);
+  let current: Uint8Array = new Uint8Array();
+  const client = sdkGetRecordsClient(() => current);
   const { GetRecordsCommand } = await import('@aws-sdk/client-dynamodb-streams');
-  const buffer = new ChangeBuffer(KEY_SCHEMA);
-  let inputBytes = 0;
-  let outputBytes = 0;
-  let segments = 0;
-  let records = 0;
   let sdkSeconds = 0;
-  const flush = () => {
-    const segment = encodeSegment(buffer);
-    outputBytes += segment.bytes.length;
-    records += segment.records;
-    segments++;
-    buffer.clear();
-  };
-  const start = performance.now();
-  for (const file of files) {
-    body = readFileSync(file);
-    inputBytes += body.length;
+  const result = await encodePages(files, async (body, buffer) => {
+    current = body;
     const t = performance.now();
     const out = await client.send(new GetRecordsCommand({ ShardIterator: 'iterator' }));
     sdkSeconds += (performance.now() - t) / 1000;
     appendStreamRecords((out.Records ?? []) as StreamRecordObject[], SHARD, buffer);
-    if (buffer.byteSize >= SEGMENT_BYTES) flush();
-  }
-  if (buffer.rowCount > 0) flush();
-  const seconds = (performance.now() - start) / 1000;
+  });
+  const { seconds, records } = result;
   client.destroy();
   return {
     name: 'c',
-    seconds,
-    records,
-    inputBytes,
-    outputBytes,
-    segments,
+    ...result,
     peakRssMiB: peakRssMiB(),
     detail: `SDK deserialisation ${sdkSeconds.toFixed(1)} s (${Math.round(records / sdkSeconds)} rec/s), encoder ${(seconds - sdkSeconds).toFixed(1)} s (${Math.round(records / (seconds - sdkSeconds))} rec/s)`,
   };
@@ -199,7 +192,7 @@ async function main(): Promise<void> {
   const only = args.get('case');
   if (only) {
     const files = pages();
-    const result = only === 'a' ? caseA(files) : only === 'b' ? await caseB(files) : await caseC(files);
+    const result = only === 'a' ? await caseA(files) : only === 'b' ? await caseB(files) : await caseC(files);
     process.stdout.write(`RESULT ${JSON.stringify(result)}\n`);
     return;
   }
