@@ -13,7 +13,8 @@
  * case. Segments are flushed at 64 MiB of buffered rows, the daemon's default.
  *
  * The shared machines vary by +-15% from one run to the next, so cases run interleaved
- * (a b c a b c ...) `--repeat` times (default 3) and each figure is the median run, with the range.
+ * (a b c a b c ...) `--repeat` times (default 3); each figure is the median run, with the range,
+ * and ratios are the median of the per-round ratios.
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -249,8 +250,14 @@ async function main(): Promise<void> {
         (r.detail ? `\n${' '.repeat(42)}${r.detail}` : ''),
     );
   }
-  const ratio = (x: string, y: string) => (rate(median(x)) / rate(median(y))).toFixed(2);
-  console.log(`\n(a)/(b) = ${ratio('a', 'b')}   (a)/(c) = ${ratio('a', 'c')}`);
+  // Paired ratios: noise on a shared host hits every case of a round alike, so the ratio within a
+  // round is steadier than the ratio of medians.
+  const paired = (x: string, y: string) => {
+    const ratios = runs[x]!.map((r, i) => rate(r) / rate(runs[y]![i]!)).sort((p, q) => p - q);
+    const med = ratios[Math.floor(ratios.length / 2)]!;
+    return `${med.toFixed(2)} (per round: ${ratios.map((v) => v.toFixed(2)).join(', ')})`;
+  };
+  console.log(`\n(a)/(b) = ${paired('a', 'b')}   (a)/(c) = ${paired('a', 'c')}`);
 }
 
 await main();
