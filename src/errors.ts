@@ -73,6 +73,30 @@ export class ObjectConflictError extends ObjectStoreError {
   }
 }
 
+/**
+ * The worker no longer holds a shard's lease (another worker took it, or it expired): its
+ * conditional write on lease owner + epoch failed. The shard's reader must stop; never retried.
+ * Translated from DynamoDB's ConditionalCheckFailedException after re-reading the lease item.
+ */
+export class LeaseLostError extends ChangelogError {
+  constructor(message: string, options: ChangelogErrorOptions = {}) {
+    super(message, { ...options, retriable: false });
+    this.name = 'LeaseLostError';
+  }
+}
+
+/** A DynamoDB Streams call failed in a way the reader must act on (not a plain transient fault). */
+export class StreamError extends ChangelogError {
+  /** The service's error code, e.g. ExpiredIteratorException, TrimmedDataAccessException. */
+  readonly code: string;
+
+  constructor(code: string, message: string, options: ChangelogErrorOptions = {}) {
+    super(message, options);
+    this.name = 'StreamError';
+    this.code = code;
+  }
+}
+
 /** Invalid configuration: lists every problem at once. */
 export class ConfigError extends ChangelogError {
   readonly issues: readonly string[];

@@ -3,10 +3,12 @@ export {
   ChangelogError,
   ConfigError,
   isRetriable,
+  LeaseLostError,
   MalformedRecordError,
   ObjectConflictError,
   ObjectStoreError,
   SegmentEncodeError,
+  StreamError,
 } from './errors.js';
 export { type RetryOptions, retry, sleep } from './retry.js';
 export { segmentSchema } from './segment/arrowBatch.js';
