@@ -11,76 +11,32 @@
  *       through the same encoder (the time is split into SDK and encoder parts)
  * Pages are generated once (seeded) into .bench-cache/ and read from disk page by page in every
  * case. Segments are flushed at 64 MiB of buffered rows, the daemon's default.
- *
- * The shared machines vary by +-15% from one run to the next, so cases run interleaved
- * (a b c a b c ...) `--repeat` times (default 3); each figure is the median run, with the range,
- * and ratios are the median of the per-round ratios.
+ * Runs are interleaved and reported as medians with paired ratios (scripts/benchHarness.ts).
  */
-import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { readFileSync, rmSync, statSync } from 'node:fs';
+import { join } from 'node:path';
 import { ChangeBuffer } from '../src/segment/changeBuffer.js';
 import { parseKeySchema } from '../src/segment/keySchema.js';
 import { encodeSegment } from '../src/segment/segmentEncoder.js';
 import { appendStreamRecords, type StreamRecordObject } from '../src/stream/sdkRecordDecoder.js';
 import { decodeGetRecordsResponse } from '../src/stream/wireRecordDecoder.js';
 import { sdkGetRecordsClient } from '../test/helpers/sdkGetRecords.js';
-import { generateRecords, getRecordsResponse } from '../test/helpers/streamRecords.js';
+import {
+  type CaseResult,
+  cachedPages,
+  parseArgs,
+  peakRssMiB,
+  runCase,
+  runInterleaved,
+} from './benchHarness.js';
 
-const args = new Map<string, string>();
-for (let i = 2; i < process.argv.length; i += 2)
-  args.set(process.argv[i]!.replace(/^--/, ''), process.argv[i + 1] ?? '');
+const args = parseArgs();
 const RECORDS = Number(args.get('records') ?? 200_000);
 const PAGE = Number(args.get('page-size') ?? 1000);
 const REPEAT = Number(args.get('repeat') ?? 3);
 const SEGMENT_BYTES = 64 * 1024 * 1024;
 const KEY_SCHEMA = parseKeySchema('pk:S,sk:N');
 const SHARD = 'shardId-00000001700000000000-0123abcd';
-const cacheDir = resolve('.bench-cache', `encode-v2-${RECORDS}-${PAGE}`);
-
-interface CaseResult {
-  name: string;
-  seconds: number;
-  records: number;
-  inputBytes: number;
-  outputBytes: number;
-  segments: number;
-  peakRssMiB: number;
-  detail?: string;
-}
-
-function pages(): string[] {
-  if (!existsSync(join(cacheDir, 'done'))) {
-    rmSync(cacheDir, { recursive: true, force: true });
-    mkdirSync(cacheDir, { recursive: true });
-    let seq = 100000000000000000000n;
-    // One key space with history across pages, as a real table's stream: mostly MODIFYs of
-    // existing items (both images), some INSERTs and REMOVEs.
-    const versions = new Map<number, number>();
-    for (let p = 0; p * PAGE < RECORDS; p++) {
-      const count = Math.min(PAGE, RECORDS - p * PAGE);
-      const records = generateRecords({
-        seed: p + 1,
-        records: count,
-        startSequence: seq,
-        keyCount: 20_000,
-        versions,
-      });
-      seq = BigInt(records.at(-1)!.dynamodb.SequenceNumber);
-      const body = getRecordsResponse(records, `AAAAAAAAAAE${'x'.repeat(200)}${p}`);
-      writeFileSync(join(cacheDir, `page-${String(p).padStart(5, '0')}.json`), body);
-    }
-    writeFileSync(join(cacheDir, 'done'), '');
-  }
-  return readdirSync(cacheDir)
-    .filter((f) => f.endsWith('.json'))
-    .sort()
-    .map((f) => join(cacheDir, f));
-}
-
-function peakRssMiB(): number {
-  return process.resourceUsage().maxRSS / 1024;
-}
 
 /**
  * Runs `add` for each page into one buffer, recycled after each flush as the daemon does, and
@@ -149,6 +105,7 @@ async function caseB(files: string[]): Promise<CaseResult> {
   const connection = await instance.connect();
   await connection.run('SET threads=1');
   await connection.run('SET preserve_insertion_order=false');
+  const cacheDir = join(files[0]!, '..');
   const out = join(cacheDir, '..', `duckdb-out-${process.pid}.parquet`);
   const inputBytes = files.reduce((sum, f) => sum + statSync(f).size, 0);
   const glob = join(cacheDir, 'page-*.json').replaceAll("'", "''");
@@ -191,13 +148,12 @@ const LABELS: Record<string, string> = {
 
 async function main(): Promise<void> {
   const only = args.get('case');
+  const files = cachedPages(RECORDS, PAGE);
   if (only) {
-    const files = pages();
     const result = only === 'a' ? await caseA(files) : only === 'b' ? await caseB(files) : await caseC(files);
     process.stdout.write(`RESULT ${JSON.stringify(result)}\n`);
     return;
   }
-  const files = pages();
   const inputMiB = files.reduce((sum, f) => sum + statSync(f).size, 0) / 2 ** 20;
   console.log(
     `encode benchmark: ${RECORDS} records in ${files.length} pages, ${inputMiB.toFixed(1)} MiB of GetRecords JSON`,
@@ -205,59 +161,11 @@ async function main(): Promise<void> {
   console.log(
     `(${((inputMiB * 2 ** 20) / RECORDS).toFixed(0)} bytes/record), each case in its own process on one core\n`,
   );
-  const runs: Record<string, CaseResult[]> = { a: [], b: [], c: [] };
-  for (let round = 0; round < REPEAT; round++) {
-    for (const name of ['a', 'b', 'c']) {
-      const pin = existsSync('/usr/bin/taskset') ? ['taskset', '-c', '0'] : [];
-      const cmd = [
-        ...pin,
-        process.execPath,
-        '--import',
-        'tsx',
-        'scripts/benchEncode.ts',
-        '--records',
-        String(RECORDS),
-        '--page-size',
-        String(PAGE),
-        '--case',
-        name,
-      ];
-      const child = spawnSync(cmd[0]!, cmd.slice(1), { encoding: 'utf8', maxBuffer: 1 << 26 });
-      const line = child.stdout.split('\n').find((l) => l.startsWith('RESULT '));
-      if (!line) throw new Error(`case ${name} failed:\n${child.stdout}\n${child.stderr}`);
-      const r = JSON.parse(line.slice(7)) as CaseResult;
-      if (r.records !== RECORDS)
-        throw new Error(`case ${name} wrote ${r.records} records, expected ${RECORDS}`);
-      runs[name]!.push(r);
-      process.stderr.write(
-        `  round ${round + 1}/${REPEAT} case ${name}: ${(r.records / r.seconds).toFixed(0)} rec/s\n`,
-      );
-    }
-  }
-  const rate = (r: CaseResult) => r.records / r.seconds;
-  const median = (name: string): CaseResult => {
-    const sorted = [...runs[name]!].sort((x, y) => rate(x) - rate(y));
-    return sorted[Math.floor(sorted.length / 2)]!;
-  };
-  console.log(`median of ${REPEAT} interleaved runs per case (range in brackets)\n`);
-  for (const name of ['a', 'b', 'c']) {
-    const r = median(name);
-    const rates = runs[name]!.map(rate);
-    console.log(
-      `${LABELS[name]!.padEnd(40)} ${rate(r).toFixed(0).padStart(7)} rec/s [${Math.min(...rates).toFixed(0)}-${Math.max(...rates).toFixed(0)}]  ` +
-        `${(r.inputBytes / 2 ** 20 / r.seconds).toFixed(1).padStart(6)} MB/s in  ` +
-        `${(r.outputBytes / 2 ** 20).toFixed(1).padStart(6)} MiB out (${r.segments} files)  peak RSS ${r.peakRssMiB.toFixed(0)} MiB` +
-        (r.detail ? `\n${' '.repeat(42)}${r.detail}` : ''),
-    );
-  }
-  // Paired ratios: noise on a shared host hits every case of a round alike, so the ratio within a
-  // round is steadier than the ratio of medians.
-  const paired = (x: string, y: string) => {
-    const ratios = runs[x]!.map((r, i) => rate(r) / rate(runs[y]![i]!)).sort((p, q) => p - q);
-    const med = ratios[Math.floor(ratios.length / 2)]!;
-    return `${med.toFixed(2)} (per round: ${ratios.map((v) => v.toFixed(2)).join(', ')})`;
-  };
-  console.log(`\n(a)/(b) = ${paired('a', 'b')}   (a)/(c) = ${paired('a', 'c')}`);
+  const caseArgs = ['--records', String(RECORDS), '--page-size', String(PAGE)];
+  runInterleaved(LABELS, REPEAT, (name) => runCase('scripts/benchEncode.ts', name, caseArgs, RECORDS), [
+    ['a', 'b'],
+    ['a', 'c'],
+  ]);
 }
 
 await main();
