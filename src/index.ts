@@ -46,5 +46,15 @@ export {
   type AttributeValueObject,
   attributeMapToJson,
 } from './stream/attributeValueJson.js';
+export { RawGetRecordsClient, type RawGetRecordsResponse } from './stream/getRecordsClient.js';
 export { appendStreamRecords, type StreamRecordObject } from './stream/sdkRecordDecoder.js';
+export {
+  describeAllShards,
+  describeChildShards,
+  listTableStreams,
+  resolveStreamArn,
+  ShardDiscovery,
+  type ShardDiscoveryOptions,
+} from './stream/shardDiscovery.js';
+export { type ShardAnomaly, ShardGraph, type ShardInfo } from './stream/shardGraph.js';
 export { type DecodedPage, decodeGetRecordsResponse } from './stream/wireRecordDecoder.js';
