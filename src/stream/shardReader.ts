@@ -1,0 +1,306 @@
+import {
+  type DynamoDBStreamsClient,
+  GetRecordsCommand,
+  GetShardIteratorCommand,
+  type ShardIteratorType,
+} from '@aws-sdk/client-dynamodb-streams';
+import type PQueue from 'p-queue';
+import { isRetriable, StreamError } from '../errors.js';
+import { type RetryOptions, retry, sleep } from '../retry.js';
+import type { ChangeBuffer } from '../segment/changeBuffer.js';
+import type { RawGetRecordsClient } from './getRecordsClient.js';
+import { appendStreamRecords, type StreamRecordObject } from './sdkRecordDecoder.js';
+import { describeAllShards } from './shardDiscovery.js';
+import { type DecodedPage, decodeGetRecordsResponse } from './wireRecordDecoder.js';
+
+/** One GetRecords response, as bytes (fast path) or as the SDK's objects. */
+export type FetchedPage =
+  | { kind: 'raw'; shardId: string; body: Uint8Array; serverTime: Date | undefined }
+  | {
+      kind: 'objects';
+      shardId: string;
+      records: StreamRecordObject[];
+      nextShardIterator: string | undefined;
+      serverTime: Date | undefined;
+    };
+
+/** What a consumer learned from a page: decodePage's result. */
+export type PageSummary = Pick<
+  DecodedPage,
+  'nextShardIterator' | 'records' | 'firstSequenceNumber' | 'lastSequenceNumber' | 'lastEventTimeMs'
+>;
+
+/** Decodes a fetched page into `buffer` (all-or-nothing) and returns what the reader needs. */
+export function decodePage(page: FetchedPage, buffer: ChangeBuffer): PageSummary {
+  if (page.kind === 'raw') return decodeGetRecordsResponse(page.body, page.shardId, buffer);
+  appendStreamRecords(page.records, page.shardId, buffer);
+  const first = page.records[0];
+  const last = page.records.at(-1);
+  const lastTime = last?.dynamodb?.ApproximateCreationDateTime;
+  return {
+    nextShardIterator: page.nextShardIterator,
+    records: page.records.length,
+    firstSequenceNumber: first?.dynamodb?.SequenceNumber,
+    lastSequenceNumber: last?.dynamodb?.SequenceNumber,
+    lastEventTimeMs:
+      lastTime instanceof Date
+        ? lastTime.getTime()
+        : typeof lastTime === 'number'
+          ? Math.round(lastTime * 1000)
+          : undefined,
+  };
+}
+
+/** Data the stream trimmed (24 h retention) before this reader got to it: listed in manifests. */
+export interface StreamGap {
+  shardId: string;
+  /** The last sequence number known read before the gap (the checkpoint), if any. */
+  afterSequenceNumber: string | undefined;
+  reason: 'TrimmedDataAccessException';
+  /** DynamoDB's clock when the gap was found, when known. */
+  detectedAt: Date | undefined;
+}
+
+export interface ReaderLogger {
+  error(details: Record<string, unknown>, message: string): void;
+  warn(details: Record<string, unknown>, message: string): void;
+}
+
+export interface ShardReaderOptions {
+  streamArn: string;
+  shardId: string;
+  /** The SDK client: GetShardIterator, DescribeStream, and GetRecords when `raw` is not given. */
+  streams: DynamoDBStreamsClient;
+  /** The fast path for GetRecords; without it the SDK's GetRecords is used. */
+  raw?: RawGetRecordsClient;
+  /** Resume after this sequence number (the checkpoint); absent = TRIM_HORIZON (new shard). */
+  afterSequenceNumber?: string;
+  /**
+   * Receives every page, in order, and resolves when the next stage has taken it: the reader does
+   * not fetch again until then (backpressure). It decodes the page where it wants it (decodePage).
+   */
+  consume: (page: FetchedPage) => Promise<PageSummary>;
+  /** Called (and awaited) for every gap before reading resumes from TRIM_HORIZON. */
+  onGap: (gap: StreamGap) => Promise<void> | void;
+  /** Bounds GetRecords calls in flight across all shards' readers. */
+  limiter?: PQueue;
+  /** GetRecords Limit (max 1000). */
+  limit?: number;
+  /** Wait after an empty page, doubling from `idleMinMs` to `idleMaxMs` while pages stay empty. */
+  idleMinMs?: number;
+  idleMaxMs?: number;
+  retry?: RetryOptions;
+  logger?: ReaderLogger;
+  /** Confirms a shard really ended after ResourceNotFound (default: DescribeStream). */
+  confirmShardGone?: (shardId: string, signal: AbortSignal) => Promise<boolean>;
+}
+
+export interface ShardReadResult {
+  /** 'shard-end': the shard is closed and fully read; 'aborted': stopped by the signal. */
+  outcome: 'shard-end' | 'aborted';
+  lastSequenceNumber: string | undefined;
+  records: number;
+  pages: number;
+  gaps: number;
+  iteratorRenewals: number;
+}
+
+const errorCode = (e: unknown): string =>
+  e instanceof StreamError ? e.code : typeof e === 'object' && e !== null ? String((e as Error).name) : '';
+
+/**
+ * Reads one shard from its checkpoint to its end (or until aborted): GetShardIterator, then
+ * GetRecords in a loop, handing each page to `consume` and waiting for it.
+ *
+ * Failure handling:
+ * - ExpiredIteratorException: a new iterator AFTER the last sequence number read (or the start
+ *   position if nothing was read yet): no gap, no repeat.
+ * - Throttling, LimitExceeded, 5xx, network: jittered exponential back-off (retry.ts), then on.
+ * - TrimmedDataAccessException: records were lost before they were read. The gap is reported
+ *   (`onGap`, error log), then reading restarts at TRIM_HORIZON. Never skipped silently.
+ * - ResourceNotFoundException: confirmed with DescribeStream; only a shard that is gone or closed
+ *   counts as ended, otherwise the error is raised.
+ * - No NextShardIterator: the shard is closed; the last page was delivered first.
+ */
+export class ShardReader {
+  private readonly o: ShardReaderOptions;
+  private lastSequenceNumber: string | undefined;
+  private readonly stats = { records: 0, pages: 0, gaps: 0, iteratorRenewals: 0 };
+
+  constructor(options: ShardReaderOptions) {
+    this.o = options;
+    this.lastSequenceNumber = options.afterSequenceNumber;
+  }
+
+  async run(signal: AbortSignal): Promise<ShardReadResult> {
+    const { idleMinMs = 250, idleMaxMs = 1000 } = this.o;
+    let idleMs = 0;
+    try {
+      let iterator = await this.openIterator(signal);
+      for (;;) {
+        signal.throwIfAborted();
+        let page: FetchedPage;
+        try {
+          page = await this.fetch(iterator, signal);
+        } catch (error) {
+          const next = await this.recover(error, iterator, signal);
+          if (next === 'ended') return this.result('shard-end');
+          iterator = next;
+          continue;
+        }
+        const summary = await this.o.consume(page);
+        this.stats.pages++;
+        if (summary.records > 0) {
+          this.stats.records += summary.records;
+          this.lastSequenceNumber = summary.lastSequenceNumber;
+          idleMs = 0;
+        }
+        if (summary.nextShardIterator === undefined) return this.result('shard-end');
+        iterator = summary.nextShardIterator;
+        if (summary.records === 0) {
+          idleMs = idleMs === 0 ? idleMinMs : Math.min(idleMaxMs, idleMs * 2);
+          await sleep(idleMs, signal);
+        }
+      }
+    } catch (error) {
+      if (signal.aborted) return this.result('aborted');
+      throw error;
+    }
+  }
+
+  private result(outcome: ShardReadResult['outcome']): ShardReadResult {
+    return { outcome, lastSequenceNumber: this.lastSequenceNumber, ...this.stats };
+  }
+
+  /** Iterator at the checkpoint, or TRIM_HORIZON; a trimmed checkpoint becomes a gap. */
+  private async openIterator(signal: AbortSignal): Promise<string> {
+    const after = this.lastSequenceNumber;
+    if (after === undefined) return this.iterator('TRIM_HORIZON', undefined, signal);
+    try {
+      return await this.iterator('AFTER_SEQUENCE_NUMBER', after, signal);
+    } catch (error) {
+      if (errorCode(error) !== 'TrimmedDataAccessException') throw error;
+      await this.reportGap(undefined, signal);
+      return this.iterator('TRIM_HORIZON', undefined, signal);
+    }
+  }
+
+  private async iterator(type: ShardIteratorType, sequenceNumber: string | undefined, signal: AbortSignal) {
+    const { streams, streamArn, shardId } = this.o;
+    const output = await retry(
+      () =>
+        streams.send(
+          new GetShardIteratorCommand({
+            StreamArn: streamArn,
+            ShardId: shardId,
+            ShardIteratorType: type,
+            SequenceNumber: sequenceNumber,
+          }),
+          { abortSignal: signal },
+        ),
+      { ...this.o.retry, signal },
+    );
+    if (!output.ShardIterator) {
+      throw new StreamError('NoShardIterator', `GetShardIterator returned no iterator for ${shardId}`, {
+        shardId,
+      });
+    }
+    return output.ShardIterator;
+  }
+
+  private async fetch(iterator: string, signal: AbortSignal): Promise<FetchedPage> {
+    const call = () =>
+      retry(() => this.fetchOnce(iterator, signal), {
+        ...this.o.retry,
+        signal,
+        onRetry: (error, attempt, delayMs) =>
+          this.o.logger?.warn(
+            { shardId: this.o.shardId, code: errorCode(error), attempt, delayMs },
+            'GetRecords failed, backing off',
+          ),
+      });
+    if (!this.o.limiter) return call();
+    return (await this.o.limiter.add(call, { signal })) as FetchedPage;
+  }
+
+  private async fetchOnce(iterator: string, signal: AbortSignal): Promise<FetchedPage> {
+    const { shardId, limit = 1000 } = this.o;
+    if (this.o.raw) {
+      const response = await this.o.raw.getRecords({ ShardIterator: iterator, Limit: limit }, signal);
+      return { kind: 'raw', shardId, body: response.body, serverTime: response.serverTime };
+    }
+    const output = await this.o.streams.send(
+      new GetRecordsCommand({ ShardIterator: iterator, Limit: limit }),
+      {
+        abortSignal: signal,
+      },
+    );
+    return {
+      kind: 'objects',
+      shardId,
+      records: (output.Records ?? []) as StreamRecordObject[],
+      nextShardIterator: output.NextShardIterator,
+      serverTime: undefined,
+    };
+  }
+
+  /** Acts on a GetRecords failure that retry() did not absorb: the iterator to go on with, or the end. */
+  private async recover(error: unknown, iterator: string, signal: AbortSignal): Promise<string | 'ended'> {
+    if (signal.aborted) throw signal.reason;
+    const code = errorCode(error);
+    if (code === 'ExpiredIteratorException') {
+      this.stats.iteratorRenewals++;
+      return this.openIterator(signal);
+    }
+    if (code === 'TrimmedDataAccessException') {
+      await this.reportGap(undefined, signal);
+      return this.iterator('TRIM_HORIZON', undefined, signal);
+    }
+    if (code === 'ResourceNotFoundException') {
+      const gone = await (this.o.confirmShardGone ?? this.describeSaysGone.bind(this))(
+        this.o.shardId,
+        signal,
+      );
+      if (gone) return 'ended';
+      throw new StreamError(
+        code,
+        `shard ${this.o.shardId} not found, but DescribeStream still lists it open`,
+        {
+          shardId: this.o.shardId,
+          cause: error,
+          retriable: true,
+        },
+      );
+    }
+    if (isRetriable(error)) {
+      // A long outage outlasted retry()'s budget: keep going with the same iterator (retry() has
+      // already backed off); if it expires meanwhile, the ExpiredIterator path renews it.
+      this.o.logger?.error(
+        { shardId: this.o.shardId, code, error: (error as Error).message },
+        'GetRecords keeps failing; still retrying',
+      );
+      return iterator;
+    }
+    throw error;
+  }
+
+  private async describeSaysGone(shardId: string, signal: AbortSignal): Promise<boolean> {
+    const { shards } = await describeAllShards(this.o.streams, this.o.streamArn, { signal });
+    const shard = shards.find((s) => s.ShardId === shardId);
+    return shard === undefined || shard.SequenceNumberRange?.EndingSequenceNumber !== undefined;
+  }
+
+  private async reportGap(detectedAt: Date | undefined, signal: AbortSignal): Promise<void> {
+    signal.throwIfAborted();
+    this.stats.gaps++;
+    const gap: StreamGap = {
+      shardId: this.o.shardId,
+      afterSequenceNumber: this.lastSequenceNumber,
+      reason: 'TrimmedDataAccessException',
+      detectedAt,
+    };
+    // Loud on purpose: data was lost before it was read. The gap goes into the manifest.
+    this.o.logger?.error({ ...gap }, 'stream data was trimmed before it was read: recording a gap');
+    await this.o.onGap(gap);
+  }
+}
