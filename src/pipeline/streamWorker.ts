@@ -1,0 +1,278 @@
+import type { DynamoDBStreamsClient } from '@aws-sdk/client-dynamodb-streams';
+import PQueue from 'p-queue';
+import { LeaseLostError } from '../errors.js';
+import { type Lease, SHARD_END } from '../lease/lease.js';
+import { planLeaseTakes } from '../lease/leaseBalancer.js';
+import { LeaseExpiryTracker } from '../lease/leaseExpiry.js';
+import type { LeaseStore } from '../lease/leaseStore.js';
+import { type RetryOptions, sleep } from '../retry.js';
+import type { RawGetRecordsClient } from '../stream/getRecordsClient.js';
+import { ShardDiscovery } from '../stream/shardDiscovery.js';
+import type { ShardGraph } from '../stream/shardGraph.js';
+import {
+  type FetchedPage,
+  type PageSummary,
+  type ReaderLogger,
+  ShardReader,
+  type StreamGap,
+} from '../stream/shardReader.js';
+
+export interface CheckpointEvent {
+  workerId: string;
+  shardId: string;
+  leaseEpoch: number;
+  from: string;
+  to: string;
+}
+
+export interface StreamWorkerOptions {
+  workerId: string;
+  streamArn: string;
+  streams: DynamoDBStreamsClient;
+  /** The fast GetRecords path; without it the SDK's GetRecords is used. */
+  raw?: RawGetRecordsClient;
+  /** This worker's lease store (same workerId, same stream). */
+  leases: LeaseStore;
+  /** Defaults to a ShardDiscovery on `streamArn` with `streams`. */
+  discovery?: ShardDiscovery;
+  /**
+   * Receives each page of an owned shard and resolves once the next stage has taken it; the page's
+   * last sequence number is then checkpointed under the lease (fenced by owner + epoch).
+   */
+  consume: (page: FetchedPage, shardId: string) => Promise<PageSummary>;
+  onGap?: (gap: StreamGap) => Promise<void> | void;
+  /** Lease expiry: no counter change for this long, on this worker's monotonic clock. */
+  failoverMs?: number;
+  /** Renew and balancing period; about a third of failoverMs. */
+  renewIntervalMs?: number;
+  /** GetRecords calls in flight across this worker's shards. */
+  maxGetRecordsInFlight?: number;
+  idleMinMs?: number;
+  idleMaxMs?: number;
+  retry?: RetryOptions;
+  logger?: ReaderLogger & { info(details: Record<string, unknown>, message: string): void };
+  /** Release held leases on stop so others take them at once (default). false behaves like a crash. */
+  releaseOnStop?: boolean;
+  onCheckpoint?: (event: CheckpointEvent) => void;
+  now?: () => number;
+}
+
+interface HeldShard {
+  lease: Lease;
+  /** Serialises lease writes for the shard: a renew answer must not overwrite a newer checkpoint. */
+  ops: Promise<unknown>;
+  reader: AbortController | undefined;
+  running: Promise<void> | undefined;
+}
+
+/**
+ * One worker of a fleet reading a stream: it keeps leases (renew, balance, take), runs one
+ * ShardReader per held lease whose shard is readable (parents at SHARD_END), checkpoints every
+ * consumed page under the lease, and marks SHARD_END when a shard is fully read.
+ *
+ * A LeaseLostError anywhere (renew or checkpoint) stops that shard's reader at once. Nothing a
+ * stopped reader delivered after the last successful checkpoint is lost: the next holder resumes
+ * after that checkpoint.
+ */
+export class StreamWorker {
+  private readonly o: StreamWorkerOptions;
+  private readonly held = new Map<string, HeldShard>();
+  private readonly expiry: LeaseExpiryTracker;
+  private readonly limiter: PQueue;
+  private readonly discovery: ShardDiscovery;
+  private readonly now: () => number;
+
+  constructor(options: StreamWorkerOptions) {
+    this.o = options;
+    this.now = options.now ?? (() => performance.now());
+    this.expiry = new LeaseExpiryTracker({ failoverMs: options.failoverMs ?? 10_000, now: this.now });
+    this.limiter = new PQueue({ concurrency: options.maxGetRecordsInFlight ?? 16 });
+    this.discovery =
+      options.discovery ??
+      new ShardDiscovery({ streamsClient: options.streams, streamArn: options.streamArn });
+  }
+
+  /** Shards this worker holds now. */
+  get heldShards(): string[] {
+    return [...this.held.keys()].sort();
+  }
+
+  async run(signal: AbortSignal): Promise<void> {
+    const interval = this.o.renewIntervalMs ?? Math.round((this.o.failoverMs ?? 10_000) / 3);
+    const discovering = this.discovery
+      .start(signal, (graph) => this.onGraph(graph, signal))
+      .catch((error: unknown) => this.o.logger?.error({ error: String(error) }, 'shard discovery stopped'));
+    try {
+      while (!signal.aborted) {
+        try {
+          await this.tick(signal);
+        } catch (error) {
+          if (signal.aborted) break;
+          this.o.logger?.warn({ error: String(error) }, 'lease cycle failed; trying again next cycle');
+        }
+        await sleep(interval, signal).catch(() => undefined);
+      }
+    } finally {
+      await this.stop();
+      await discovering;
+    }
+  }
+
+  private async onGraph(graph: ShardGraph, signal: AbortSignal): Promise<void> {
+    const lineage = graph.shards().map((s) => ({
+      shardId: s.shardId,
+      parentShardIds: s.parentShardId ? [s.parentShardId] : [],
+    }));
+    await this.o.leases.ensureLeases(lineage, signal);
+  }
+
+  /** One renew + balance cycle. */
+  private async tick(signal: AbortSignal): Promise<void> {
+    const { leases, workerId } = this.o;
+    for (const [shardId, h] of this.held) {
+      try {
+        await this.withLease(h, async () => {
+          h.lease = await leases.renew(h.lease, signal);
+        });
+      } catch (error) {
+        if (!(error instanceof LeaseLostError)) throw error;
+        this.lose(shardId, 'renew');
+      }
+    }
+
+    const all = await leases.listLeases(signal);
+    const now = this.now();
+    this.expiry.observe(all, now);
+    for (const lease of all) {
+      // Another worker took a lease we think we hold (we missed renewals, e.g. paused).
+      if (this.held.has(lease.shardId) && lease.owner !== workerId) this.lose(lease.shardId, 'listing');
+    }
+    const plan = planLeaseTakes({ leases: all, workerId, expiry: this.expiry, now });
+    for (const observed of plan.steal ? [...plan.take, plan.steal] : plan.take) {
+      const taken = await leases.take(observed, signal);
+      if (!taken) continue;
+      this.o.logger?.info(
+        {
+          shardId: taken.shardId,
+          leaseEpoch: taken.leaseEpoch,
+          from: observed.owner ?? null,
+          stolen: observed === plan.steal,
+        },
+        'lease taken',
+      );
+      this.held.set(taken.shardId, {
+        lease: taken,
+        ops: Promise.resolve(),
+        reader: undefined,
+        running: undefined,
+      });
+    }
+    for (const [shardId, h] of this.held) {
+      if (h.running === undefined && h.lease.checkpoint !== SHARD_END) this.startReader(shardId, h, signal);
+    }
+  }
+
+  private startReader(shardId: string, h: HeldShard, signal: AbortSignal): void {
+    const controller = new AbortController();
+    const onAbort = () => controller.abort(signal.reason);
+    signal.addEventListener('abort', onAbort, { once: true });
+    const checkpointed = h.lease.checkpoint;
+    const reader = new ShardReader({
+      streamArn: this.o.streamArn,
+      shardId,
+      streams: this.o.streams,
+      raw: this.o.raw,
+      afterSequenceNumber: /^\d+$/.test(checkpointed) ? checkpointed : undefined,
+      consume: async (page) => {
+        const summary = await this.o.consume(page, shardId);
+        if (summary.records > 0 && summary.lastSequenceNumber) {
+          await this.checkpoint(h, summary.lastSequenceNumber, summary.lastEventTimeMs, controller.signal);
+        }
+        return summary;
+      },
+      onGap: (gap) => this.o.onGap?.(gap),
+      limiter: this.limiter,
+      idleMinMs: this.o.idleMinMs,
+      idleMaxMs: this.o.idleMaxMs,
+      retry: this.o.retry,
+      logger: this.o.logger,
+    });
+    h.reader = controller;
+    h.running = reader
+      .run(controller.signal)
+      .then(async (result) => {
+        if (result.outcome !== 'shard-end') return;
+        await this.checkpoint(h, SHARD_END, undefined, controller.signal);
+        this.o.logger?.info({ shardId, records: result.records }, 'shard fully read');
+        this.discovery.requestResync();
+      })
+      .catch((error: unknown) => {
+        if (error instanceof LeaseLostError) this.lose(shardId, 'checkpoint');
+        else if (!controller.signal.aborted) {
+          this.o.logger?.error(
+            { shardId, error: String(error) },
+            'shard reader failed; restarting next cycle',
+          );
+        }
+      })
+      .finally(() => {
+        signal.removeEventListener('abort', onAbort);
+        if (this.held.get(shardId) === h) {
+          h.running = undefined;
+          h.reader = undefined;
+        }
+      });
+  }
+
+  private async checkpoint(
+    h: HeldShard,
+    to: string,
+    lastEventTimeMs: number | undefined,
+    signal: AbortSignal,
+  ): Promise<void> {
+    await this.withLease(h, async () => {
+      const from = h.lease.checkpoint;
+      h.lease = await this.o.leases.checkpoint(h.lease, { from, to, lastEventTimeMs }, signal);
+      this.o.onCheckpoint?.({
+        workerId: this.o.workerId,
+        shardId: h.lease.shardId,
+        leaseEpoch: h.lease.leaseEpoch,
+        from,
+        to,
+      });
+    });
+  }
+
+  private withLease<T>(h: HeldShard, op: () => Promise<T>): Promise<T> {
+    const next = h.ops.then(op, op);
+    h.ops = next.catch(() => undefined);
+    return next;
+  }
+
+  /** The lease is gone: stop the shard's reader now and forget the shard. */
+  private lose(shardId: string, where: string): void {
+    const h = this.held.get(shardId);
+    if (!h) return;
+    this.held.delete(shardId);
+    h.reader?.abort(new LeaseLostError(`lease on ${shardId} lost (${where})`, { shardId }));
+    this.o.logger?.warn({ shardId, where, leaseEpoch: h.lease.leaseEpoch }, 'lease lost');
+  }
+
+  /** Stops every reader; releases the leases (unless configured to behave like a crash). */
+  private async stop(): Promise<void> {
+    const shards = [...this.held.entries()];
+    for (const [, h] of shards) h.reader?.abort(new Error('worker stopping'));
+    await Promise.all(shards.map(([, h]) => h.running));
+    if (this.o.releaseOnStop === false) return;
+    await Promise.all(
+      shards.map(async ([shardId, h]) => {
+        try {
+          await this.withLease(h, () => this.o.leases.release(h.lease));
+        } catch (error) {
+          this.o.logger?.warn({ shardId, error: String(error) }, 'could not release lease on stop');
+        }
+      }),
+    );
+    this.held.clear();
+  }
+}
