@@ -1,0 +1,170 @@
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import {
+  DescribeStreamCommand,
+  DynamoDBStreamsClient,
+  GetRecordsCommand,
+  GetShardIteratorCommand,
+} from '@aws-sdk/client-dynamodb-streams';
+import { mockClient } from 'aws-sdk-client-mock';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { SHARD_END } from '../../../src/lease/lease.js';
+import { LeaseStore } from '../../../src/lease/leaseStore.js';
+import { createLeaseTable } from '../../../src/lease/leaseTable.js';
+import { type CheckpointEvent, StreamWorker } from '../../../src/pipeline/streamWorker.js';
+import { ChangeBuffer } from '../../../src/segment/changeBuffer.js';
+import { parseKeySchema } from '../../../src/segment/keySchema.js';
+import { decodePage } from '../../../src/stream/shardReader.js';
+import { type DynamoDbLocal, startDynamoDbLocal } from '../../helpers/dynamoDbLocal.js';
+import { sdkDeserializeGetRecords } from '../../helpers/sdkGetRecords.js';
+import { generateRecords, getRecordsResponse, type WireRecord } from '../../helpers/streamRecords.js';
+
+/*
+ * A shard split while the fleet reads: parent P is closed with children C1 and C2. The stream is
+ * scripted (aws-sdk-client-mock); the lease table is the real DynamoDB Local. Children must not be
+ * read before P's SHARD_END is committed, and every item's changes must arrive in stream order
+ * across parent and child.
+ */
+const STREAM = 'arn:aws:dynamodb:us-east-1:123456789012:table/orders/stream/2026-01-01T00:00:00.000';
+const P = 'shardId-00000001700000000000-parent00';
+const C1 = 'shardId-00000001700000010000-child001';
+const C2 = 'shardId-00000001700000010000-child002';
+const credentials = { accessKeyId: 'local', secretAccessKey: 'local' };
+
+let local: DynamoDbLocal;
+let dynamodb: DynamoDBClient;
+beforeAll(async () => {
+  local = await startDynamoDbLocal();
+  dynamodb = new DynamoDBClient({ region: 'us-east-1', endpoint: local.endpoint, credentials });
+});
+afterAll(async () => {
+  dynamodb?.destroy();
+  await local?.stop();
+});
+
+/** The history: P holds each key's first changes, then the key's later changes go to one child. */
+function history(): Map<string, WireRecord[][]> {
+  const all = generateRecords({ records: 240, seed: 9, keyCount: 12, startSequence: 10n ** 20n });
+  const parent = all.slice(0, 120);
+  const later = all.slice(120);
+  const child = (r: WireRecord) =>
+    Number(/object-(\d+)/.exec(JSON.stringify(r.dynamodb.Keys))![1]) % 2 === 0 ? C1 : C2;
+  const pages = (records: WireRecord[]) => [
+    records.slice(0, records.length / 2),
+    records.slice(records.length / 2),
+  ];
+  return new Map([
+    [P, pages(parent)],
+    [C1, pages(later.filter((r) => child(r) === C1))],
+    [C2, pages(later.filter((r) => child(r) === C2))],
+  ]);
+}
+
+describe('StreamWorker across a shard split', () => {
+  it('reads children only after the parent’s SHARD_END, keeping per-item order', async () => {
+    const pages = history();
+    const streams = new DynamoDBStreamsClient({ region: 'us-east-1', credentials });
+    const mock = mockClient(streams);
+    mock.on(DescribeStreamCommand).resolves({
+      StreamDescription: {
+        StreamArn: STREAM,
+        StreamStatus: 'ENABLED',
+        Shards: [
+          {
+            ShardId: P,
+            SequenceNumberRange: {
+              StartingSequenceNumber: '1',
+              EndingSequenceNumber: '99999999999999999999999',
+            },
+          },
+          { ShardId: C1, ParentShardId: P, SequenceNumberRange: { StartingSequenceNumber: '2' } },
+          { ShardId: C2, ParentShardId: P, SequenceNumberRange: { StartingSequenceNumber: '3' } },
+        ],
+      },
+    });
+    mock
+      .on(GetShardIteratorCommand)
+      .callsFake((input: { ShardId: string }) => ({ ShardIterator: `${input.ShardId}#0` }));
+    const deserialised = new Map<string, Awaited<ReturnType<typeof sdkDeserializeGetRecords>>>();
+    mock.on(GetRecordsCommand).callsFake(async (input: { ShardIterator: string }) => {
+      const [shard, n] = input.ShardIterator.split('#') as [string, string];
+      const index = Number(n);
+      const shardPages = pages.get(shard)!;
+      // The parent ends after its pages; open children keep answering empty pages.
+      const next = shard === P && index + 1 >= shardPages.length ? undefined : `${shard}#${index + 1}`;
+      const key = `${shard}#${index}#${next}`;
+      if (!deserialised.has(key)) {
+        deserialised.set(
+          key,
+          await sdkDeserializeGetRecords(getRecordsResponse(shardPages[index] ?? [], next)),
+        );
+      }
+      return deserialised.get(key)!;
+    });
+
+    const leaseTable = `split-leases-${Date.now()}`;
+    await createLeaseTable(dynamodb, leaseTable);
+    const delivered: { shardId: string; key: string; sequenceNumber: string }[] = [];
+    const checkpoints: CheckpointEvent[] = [];
+    const controllers: AbortController[] = [];
+    const runs: Promise<void>[] = [];
+    for (const workerId of ['w1', 'w2']) {
+      const buffer = new ChangeBuffer(parseKeySchema('pk:S,sk:N'));
+      const worker = new StreamWorker({
+        workerId,
+        streamArn: STREAM,
+        streams,
+        leases: new LeaseStore({ client: dynamodb, tableName: leaseTable, streamArn: STREAM, workerId }),
+        failoverMs: 1500,
+        renewIntervalMs: 200,
+        idleMinMs: 10,
+        idleMaxMs: 40,
+        consume: async (page, shardId) => {
+          const mark = buffer.rowCount;
+          const summary = decodePage(page, buffer);
+          for (let row = mark; row < buffer.rowCount; row++) {
+            delivered.push({
+              shardId,
+              key: Buffer.from(buffer.keys.value(row)).toString(),
+              sequenceNumber: Buffer.from(buffer.sequenceNumber.value(row)).toString(),
+            });
+          }
+          return summary;
+        },
+        onCheckpoint: (event) => checkpoints.push(event),
+      });
+      const controller = new AbortController();
+      controllers.push(controller);
+      runs.push(worker.run(controller.signal));
+    }
+
+    try {
+      const total = [...pages.values()].flat(2).length;
+      const deadline = Date.now() + 60_000;
+      while (new Set(delivered.map((d) => d.sequenceNumber)).size < total) {
+        if (Date.now() > deadline) throw new Error(`only ${delivered.length} of ${total} records delivered`);
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+    } finally {
+      for (const c of controllers) c.abort(new Error('test over'));
+      await Promise.all(runs);
+    }
+
+    // No child record was delivered before the parent's SHARD_END was committed.
+    const parentEnd = checkpoints.findIndex((c) => c.shardId === P && c.to === SHARD_END);
+    expect(parentEnd).toBeGreaterThanOrEqual(0);
+    const firstChildCheckpoint = checkpoints.findIndex((c) => c.shardId !== P);
+    expect(firstChildCheckpoint).toBeGreaterThan(parentEnd);
+    const lastParentDelivery = delivered.map((d) => d.shardId).lastIndexOf(P);
+    const firstChildDelivery = delivered.findIndex((d) => d.shardId !== P);
+    expect(firstChildDelivery).toBeGreaterThan(lastParentDelivery);
+
+    // Per item, changes arrive in stream order across parent and child.
+    const byKey = new Map<string, bigint[]>();
+    for (const d of delivered) byKey.set(d.key, [...(byKey.get(d.key) ?? []), BigInt(d.sequenceNumber)]);
+    for (const seqs of byKey.values()) {
+      for (let i = 1; i < seqs.length; i++) expect(seqs[i]! > seqs[i - 1]!).toBe(true);
+    }
+    expect(new Set(delivered.map((d) => d.shardId))).toEqual(new Set([P, C1, C2]));
+    streams.destroy();
+  }, 120_000);
+});
