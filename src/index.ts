@@ -10,6 +10,12 @@ export {
   SegmentEncodeError,
   StreamError,
 } from './errors.js';
+export { type Lease, SHARD_END, TRIM_HORIZON } from './lease/lease.js';
+export { planLeaseTakes } from './lease/leaseBalancer.js';
+export { LeaseExpiryTracker } from './lease/leaseExpiry.js';
+export { type CheckpointMove, LeaseStore, type LeaseStoreOptions } from './lease/leaseStore.js';
+export { createLeaseTable } from './lease/leaseTable.js';
+export { type CheckpointEvent, StreamWorker, type StreamWorkerOptions } from './pipeline/streamWorker.js';
 export { type RetryOptions, retry, sleep } from './retry.js';
 export { segmentSchema } from './segment/arrowBatch.js';
 export { ChangeBuffer, OP_NAMES } from './segment/changeBuffer.js';
@@ -57,4 +63,13 @@ export {
   type ShardDiscoveryOptions,
 } from './stream/shardDiscovery.js';
 export { type ShardAnomaly, ShardGraph, type ShardInfo } from './stream/shardGraph.js';
+export {
+  decodePage,
+  type FetchedPage,
+  type PageSummary,
+  ShardReader,
+  type ShardReaderOptions,
+  type ShardReadResult,
+  type StreamGap,
+} from './stream/shardReader.js';
 export { type DecodedPage, decodeGetRecordsResponse } from './stream/wireRecordDecoder.js';
