@@ -81,29 +81,37 @@ describe('StreamWorker across a shard split', () => {
         ],
       },
     });
+    // Iterators are `<shard>#<page>#<after>`: the page to serve, and the sequence number the
+    // records must follow (AFTER_SEQUENCE_NUMBER), as GetShardIterator positions them.
     mock
       .on(GetShardIteratorCommand)
-      .callsFake((input: { ShardId: string }) => ({ ShardIterator: `${input.ShardId}#0` }));
-    const deserialised = new Map<string, Awaited<ReturnType<typeof sdkDeserializeGetRecords>>>();
+      .callsFake((input: { ShardId: string; ShardIteratorType: string; SequenceNumber?: string }) => {
+        const after = input.ShardIteratorType === 'AFTER_SEQUENCE_NUMBER' ? input.SequenceNumber! : '';
+        const shardPages = pages.get(input.ShardId)!;
+        let page = 0;
+        if (after !== '') {
+          page = shardPages.findIndex((p) =>
+            p.some((r) => BigInt(r.dynamodb.SequenceNumber) > BigInt(after)),
+          );
+          if (page < 0) page = shardPages.length;
+        }
+        return { ShardIterator: `${input.ShardId}#${page}#${after}` };
+      });
     mock.on(GetRecordsCommand).callsFake(async (input: { ShardIterator: string }) => {
-      const [shard, n] = input.ShardIterator.split('#') as [string, string];
+      const [shard, n, after] = input.ShardIterator.split('#') as [string, string, string];
       const index = Number(n);
       const shardPages = pages.get(shard)!;
+      const records = (shardPages[index] ?? []).filter(
+        (r) => after === '' || BigInt(r.dynamodb.SequenceNumber) > BigInt(after),
+      );
       // The parent ends after its pages; open children keep answering empty pages.
-      const next = shard === P && index + 1 >= shardPages.length ? undefined : `${shard}#${index + 1}`;
-      const key = `${shard}#${index}#${next}`;
-      if (!deserialised.has(key)) {
-        deserialised.set(
-          key,
-          await sdkDeserializeGetRecords(getRecordsResponse(shardPages[index] ?? [], next)),
-        );
-      }
-      return deserialised.get(key)!;
+      const next = shard === P && index + 1 >= shardPages.length ? undefined : `${shard}#${index + 1}#`;
+      return sdkDeserializeGetRecords(getRecordsResponse(records, next));
     });
 
     const leaseTable = `split-leases-${Date.now()}`;
     await createLeaseTable(dynamodb, leaseTable);
-    const delivered: { shardId: string; key: string; sequenceNumber: string }[] = [];
+    const delivered: { workerId: string; shardId: string; key: string; sequenceNumber: string }[] = [];
     const checkpoints: CheckpointEvent[] = [];
     const controllers: AbortController[] = [];
     const runs: Promise<void>[] = [];
@@ -123,6 +131,7 @@ describe('StreamWorker across a shard split', () => {
           const summary = decodePage(page, buffer);
           for (let row = mark; row < buffer.rowCount; row++) {
             delivered.push({
+              workerId,
               shardId,
               key: Buffer.from(buffer.keys.value(row)).toString(),
               sequenceNumber: Buffer.from(buffer.sequenceNumber.value(row)).toString(),
@@ -158,9 +167,18 @@ describe('StreamWorker across a shard split', () => {
     const firstChildDelivery = delivered.findIndex((d) => d.shardId !== P);
     expect(firstChildDelivery).toBeGreaterThan(lastParentDelivery);
 
-    // Per item, changes arrive in stream order across parent and child.
+    // Per item, changes arrive in stream order across parent and child. Delivery is at-least-once
+    // here: a lease that moves between a page's delivery and its checkpoint repeats that page from
+    // the new holder, so order is checked on first deliveries, and a repeat must come from another
+    // worker (a lease move), never from the same one.
+    const first = new Map<string, (typeof delivered)[number]>();
+    for (const d of delivered) {
+      const prior = first.get(d.sequenceNumber);
+      if (prior === undefined) first.set(d.sequenceNumber, d);
+      else expect(d.workerId).not.toBe(prior.workerId);
+    }
     const byKey = new Map<string, bigint[]>();
-    for (const d of delivered) byKey.set(d.key, [...(byKey.get(d.key) ?? []), BigInt(d.sequenceNumber)]);
+    for (const d of first.values()) byKey.set(d.key, [...(byKey.get(d.key) ?? []), BigInt(d.sequenceNumber)]);
     for (const seqs of byKey.values()) {
       for (let i = 1; i < seqs.length; i++) expect(seqs[i]! > seqs[i - 1]!).toBe(true);
     }
