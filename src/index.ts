@@ -16,6 +16,7 @@ export { LeaseExpiryTracker } from './lease/leaseExpiry.js';
 export { type CheckpointMove, LeaseStore, type LeaseStoreOptions } from './lease/leaseStore.js';
 export { createLeaseTable } from './lease/leaseTable.js';
 export { type CheckpointEvent, StreamWorker, type StreamWorkerOptions } from './pipeline/streamWorker.js';
+export { isStreamDrained, TableWorker, type TableWorkerOptions } from './pipeline/tableWorker.js';
 export { type RetryOptions, retry, sleep } from './retry.js';
 export { segmentSchema } from './segment/arrowBatch.js';
 export { ChangeBuffer, OP_NAMES } from './segment/changeBuffer.js';
