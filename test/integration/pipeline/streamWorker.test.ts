@@ -1,10 +1,4 @@
-import {
-  CreateTableCommand,
-  DeleteItemCommand,
-  DescribeTableCommand,
-  DynamoDBClient,
-  PutItemCommand,
-} from '@aws-sdk/client-dynamodb';
+import { DeleteItemCommand, DynamoDBClient, PutItemCommand } from '@aws-sdk/client-dynamodb';
 import { DynamoDBStreamsClient } from '@aws-sdk/client-dynamodb-streams';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LeaseStore } from '../../../src/lease/leaseStore.js';
@@ -14,7 +8,7 @@ import { ChangeBuffer } from '../../../src/segment/changeBuffer.js';
 import { parseKeySchema } from '../../../src/segment/keySchema.js';
 import { RawGetRecordsClient } from '../../../src/stream/getRecordsClient.js';
 import { decodePage } from '../../../src/stream/shardReader.js';
-import { type DynamoDbLocal, startDynamoDbLocal } from '../../helpers/dynamoDbLocal.js';
+import { createStreamTable, type DynamoDbLocal, startDynamoDbLocal } from '../../helpers/dynamoDbLocal.js';
 
 /*
  * Three workers in one process share one table's stream on the real DynamoDB Local, with short
@@ -52,26 +46,6 @@ afterAll(async () => {
   streams?.destroy();
   await local?.stop();
 });
-
-async function createSourceTable(name: string): Promise<string> {
-  await dynamodb.send(
-    new CreateTableCommand({
-      TableName: name,
-      BillingMode: 'PAY_PER_REQUEST',
-      KeySchema: [
-        { AttributeName: 'pk', KeyType: 'HASH' },
-        { AttributeName: 'sk', KeyType: 'RANGE' },
-      ],
-      AttributeDefinitions: [
-        { AttributeName: 'pk', AttributeType: 'S' },
-        { AttributeName: 'sk', AttributeType: 'N' },
-      ],
-      StreamSpecification: { StreamEnabled: true, StreamViewType: 'NEW_AND_OLD_IMAGES' },
-    }),
-  );
-  const table = await dynamodb.send(new DescribeTableCommand({ TableName: name }));
-  return table.Table!.LatestStreamArn!;
-}
 
 const existing = new Set<string>();
 
@@ -149,7 +123,7 @@ describe('StreamWorker fleet on DynamoDB Local', () => {
   it('delivers every change, fails over a crashed worker, and fences a paused one', async () => {
     const table = `orders-${Date.now()}`;
     const leaseTable = `leases-${Date.now()}`;
-    const streamArn = await createSourceTable(table);
+    const streamArn = await createStreamTable(dynamodb, table);
     await createLeaseTable(dynamodb, leaseTable);
     const written = await writeChanges(table, 120, 0);
 

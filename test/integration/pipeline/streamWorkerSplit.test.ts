@@ -1,4 +1,3 @@
-import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import {
   DescribeStreamCommand,
   DynamoDBStreamsClient,
@@ -6,7 +5,7 @@ import {
   GetShardIteratorCommand,
 } from '@aws-sdk/client-dynamodb-streams';
 import { mockClient } from 'aws-sdk-client-mock';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { SHARD_END } from '../../../src/lease/lease.js';
 import { LeaseStore } from '../../../src/lease/leaseStore.js';
 import { createLeaseTable } from '../../../src/lease/leaseTable.js';
@@ -14,7 +13,7 @@ import { type CheckpointEvent, StreamWorker } from '../../../src/pipeline/stream
 import { ChangeBuffer } from '../../../src/segment/changeBuffer.js';
 import { parseKeySchema } from '../../../src/segment/keySchema.js';
 import { decodePage } from '../../../src/stream/shardReader.js';
-import { type DynamoDbLocal, startDynamoDbLocal } from '../../helpers/dynamoDbLocal.js';
+import { useDynamoDbLocal } from '../../helpers/dynamoDbLocal.js';
 import { sdkDeserializeGetRecords } from '../../helpers/sdkGetRecords.js';
 import { generateRecords, getRecordsResponse, type WireRecord } from '../../helpers/streamRecords.js';
 
@@ -30,16 +29,7 @@ const C1 = 'shardId-00000001700000010000-child001';
 const C2 = 'shardId-00000001700000010000-child002';
 const credentials = { accessKeyId: 'local', secretAccessKey: 'local' };
 
-let local: DynamoDbLocal;
-let dynamodb: DynamoDBClient;
-beforeAll(async () => {
-  local = await startDynamoDbLocal();
-  dynamodb = new DynamoDBClient({ region: 'us-east-1', endpoint: local.endpoint, credentials });
-});
-afterAll(async () => {
-  dynamodb?.destroy();
-  await local?.stop();
-});
+const local = useDynamoDbLocal();
 
 /** The history: P holds each key's first changes, then the key's later changes go to one child. */
 function history(): Map<string, WireRecord[][]> {
@@ -110,7 +100,7 @@ describe('StreamWorker across a shard split', () => {
     });
 
     const leaseTable = `split-leases-${Date.now()}`;
-    await createLeaseTable(dynamodb, leaseTable);
+    await createLeaseTable(local().client, leaseTable);
     const delivered: { workerId: string; shardId: string; key: string; sequenceNumber: string }[] = [];
     const checkpoints: CheckpointEvent[] = [];
     const controllers: AbortController[] = [];
@@ -121,7 +111,12 @@ describe('StreamWorker across a shard split', () => {
         workerId,
         streamArn: STREAM,
         streams,
-        leases: new LeaseStore({ client: dynamodb, tableName: leaseTable, streamArn: STREAM, workerId }),
+        leases: new LeaseStore({
+          client: local().client,
+          tableName: leaseTable,
+          streamArn: STREAM,
+          workerId,
+        }),
         failoverMs: 1500,
         renewIntervalMs: 200,
         idleMinMs: 10,

@@ -8,7 +8,7 @@ import {
   ListStreamsCommand,
 } from '@aws-sdk/client-dynamodb-streams';
 import { mockClient } from 'aws-sdk-client-mock';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { type Lease, SHARD_END } from '../../../src/lease/lease.js';
 import { LeaseStore } from '../../../src/lease/leaseStore.js';
 import { createLeaseTable, LEASE_PARTITION_KEY } from '../../../src/lease/leaseTable.js';
@@ -16,7 +16,7 @@ import { isStreamDrained, TableWorker } from '../../../src/pipeline/tableWorker.
 import { ChangeBuffer } from '../../../src/segment/changeBuffer.js';
 import { parseKeySchema } from '../../../src/segment/keySchema.js';
 import { decodePage } from '../../../src/stream/shardReader.js';
-import { type DynamoDbLocal, startDynamoDbLocal } from '../../helpers/dynamoDbLocal.js';
+import { useDynamoDbLocal } from '../../helpers/dynamoDbLocal.js';
 import { sdkDeserializeGetRecords } from '../../helpers/sdkGetRecords.js';
 import { generateRecords, getRecordsResponse, type WireRecord } from '../../helpers/streamRecords.js';
 
@@ -34,18 +34,9 @@ const SHARD2 = 'shardId-00000001700086400000-s2shard0';
 const credentials = { accessKeyId: 'local', secretAccessKey: 'local' };
 const CLOSED = { StartingSequenceNumber: '1', EndingSequenceNumber: '99999999999999999999999' };
 
-let local: DynamoDbLocal;
-let dynamodb: DynamoDBClient;
-beforeAll(async () => {
-  local = await startDynamoDbLocal();
-  dynamodb = new DynamoDBClient({ region: 'us-east-1', endpoint: local.endpoint, credentials });
-});
-afterAll(async () => {
-  dynamodb?.destroy();
-  await local?.stop();
-});
+const local = useDynamoDbLocal();
 
-/** DescribeTable answers from a separate, mocked client: `dynamodb` is the real lease table. */
+/** DescribeTable answers from a separate, mocked client; `local().client` is the real lease table. */
 function tableClient(latest: string, enabled: boolean): DynamoDBClient {
   const client = new DynamoDBClient({ region: 'us-east-1', credentials });
   mockClient(client)
@@ -116,7 +107,7 @@ describe('TableWorker across stream disable / re-enable', () => {
     });
 
     const leaseTableName = `table-leases-${Date.now()}`;
-    await createLeaseTable(dynamodb, leaseTableName);
+    await createLeaseTable(local().client, leaseTableName);
     const describer = tableClient(S2, true);
     // One timeline of deliveries and checkpoints, across both workers.
     type Event =
@@ -131,7 +122,7 @@ describe('TableWorker across stream disable / re-enable', () => {
         workerId,
         tableName: TABLE,
         dynamodb: describer,
-        leaseClient: dynamodb,
+        leaseClient: local().client,
         streams,
         leaseTableName,
         failoverMs: 1500,
@@ -204,12 +195,14 @@ describe('TableWorker across stream disable / re-enable', () => {
     }
 
     // Leases of the two streams live under their own partition keys.
-    const scan = await dynamodb.send(new ScanCommand({ TableName: leaseTableName, ConsistentRead: true }));
+    const scan = await local().client.send(
+      new ScanCommand({ TableName: leaseTableName, ConsistentRead: true }),
+    );
     const partitions = new Set((scan.Items ?? []).map((item) => item[LEASE_PARTITION_KEY]?.S));
     expect(partitions).toEqual(new Set([S1, S2]));
     const leasesOf = (streamArn: string) =>
       new LeaseStore({
-        client: dynamodb,
+        client: local().client,
         tableName: leaseTableName,
         streamArn,
         workerId: 'inspector',
