@@ -2,7 +2,6 @@ import http from 'node:http';
 import zlib from 'node:zlib';
 import {
   type AttributeValue,
-  CreateTableCommand,
   DeleteItemCommand,
   DescribeTableCommand,
   PutItemCommand,
@@ -27,7 +26,7 @@ import {
   type ShardReadResult,
 } from '../../../src/stream/shardReader.js';
 import { decodeGetRecordsResponse } from '../../../src/stream/wireRecordDecoder.js';
-import { type DynamoDbLocal, startDynamoDbLocal } from '../../helpers/dynamoDbLocal.js';
+import { createStreamTable, type DynamoDbLocal, startDynamoDbLocal } from '../../helpers/dynamoDbLocal.js';
 import { type Row, readWithHyparquet } from '../../helpers/parquetReaders.js';
 
 /*
@@ -224,21 +223,7 @@ async function write(i: number, step: Step): Promise<void> {
 
 beforeAll(async () => {
   local = await startDynamoDbLocal();
-  await local.client.send(
-    new CreateTableCommand({
-      TableName: TABLE,
-      BillingMode: 'PAY_PER_REQUEST',
-      AttributeDefinitions: [
-        { AttributeName: 'pk', AttributeType: 'S' },
-        { AttributeName: 'sk', AttributeType: 'N' },
-      ],
-      KeySchema: [
-        { AttributeName: 'pk', KeyType: 'HASH' },
-        { AttributeName: 'sk', KeyType: 'RANGE' },
-      ],
-      StreamSpecification: { StreamEnabled: true, StreamViewType: 'NEW_AND_OLD_IMAGES' },
-    }),
-  );
+  await createStreamTable(local.client, TABLE);
   const { Table } = await local.client.send(new DescribeTableCommand({ TableName: TABLE }));
   keySchema = keySchemaFromTable(Table ?? {});
   streamArn = await resolveStreamArn(local.client, TABLE);

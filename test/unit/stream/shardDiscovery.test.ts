@@ -20,21 +20,11 @@ import {
   ShardDiscovery,
 } from '../../../src/stream/shardDiscovery.js';
 import type { ShardGraph } from '../../../src/stream/shardGraph.js';
+import { shard } from '../../helpers/shards.js';
 
 const ARN = 'arn:aws:dynamodb:us-east-1:123456789012:table/orders/stream/2024-01-01T00:00:00.000';
 const ARN2 = 'arn:aws:dynamodb:us-east-1:123456789012:table/orders/stream/2024-03-01T00:00:00.000';
 const END = '100000000000000000999';
-
-function shard(id: string, options: { parent?: string; end?: string } = {}): Shard {
-  return {
-    ShardId: id,
-    ...(options.parent !== undefined && { ParentShardId: options.parent }),
-    SequenceNumberRange: {
-      StartingSequenceNumber: '100000000000000000001',
-      ...(options.end !== undefined && { EndingSequenceNumber: options.end }),
-    },
-  };
-}
 
 function page(shards: Shard[], last?: string, status = 'ENABLED'): DescribeStreamCommandOutput {
   return {

@@ -1,17 +1,6 @@
-import type { Shard } from '@aws-sdk/client-dynamodb-streams';
 import { describe, expect, it } from 'vitest';
 import { ShardGraph } from '../../../src/stream/shardGraph.js';
-
-function shard(id: string, options: { parent?: string; end?: string } = {}): Shard {
-  return {
-    ShardId: id,
-    ...(options.parent !== undefined && { ParentShardId: options.parent }),
-    SequenceNumberRange: {
-      StartingSequenceNumber: '100000000000000000001',
-      ...(options.end !== undefined && { EndingSequenceNumber: options.end }),
-    },
-  };
-}
+import { shard } from '../../helpers/shards.js';
 
 const END = '100000000000000000999';
 const kinds = (g: ShardGraph) => g.anomalies.map((a) => `${a.kind}:${a.shardId}`);
