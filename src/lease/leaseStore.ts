@@ -93,17 +93,23 @@ export class LeaseStore {
    * Creates a free lease (TRIM_HORIZON, epoch 0, counter 0) for every shard that has none yet.
    * Existing leases are left untouched, so calling it on every shard sync is safe.
    * Returns how many leases this call created.
+   *
+   * Parents are written before their children (level by level, each level concurrently): the
+   * balancer reads a parent with no lease item as finished (trimmed), so a child item that
+   * appeared first could be taken and read before its parent.
    */
   async ensureLeases(shards: readonly ShardLineage[], signal?: AbortSignal): Promise<number> {
     let created = 0;
-    let next = 0;
-    const worker = async () => {
-      while (next < shards.length) {
-        const shard = shards[next++]!;
-        if (await this.createIfAbsent(shard, signal)) created++;
-      }
-    };
-    await Promise.all(Array.from({ length: Math.min(this.ensureConcurrency, shards.length) }, worker));
+    for (const level of lineageLevels(shards)) {
+      let next = 0;
+      const worker = async () => {
+        while (next < level.length) {
+          const shard = level[next++]!;
+          if (await this.createIfAbsent(shard, signal)) created++;
+        }
+      };
+      await Promise.all(Array.from({ length: Math.min(this.ensureConcurrency, level.length) }, worker));
+    }
     return created;
   }
 
@@ -411,6 +417,23 @@ export class LeaseStore {
  * Transient for lease writes: the usual AWS faults, plus TransactionConflictException, which a
  * single-item write gets when a commit transaction holds the same lease item at that moment.
  */
+/**
+ * Splits shards into levels: first those whose parents are not in the list, then those whose
+ * parents are all in earlier levels, and so on.
+ */
+export function lineageLevels(shards: readonly ShardLineage[]): ShardLineage[][] {
+  const pending = new Map(shards.map((s) => [s.shardId, s]));
+  const levels: ShardLineage[][] = [];
+  while (pending.size > 0) {
+    const level = [...pending.values()].filter((s) => s.parentShardIds.every((p) => !pending.has(p)));
+    // Lineage has no cycles; if a malformed listing had one, write the rest rather than stall.
+    const batch = level.length > 0 ? level : [...pending.values()];
+    for (const s of batch) pending.delete(s.shardId);
+    levels.push(batch);
+  }
+  return levels;
+}
+
 export function isTransientLeaseError(error: unknown): boolean {
   return isRetriable(error) || hasName(error, 'TransactionConflictException');
 }

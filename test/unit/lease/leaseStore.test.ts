@@ -358,6 +358,35 @@ describe('LeaseStore (mocked client)', () => {
   });
 
   describe('ensureLeases and listLeases', () => {
+    it('writes parents before children, so no child lease exists without its parent', async () => {
+      const events: string[] = [];
+      ddb.on(PutItemCommand).callsFake(async (input: { Item: { shardId: { S: string } } }) => {
+        const id = input.Item.shardId.S;
+        events.push(`start ${id}`);
+        // The parents are slow: with plain concurrency the children would be written first.
+        await new Promise((resolve) => setTimeout(resolve, id.startsWith('parent') ? 20 : 0));
+        events.push(`done ${id}`);
+        return {};
+      });
+      const created = await store.ensureLeases([
+        { shardId: 'child-1', parentShardIds: ['parent-a'] },
+        { shardId: 'grandchild', parentShardIds: ['child-1', 'child-2'] },
+        { shardId: 'child-2', parentShardIds: ['parent-a', 'parent-b'] },
+        { shardId: 'orphan', parentShardIds: ['trimmed-long-ago'] },
+        { shardId: 'parent-a', parentShardIds: [] },
+        { shardId: 'parent-b', parentShardIds: [] },
+      ]);
+      expect(created).toBe(6);
+      const at = (e: string) => events.indexOf(e);
+      for (const [child, parents] of [
+        ['child-1', ['parent-a']],
+        ['child-2', ['parent-a', 'parent-b']],
+        ['grandchild', ['child-1', 'child-2']],
+      ] as const) {
+        for (const parent of parents) expect(at(`start ${child}`)).toBeGreaterThan(at(`done ${parent}`));
+      }
+    });
+
     it('creates missing leases only, and counts them', async () => {
       ddb
         .on(PutItemCommand, { Item: { shardId: { S: 'shard-1' } } }, false)
