@@ -101,7 +101,7 @@ describe('StreamWorker across a shard split', () => {
 
     const leaseTable = `split-leases-${Date.now()}`;
     await createLeaseTable(local().client, leaseTable);
-    const delivered: { workerId: string; shardId: string; key: string; sequenceNumber: string }[] = [];
+    const delivered: { shardId: string; key: string; sequenceNumber: string }[] = [];
     const checkpoints: CheckpointEvent[] = [];
     const controllers: AbortController[] = [];
     const runs: Promise<void>[] = [];
@@ -126,7 +126,6 @@ describe('StreamWorker across a shard split', () => {
           const summary = decodePage(page, buffer);
           for (let row = mark; row < buffer.rowCount; row++) {
             delivered.push({
-              workerId,
               shardId,
               key: Buffer.from(buffer.keys.value(row)).toString(),
               sequenceNumber: Buffer.from(buffer.sequenceNumber.value(row)).toString(),
@@ -153,27 +152,26 @@ describe('StreamWorker across a shard split', () => {
       await Promise.all(runs);
     }
 
-    // No child record was delivered before the parent's SHARD_END was committed.
+    // Fenced, so strict: no child checkpoint was committed before the parent's SHARD_END.
     const parentEnd = checkpoints.findIndex((c) => c.shardId === P && c.to === SHARD_END);
     expect(parentEnd).toBeGreaterThanOrEqual(0);
     const firstChildCheckpoint = checkpoints.findIndex((c) => c.shardId !== P);
     expect(firstChildCheckpoint).toBeGreaterThan(parentEnd);
-    const lastParentDelivery = delivered.map((d) => d.shardId).lastIndexOf(P);
-    const firstChildDelivery = delivered.findIndex((d) => d.shardId !== P);
-    expect(firstChildDelivery).toBeGreaterThan(lastParentDelivery);
 
-    // Per item, changes arrive in stream order across parent and child. Delivery is at-least-once
-    // here: a lease that moves between a page's delivery and its checkpoint repeats that page from
-    // the new holder, so order is checked on first deliveries, and a repeat must come from another
-    // worker (a lease move), never from the same one.
+    // Delivery is at-least-once at this stage: a page is repeated when its lease moves before its
+    // checkpoint lands, or when a reader restarts from its checkpoint after an error; and a worker
+    // slowed past the failover time may still hand over a page its new owner has read too, before
+    // its checkpoint is refused (the next issue's fenced commit keeps such repeats out of the
+    // changelog). So ordering is checked on each record's first delivery: every parent record was
+    // first delivered before any child record, and per item the stream order holds.
     const first = new Map<string, (typeof delivered)[number]>();
-    for (const d of delivered) {
-      const prior = first.get(d.sequenceNumber);
-      if (prior === undefined) first.set(d.sequenceNumber, d);
-      else expect(d.workerId).not.toBe(prior.workerId);
-    }
+    for (const d of delivered) if (!first.has(d.sequenceNumber)) first.set(d.sequenceNumber, d);
+    const firstOrder = [...first.values()];
+    const lastParentFirst = firstOrder.map((d) => d.shardId).lastIndexOf(P);
+    const firstChild = firstOrder.findIndex((d) => d.shardId !== P);
+    expect(firstChild).toBeGreaterThan(lastParentFirst);
     const byKey = new Map<string, bigint[]>();
-    for (const d of first.values()) byKey.set(d.key, [...(byKey.get(d.key) ?? []), BigInt(d.sequenceNumber)]);
+    for (const d of firstOrder) byKey.set(d.key, [...(byKey.get(d.key) ?? []), BigInt(d.sequenceNumber)]);
     for (const seqs of byKey.values()) {
       for (let i = 1; i < seqs.length; i++) expect(seqs[i]! > seqs[i - 1]!).toBe(true);
     }

@@ -152,10 +152,16 @@ describe('TableWorker across stream disable / re-enable', () => {
 
     const delivered = () => events.filter((e) => e.kind === 'delivered');
     try {
+      // Wait for every record to be delivered and for the last one's checkpoint (which follows
+      // its delivery) to land, so the lease table is checked at rest.
+      const lastSequence = all.at(-1)!.dynamodb.SequenceNumber;
+      const done = () =>
+        new Set(delivered().map((d) => d.sequenceNumber)).size >= all.length &&
+        events.some((e) => e.kind === 'checkpoint' && e.to === lastSequence);
       const deadline = Date.now() + 60_000;
-      while (new Set(delivered().map((d) => d.sequenceNumber)).size < all.length) {
+      while (!done()) {
         if (Date.now() > deadline) {
-          throw new Error(`only ${delivered().length} of ${all.length} records delivered`);
+          throw new Error(`only ${delivered().length} of ${all.length} records delivered and checkpointed`);
         }
         await new Promise((resolve) => setTimeout(resolve, 50));
       }
