@@ -85,6 +85,22 @@ export class LeaseLostError extends ChangelogError {
   }
 }
 
+/**
+ * A commit went to a window the sealer has already closed (its manifest is or will be written
+ * without it). The segment is an orphan; its shards are read again and their records go to the
+ * earliest open window. Translated from the commit transaction's failed condition on the
+ * window state item.
+ */
+export class WindowClosedError extends ChangelogError {
+  readonly windowStartMs: number;
+
+  constructor(message: string, windowStartMs: number, options: ChangelogErrorOptions = {}) {
+    super(message, { ...options, retriable: false });
+    this.name = 'WindowClosedError';
+    this.windowStartMs = windowStartMs;
+  }
+}
+
 /** A DynamoDB Streams call failed in a way the reader must act on (not a plain transient fault). */
 export class StreamError extends ChangelogError {
   /** The service's error code, e.g. ExpiredIteratorException, TrimmedDataAccessException. */

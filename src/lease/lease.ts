@@ -20,6 +20,16 @@ export interface Lease {
   readonly parentShardIds: readonly string[];
   /** Event time of the last committed record, for the watermark. */
   readonly lastEventTimeMs?: number | undefined;
+  /**
+   * DynamoDB's clock (Date header) when the holder last found the shard read to its tip with
+   * nothing of it left uncommitted: every record older than that is committed (watermark input).
+   */
+  readonly caughtUpAtMs?: number | undefined;
+  /**
+   * The window the shard's last committed records went to. A shard's records never go to an
+   * earlier window than its previous ones, so each window holds a contiguous run of every shard.
+   */
+  readonly windowStartMs?: number | undefined;
 }
 
 const SEQUENCE_NUMBER = /^\d+$/;

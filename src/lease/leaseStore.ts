@@ -48,6 +48,13 @@ export interface CheckpointMove {
   from: string;
   to: string;
   lastEventTimeMs?: number;
+  /** The window the committed records went to (kept so the shard's windows never go backwards). */
+  windowStartMs?: number;
+}
+
+/** Progress a renew reports with the heartbeat. */
+export interface RenewProgress {
+  caughtUpAtMs?: number;
 }
 
 // Placeholders for every attribute an expression touches: `owner` is a DynamoDB reserved word,
@@ -58,6 +65,8 @@ const NAMES = {
   epoch: '#leaseEpoch',
   checkpoint: '#checkpoint',
   lastEventTime: '#lastEventTimeMs',
+  caughtUpAt: '#caughtUpAtMs',
+  windowStart: '#windowStartMs',
 } as const;
 
 const ONE: AttributeValue = { N: '1' };
@@ -211,14 +220,23 @@ export class LeaseStore {
   }
 
   /** Heartbeat: advances the counter so other workers see this holder alive. */
-  async renew(held: Lease, signal?: AbortSignal): Promise<Lease> {
+  async renew(held: Lease, signal?: AbortSignal, progress: RenewProgress = {}): Promise<Lease> {
     this.assertHolder(held, 'renew');
+    const names: string[] = [NAMES.owner, NAMES.epoch, NAMES.counter];
+    const values: Record<string, AttributeValue> = { ...this.fencingValues(held), ':one': ONE };
+    let set = `${NAMES.counter} = ${NAMES.counter} + :one`;
+    if (progress.caughtUpAtMs !== undefined) {
+      assertTime(progress.caughtUpAtMs, 'caughtUpAtMs', held.shardId);
+      set += `, ${NAMES.caughtUpAt} = :caughtUpAt`;
+      names.push(NAMES.caughtUpAt);
+      values[':caughtUpAt'] = { N: String(progress.caughtUpAtMs) };
+    }
     try {
       return await this.update('renew', held.shardId, signal, {
-        UpdateExpression: `SET ${NAMES.counter} = ${NAMES.counter} + :one`,
+        UpdateExpression: `SET ${set}`,
         ConditionExpression: this.fencing(),
-        ExpressionAttributeNames: pick(NAMES.owner, NAMES.epoch, NAMES.counter),
-        ExpressionAttributeValues: { ...this.fencingValues(held), ':one': ONE },
+        ExpressionAttributeNames: pick(...names),
+        ExpressionAttributeValues: values,
       });
     } catch (error) {
       if (!isConditionFailed(error)) throw error;
@@ -263,7 +281,7 @@ export class LeaseStore {
    */
   checkpointUpdate(held: Lease, move: CheckpointMove): Update {
     this.assertHolder(held, 'checkpoint');
-    const { from, to, lastEventTimeMs } = move;
+    const { from, to, lastEventTimeMs, windowStartMs } = move;
     if (compareCheckpoints(to, from) <= 0) {
       throw new ChangelogError(
         `checkpoint of ${held.shardId} must move forward: ${to} is not after ${from}`,
@@ -278,15 +296,16 @@ export class LeaseStore {
     let set = `${NAMES.checkpoint} = :to`;
     const names: string[] = [NAMES.owner, NAMES.epoch, NAMES.checkpoint];
     if (lastEventTimeMs !== undefined) {
-      if (!Number.isSafeInteger(lastEventTimeMs) || lastEventTimeMs < 0) {
-        throw new ChangelogError(`lastEventTimeMs must be a non-negative integer, got ${lastEventTimeMs}`, {
-          retriable: false,
-          shardId: held.shardId,
-        });
-      }
+      assertTime(lastEventTimeMs, 'lastEventTimeMs', held.shardId);
       set += `, ${NAMES.lastEventTime} = :lastEventTimeMs`;
       names.push(NAMES.lastEventTime);
       values[':lastEventTimeMs'] = { N: String(lastEventTimeMs) };
+    }
+    if (windowStartMs !== undefined) {
+      assertTime(windowStartMs, 'windowStartMs', held.shardId);
+      set += `, ${NAMES.windowStart} = :windowStartMs`;
+      names.push(NAMES.windowStart);
+      values[':windowStartMs'] = { N: String(windowStartMs) };
     }
     return {
       TableName: this.tableName,
@@ -413,10 +432,15 @@ export class LeaseStore {
   }
 }
 
-/**
- * Transient for lease writes: the usual AWS faults, plus TransactionConflictException, which a
- * single-item write gets when a commit transaction holds the same lease item at that moment.
- */
+function assertTime(value: number, name: string, shardId: string): void {
+  if (!Number.isSafeInteger(value) || value < 0) {
+    throw new ChangelogError(`${name} must be a non-negative integer, got ${value}`, {
+      retriable: false,
+      shardId,
+    });
+  }
+}
+
 /**
  * Splits shards into levels: first those whose parents are not in the list, then those whose
  * parents are all in earlier levels, and so on.
@@ -434,6 +458,10 @@ export function lineageLevels(shards: readonly ShardLineage[]): ShardLineage[][]
   return levels;
 }
 
+/**
+ * Transient for lease writes: the usual AWS faults, plus TransactionConflictException, which a
+ * single-item write gets when a commit transaction holds the same lease item at that moment.
+ */
 export function isTransientLeaseError(error: unknown): boolean {
   return isRetriable(error) || hasName(error, 'TransactionConflictException');
 }
@@ -448,6 +476,8 @@ const ATTRIBUTE_OF: Record<string, string> = {
   [NAMES.epoch]: 'leaseEpoch',
   [NAMES.checkpoint]: 'checkpoint',
   [NAMES.lastEventTime]: 'lastEventTimeMs',
+  [NAMES.caughtUpAt]: 'caughtUpAtMs',
+  [NAMES.windowStart]: 'windowStartMs',
 };
 
 /** ExpressionAttributeNames for exactly the placeholders an expression uses (DynamoDB rejects extras). */

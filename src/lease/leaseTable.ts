@@ -30,6 +30,13 @@ import { isValidCheckpoint, type Lease, TRIM_HORIZON } from './lease.js';
  *   parentShardIds   L(S)  the shard's parents (empty for a root shard); read only after every
  *                          parent's checkpoint is SHARD_END.
  *   lastEventTimeMs  N     optional: event time of the last committed record (watermark input).
+ *   caughtUpAtMs     N     optional: DynamoDB's time when the holder found the shard read to its
+ *                          tip with nothing uncommitted (watermark input for idle shards).
+ *   windowStartMs    N     optional: the window the last committed records went to; a shard's
+ *                          records never go to an earlier window than that.
+ *
+ * Changelog registry items (segments, gaps, window state, the sealer lease) share the table under
+ * the partition `table#<name>`; see manifest/registryStore.ts.
  */
 
 export const LEASE_PARTITION_KEY = 'streamArn';
@@ -79,7 +86,10 @@ export function leaseFromItem(item: Record<string, AttributeValue>): Lease {
     return fail('checkpoint is missing or invalid');
   const parents = item['parentShardIds']?.L;
   if (parents === undefined) return fail('parentShardIds is not a list');
-  const lastEventTime = item['lastEventTimeMs'];
+  const optional = (name: 'lastEventTimeMs' | 'caughtUpAtMs' | 'windowStartMs') => {
+    const value = item[name];
+    return value === undefined ? {} : { [name]: readInteger(value, name, fail) };
+  };
   return {
     shardId,
     owner: owner?.S,
@@ -87,9 +97,9 @@ export function leaseFromItem(item: Record<string, AttributeValue>): Lease {
     leaseEpoch: readInteger(item['leaseEpoch'], 'leaseEpoch', fail),
     checkpoint,
     parentShardIds: parents.map((p) => p.S ?? fail('parentShardIds holds a non-string')),
-    ...(lastEventTime === undefined
-      ? {}
-      : { lastEventTimeMs: readInteger(lastEventTime, 'lastEventTimeMs', fail) }),
+    ...optional('lastEventTimeMs'),
+    ...optional('caughtUpAtMs'),
+    ...optional('windowStartMs'),
   };
 }
 

@@ -16,14 +16,10 @@ import {
   ShardReader,
   type StreamGap,
 } from '../stream/shardReader.js';
+import { type CheckpointEvent, PageCheckpointSink } from './pageCheckpointSink.js';
+import type { ShardSession, ShardSink } from './shardSink.js';
 
-export interface CheckpointEvent {
-  workerId: string;
-  shardId: string;
-  leaseEpoch: number;
-  from: string;
-  to: string;
-}
+export type { CheckpointEvent } from './pageCheckpointSink.js';
 
 export interface StreamWorkerOptions {
   workerId: string;
@@ -36,10 +32,12 @@ export interface StreamWorkerOptions {
   /** Defaults to a ShardDiscovery on `streamArn` with `streams`. */
   discovery?: ShardDiscovery;
   /**
-   * Receives each page of an owned shard and resolves once the next stage has taken it; the page's
-   * last sequence number is then checkpointed under the lease (fenced by owner + epoch).
+   * Where pages go: buffering, commits and checkpoints (the SegmentCommitter). Without it, each
+   * page goes to `consume` and its last sequence number is checkpointed right after (fenced by
+   * owner + epoch): at-least-once delivery, for consumers that are idempotent themselves.
    */
-  consume: (page: FetchedPage, shardId: string) => Promise<PageSummary>;
+  sink?: ShardSink;
+  consume?: (page: FetchedPage, shardId: string) => Promise<PageSummary>;
   onGap?: (gap: StreamGap) => Promise<void> | void;
   /** Lease expiry: no counter change for this long, on this worker's monotonic clock. */
   failoverMs?: number;
@@ -81,9 +79,22 @@ export class StreamWorker {
   private readonly limiter: PQueue;
   private readonly discovery: ShardDiscovery;
   private readonly now: () => number;
+  private readonly sink: ShardSink;
 
   constructor(options: StreamWorkerOptions) {
     this.o = options;
+    const { consume } = options;
+    if (options.sink === undefined && consume === undefined) {
+      throw new TypeError('StreamWorker needs a sink or a consume function');
+    }
+    this.sink =
+      options.sink ??
+      new PageCheckpointSink({
+        leases: options.leases,
+        consume: consume!,
+        onGap: options.onGap,
+        onCheckpoint: options.onCheckpoint,
+      });
     this.now = options.now ?? (() => performance.now());
     this.expiry = new LeaseExpiryTracker({ failoverMs: options.failoverMs ?? 10_000, now: this.now });
     this.limiter = new PQueue({ concurrency: options.maxGetRecordsInFlight ?? 16 });
@@ -132,7 +143,7 @@ export class StreamWorker {
     for (const [shardId, h] of this.held) {
       try {
         await this.withLease(h, async () => {
-          h.lease = await leases.renew(h.lease, signal);
+          h.lease = await leases.renew(h.lease, signal, this.sink.progress?.(shardId));
         });
       } catch (error) {
         if (!(error instanceof LeaseLostError)) throw error;
@@ -176,71 +187,76 @@ export class StreamWorker {
     const controller = new AbortController();
     const onAbort = () => controller.abort(signal.reason);
     signal.addEventListener('abort', onAbort, { once: true });
-    const checkpointed = h.lease.checkpoint;
-    const reader = new ShardReader({
-      streamArn: this.o.streamArn,
-      shardId,
-      streams: this.o.streams,
-      raw: this.o.raw,
-      afterSequenceNumber: /^\d+$/.test(checkpointed) ? checkpointed : undefined,
-      consume: async (page) => {
-        const summary = await this.o.consume(page, shardId);
-        if (summary.records > 0 && summary.lastSequenceNumber) {
-          await this.checkpoint(h, summary.lastSequenceNumber, summary.lastEventTimeMs, controller.signal);
-        }
-        return summary;
-      },
-      onGap: (gap) => this.o.onGap?.(gap),
-      limiter: this.limiter,
-      idleMinMs: this.o.idleMinMs,
-      idleMaxMs: this.o.idleMaxMs,
-      retry: this.o.retry,
-      logger: this.o.logger,
-    });
     h.reader = controller;
-    h.running = reader
-      .run(controller.signal)
-      .then(async (result) => {
-        if (result.outcome !== 'shard-end') return;
-        await this.checkpoint(h, SHARD_END, undefined, controller.signal);
-        this.o.logger?.info({ shardId, records: result.records }, 'shard fully read');
-        this.discovery.requestResync();
-      })
-      .catch((error: unknown) => {
-        if (error instanceof LeaseLostError) this.lose(shardId, 'checkpoint');
-        else if (!controller.signal.aborted) {
-          this.o.logger?.error(
-            { shardId, error: String(error) },
-            'shard reader failed; restarting next cycle',
-          );
-        }
-      })
-      .finally(() => {
-        signal.removeEventListener('abort', onAbort);
-        if (this.held.get(shardId) === h) {
-          h.running = undefined;
-          h.reader = undefined;
-        }
-      });
+    h.running = this.runReader(shardId, h, controller, signal).finally(() => {
+      signal.removeEventListener('abort', onAbort);
+      if (this.held.get(shardId) === h) {
+        h.running = undefined;
+        h.reader = undefined;
+      }
+    });
   }
 
-  private async checkpoint(
+  private async runReader(
+    shardId: string,
     h: HeldShard,
-    to: string,
-    lastEventTimeMs: number | undefined,
-    signal: AbortSignal,
+    controller: AbortController,
+    workerSignal: AbortSignal,
   ): Promise<void> {
-    await this.withLease(h, async () => {
-      const from = h.lease.checkpoint;
-      h.lease = await this.o.leases.checkpoint(h.lease, { from, to, lastEventTimeMs }, signal);
-      this.o.onCheckpoint?.({
-        workerId: this.o.workerId,
-        shardId: h.lease.shardId,
-        leaseEpoch: h.lease.leaseEpoch,
-        from,
-        to,
+    let session: ShardSession | undefined;
+    let keep = false;
+    try {
+      // The checkpoint in memory may be stale (a commit moved it, a renew answer raced it): start
+      // from the lease as stored, and only while it is still ours at our epoch.
+      const current = await this.withLease(h, () => this.o.leases.getLease(shardId, controller.signal));
+      if (
+        current === undefined ||
+        current.owner !== this.o.workerId ||
+        current.leaseEpoch !== h.lease.leaseEpoch
+      ) {
+        throw new LeaseLostError(`lease on ${shardId} lost before its reader started`, { shardId });
+      }
+      h.lease = current;
+      if (current.checkpoint === SHARD_END) return;
+      const opened: ShardSession = {
+        shardId,
+        lease: current,
+        signal: controller.signal,
+        restart: (reason) => controller.abort(reason),
+      };
+      session = opened;
+      this.sink.open(opened);
+      const reader = new ShardReader({
+        streamArn: this.o.streamArn,
+        shardId,
+        streams: this.o.streams,
+        raw: this.o.raw,
+        afterSequenceNumber: /^\d+$/.test(current.checkpoint) ? current.checkpoint : undefined,
+        consume: (page) => this.sink.accept(opened, page),
+        onGap: (gap) => this.sink.gap(opened, gap),
+        limiter: this.limiter,
+        idleMinMs: this.o.idleMinMs,
+        idleMaxMs: this.o.idleMaxMs,
+        retry: this.o.retry,
+        logger: this.o.logger,
       });
-    });
+      const result = await reader.run(controller.signal);
+      if (result.outcome !== 'shard-end') {
+        keep = workerSignal.aborted && !(controller.signal.reason instanceof LeaseLostError);
+        return;
+      }
+      const ended = await this.sink.finish(opened);
+      if (this.held.get(shardId) === h) h.lease = ended;
+      this.o.logger?.info({ shardId, records: result.records }, 'shard fully read');
+      this.discovery.requestResync();
+    } catch (error) {
+      if (error instanceof LeaseLostError) this.lose(shardId, 'commit');
+      else if (!controller.signal.aborted) {
+        this.o.logger?.error({ shardId, error: String(error) }, 'shard reader failed; restarting next cycle');
+      }
+    } finally {
+      if (session !== undefined) this.sink.close(session, keep);
+    }
   }
 
   private withLease<T>(h: HeldShard, op: () => Promise<T>): Promise<T> {
@@ -264,6 +280,11 @@ export class StreamWorker {
     for (const [, h] of shards) h.reader?.abort(new Error('worker stopping'));
     await Promise.all(shards.map(([, h]) => h.running));
     if (this.o.releaseOnStop === false) return;
+    try {
+      await this.sink.drain?.();
+    } catch (error) {
+      this.o.logger?.error({ error: String(error) }, 'could not commit buffered data on stop');
+    }
     await Promise.all(
       shards.map(async ([shardId, h]) => {
         try {

@@ -76,6 +76,12 @@ export class ByteColumn {
     this.append(value, 0, value.length);
   }
 
+  /** Appends row `row` of `source` (value or null). */
+  appendFrom(source: ByteColumn, row: number): void {
+    if (source.isNull(row)) this.appendNull();
+    else this.append(source.bytes, source.start(row), source.end(row));
+  }
+
   appendNull(): void {
     if (!this.nullable) throw new TypeError('appendNull on a non-nullable column');
     this.reserve(0);

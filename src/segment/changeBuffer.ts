@@ -112,6 +112,27 @@ export class ChangeBuffer {
     this.rows = r + 1;
   }
 
+  /** Appends a copy of row `row` of `source` (same key schema): for routing rows between buffers. */
+  appendRowFrom(source: ChangeBuffer, row: number): void {
+    this.eventId.appendFrom(source.eventId, row);
+    this.sequenceNumber.appendFrom(source.sequenceNumber, row);
+    this.keys.appendFrom(source.keys, row);
+    this.newImage.appendFrom(source.newImage, row);
+    this.oldImage.appendFrom(source.oldImage, row);
+    for (let k = 0; k < this.keyValues.length; k++) this.keyValues[k]!.appendFrom(source.keyValues[k]!, row);
+    for (let k = 0; k < this.keySortKeys.length; k++) {
+      const column = this.keySortKeys[k];
+      if (column) column.appendFrom(source.keySortKeys[k]!, row);
+    }
+    this.commitRow(
+      source.op(row),
+      source.eventTimeMs(row),
+      source.sizeBytes(row),
+      source.ttlDelete(row),
+      this.shardIndex(source.shards[source.shardOf(row)]!),
+    );
+  }
+
   /**
    * Empties the buffer for reuse after its segment was encoded (encoding copies the values out).
    * Keeping the grown arenas avoids re-allocating and page-faulting tens of MiB per segment.
