@@ -1,0 +1,225 @@
+import { randomBytes } from 'node:crypto';
+import { hostname } from 'node:os';
+import { z } from 'zod';
+import { ConfigError } from '../errors.js';
+import { tableOfStreamArn, windowSizeProblem } from '../manifest/layout.js';
+import { LOG_LEVELS, type LogLevel } from '../observability/logger.js';
+import { SEGMENT_COMPRESSIONS, type SegmentCompression } from '../segment/parquetEncoder.js';
+import { parseDestination } from '../sink/objectStore.js';
+import { formatDuration, parseByteSize, parseDuration } from './duration.js';
+
+/** Raw option values as given (flags, else environment, else defaults): all strings. */
+export interface RunOptionsInput {
+  table?: string | undefined;
+  streamArn?: string | undefined;
+  destination?: string | undefined;
+  leaseTable?: string | undefined;
+  createLeaseTable?: boolean | undefined;
+  window?: string | undefined;
+  allowedLateness?: string | undefined;
+  flushInterval?: string | undefined;
+  maxSegmentBytes?: string | undefined;
+  maxBufferBytes?: string | undefined;
+  compression?: string | undefined;
+  workerId?: string | undefined;
+  failover?: string | undefined;
+  orphanGrace?: string | undefined;
+  s3ForcePathStyle?: boolean | undefined;
+  expectedBucketOwner?: string | undefined;
+  sseKmsKeyId?: string | undefined;
+  logLevel?: string | undefined;
+}
+
+export interface RunConfig {
+  table: string;
+  streamArn: string | undefined;
+  destination: string;
+  leaseTable: string;
+  createLeaseTable: boolean;
+  windowMs: number;
+  allowedLatenessMs: number;
+  flushIntervalMs: number;
+  maxSegmentBytes: number;
+  maxBufferBytes: number;
+  compression: SegmentCompression;
+  workerId: string;
+  failoverMs: number;
+  orphanGraceMs: number;
+  s3ForcePathStyle: boolean;
+  expectedBucketOwner: string | undefined;
+  sseKmsKeyId: string | undefined;
+  logLevel: LogLevel;
+}
+
+/** Each option: its flag, environment variable and default, for --help and messages. */
+export const RUN_OPTIONS = {
+  table: { flag: '--table', env: 'CHANGELOG_TABLE' },
+  streamArn: { flag: '--stream-arn', env: 'CHANGELOG_STREAM_ARN' },
+  destination: { flag: '--destination', env: 'CHANGELOG_DESTINATION' },
+  leaseTable: { flag: '--lease-table', env: 'CHANGELOG_LEASE_TABLE' },
+  createLeaseTable: { flag: '--create-lease-table', env: 'CHANGELOG_CREATE_LEASE_TABLE' },
+  window: { flag: '--window', env: 'CHANGELOG_WINDOW', default: '5m' },
+  allowedLateness: { flag: '--allowed-lateness', env: 'CHANGELOG_ALLOWED_LATENESS', default: '60s' },
+  flushInterval: { flag: '--flush-interval', env: 'CHANGELOG_FLUSH_INTERVAL', default: '30s' },
+  maxSegmentBytes: { flag: '--max-segment-bytes', env: 'CHANGELOG_MAX_SEGMENT_BYTES', default: '64MiB' },
+  maxBufferBytes: { flag: '--max-buffer-bytes', env: 'CHANGELOG_MAX_BUFFER_BYTES', default: '256MiB' },
+  compression: { flag: '--compression', env: 'CHANGELOG_COMPRESSION', default: 'zstd' },
+  workerId: { flag: '--worker-id', env: 'CHANGELOG_WORKER_ID' },
+  failover: { flag: '--failover', env: 'CHANGELOG_FAILOVER', default: '10s' },
+  orphanGrace: { flag: '--orphan-grace', env: 'CHANGELOG_ORPHAN_GRACE', default: '1h' },
+  s3ForcePathStyle: { flag: '--s3-force-path-style', env: 'CHANGELOG_S3_FORCE_PATH_STYLE' },
+  expectedBucketOwner: { flag: '--expected-bucket-owner', env: 'CHANGELOG_EXPECTED_BUCKET_OWNER' },
+  sseKmsKeyId: { flag: '--sse-kms-key-id', env: 'CHANGELOG_SSE_KMS_KEY_ID' },
+  logLevel: { flag: '--log-level', env: 'CHANGELOG_LOG_LEVEL', default: 'info' },
+} as const;
+
+type Name = keyof typeof RUN_OPTIONS;
+
+const TABLE_NAME = /^[A-Za-z0-9_.-]{3,255}$/;
+const STREAM_ARN = /^arn:aws[a-z-]*:dynamodb:[a-z0-9-]+:\d{12}:table\/[A-Za-z0-9_.-]{3,255}\/stream\/.+$/;
+
+/** Fills in environment variables and defaults for options not given as flags. */
+export function withEnvironment(
+  input: RunOptionsInput,
+  env: NodeJS.ProcessEnv = process.env,
+): RunOptionsInput {
+  const out: Record<string, unknown> = { ...input };
+  for (const [name, spec] of Object.entries(RUN_OPTIONS) as [Name, (typeof RUN_OPTIONS)[Name]][]) {
+    if (out[name] !== undefined) continue;
+    const fromEnv = env[spec.env];
+    if (fromEnv !== undefined && fromEnv !== '') {
+      out[name] = fromEnv;
+    } else if ('default' in spec) out[name] = spec.default;
+  }
+  return out as RunOptionsInput;
+}
+
+const bool = z
+  .union([z.boolean(), z.enum(['true', 'false', '1', '0'])])
+  .transform((v) => v === true || v === 'true' || v === '1');
+
+/**
+ * Validates the run options in one place. Every problem names the option (flag and environment
+ * variable), the value given and what is allowed; all of them are reported together.
+ */
+export function parseRunConfig(input: RunOptionsInput, env: NodeJS.ProcessEnv = process.env): RunConfig {
+  const raw = withEnvironment(input, env);
+  const problems: string[] = [];
+  const name = (n: Name) => `${RUN_OPTIONS[n].flag} (${RUN_OPTIONS[n].env})`;
+  const bad = (n: Name, value: unknown, allowed: string) =>
+    problems.push(`${name(n)} is ${JSON.stringify(value)}: ${allowed}`);
+
+  const duration = (n: Name, min: number, max: number): number => {
+    const value = raw[n] as string;
+    const ms = parseDuration(String(value));
+    if (ms === undefined) bad(n, value, 'expected a duration such as 500ms, 30s, 5m, 1h');
+    else if (ms < min || ms > max)
+      bad(n, value, `must be between ${formatDuration(min)} and ${formatDuration(max)}`);
+    return ms ?? 0;
+  };
+  const size = (n: Name, min: number): number => {
+    const value = raw[n] as string;
+    const bytes = parseByteSize(String(value));
+    if (bytes === undefined) bad(n, value, 'expected a byte size such as 67108864, 64MiB or 100MB');
+    else if (bytes < min) bad(n, value, `must be at least ${min} bytes`);
+    return bytes ?? 0;
+  };
+
+  let table = raw.table;
+  const streamArn = raw.streamArn;
+  if (streamArn !== undefined && !STREAM_ARN.test(streamArn)) {
+    bad(
+      'streamArn',
+      streamArn,
+      'expected a DynamoDB Stream ARN (arn:aws:dynamodb:<region>:<account>:table/<name>/stream/<label>)',
+    );
+  }
+  if (table === undefined && streamArn !== undefined) table = tableOfStreamArn(streamArn);
+  if (table === undefined) problems.push(`${name('table')} or ${name('streamArn')} is required`);
+  else if (!TABLE_NAME.test(table))
+    bad('table', table, 'a DynamoDB table name is 3-255 of A-Z a-z 0-9 _ . -');
+  else if (
+    streamArn !== undefined &&
+    tableOfStreamArn(streamArn) !== undefined &&
+    tableOfStreamArn(streamArn) !== table
+  ) {
+    problems.push(
+      `${name('table')} is ${JSON.stringify(table)} but ${name('streamArn')} belongs to table ${tableOfStreamArn(streamArn)}`,
+    );
+  }
+
+  const destination = raw.destination;
+  if (destination === undefined)
+    problems.push(`${name('destination')} is required: s3://bucket/prefix or file:///dir`);
+  else {
+    try {
+      parseDestination(destination);
+    } catch (error) {
+      bad('destination', destination, error instanceof ConfigError ? error.issues.join('; ') : String(error));
+    }
+  }
+  const leaseTable = raw.leaseTable;
+  if (leaseTable === undefined)
+    problems.push(
+      `${name('leaseTable')} is required (the DynamoDB table for leases and the segment registry)`,
+    );
+  else if (!TABLE_NAME.test(leaseTable))
+    bad('leaseTable', leaseTable, 'a DynamoDB table name is 3-255 of A-Z a-z 0-9 _ . -');
+
+  const windowMs = duration('window', 60_000, 86_400_000);
+  if (windowMs >= 60_000 && windowMs <= 86_400_000) {
+    const problem = windowSizeProblem(windowMs);
+    if (problem !== undefined) bad('window', raw.window, problem);
+  }
+  const allowedLatenessMs = duration('allowedLateness', 0, 86_400_000);
+  const flushIntervalMs = duration('flushInterval', 100, 3_600_000);
+  const failoverMs = duration('failover', 1000, 600_000);
+  const orphanGraceMs = duration('orphanGrace', 0, 30 * 86_400_000);
+  const maxSegmentBytes = size('maxSegmentBytes', 1024 * 1024);
+  const maxBufferBytes = size('maxBufferBytes', 1024 * 1024);
+  if (maxSegmentBytes > 0 && maxBufferBytes > 0 && maxBufferBytes < maxSegmentBytes) {
+    problems.push(
+      `${name('maxBufferBytes')} (${raw.maxBufferBytes}) must be at least ${name('maxSegmentBytes')} (${raw.maxSegmentBytes})`,
+    );
+  }
+  const compression = raw.compression as SegmentCompression;
+  if (!SEGMENT_COMPRESSIONS.includes(compression))
+    bad('compression', compression, `one of ${SEGMENT_COMPRESSIONS.join(', ')}`);
+  const logLevel = raw.logLevel as LogLevel;
+  if (!LOG_LEVELS.includes(logLevel)) bad('logLevel', logLevel, `one of ${LOG_LEVELS.join(', ')}`);
+  const flags: Record<'createLeaseTable' | 's3ForcePathStyle', boolean> = {
+    createLeaseTable: false,
+    s3ForcePathStyle: false,
+  };
+  for (const n of ['createLeaseTable', 's3ForcePathStyle'] as const) {
+    if (raw[n] === undefined) continue;
+    const parsed = bool.safeParse(raw[n]);
+    if (parsed.success) flags[n] = parsed.data;
+    else bad(n, raw[n], 'true or false');
+  }
+  const workerId = raw.workerId ?? `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
+  if (!/^[\x21-\x7e]{1,128}$/.test(workerId))
+    bad('workerId', workerId, '1-128 printable ASCII characters, no spaces');
+
+  if (problems.length > 0) throw new ConfigError(problems);
+  return {
+    table: table!,
+    streamArn,
+    destination: destination!,
+    leaseTable: leaseTable!,
+    createLeaseTable: flags.createLeaseTable,
+    windowMs,
+    allowedLatenessMs,
+    flushIntervalMs,
+    maxSegmentBytes,
+    maxBufferBytes,
+    compression,
+    workerId,
+    failoverMs,
+    orphanGraceMs,
+    s3ForcePathStyle: flags.s3ForcePathStyle,
+    expectedBucketOwner: raw.expectedBucketOwner,
+    sseKmsKeyId: raw.sseKmsKeyId,
+    logLevel,
+  };
+}

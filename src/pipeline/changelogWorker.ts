@@ -1,0 +1,134 @@
+import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import type { DynamoDBStreamsClient } from '@aws-sdk/client-dynamodb-streams';
+import { LeaseStore } from '../lease/leaseStore.js';
+import { RegistryStore } from '../manifest/registryStore.js';
+import { type SealEvent, Sealer } from '../manifest/sealer.js';
+import { type Logger, silentLogger } from '../observability/logger.js';
+import type { RetryOptions } from '../retry.js';
+import type { KeySchema } from '../segment/keySchema.js';
+import type { SegmentCompression } from '../segment/parquetEncoder.js';
+import type { ObjectStore } from '../sink/objectStore.js';
+import type { RawGetRecordsClient } from '../stream/getRecordsClient.js';
+import { type CommitEvent, SegmentCommitter } from './segmentCommitter.js';
+import { StreamWorker } from './streamWorker.js';
+
+export interface ChangelogWorkerOptions {
+  workerId: string;
+  /** Source table name. */
+  table: string;
+  streamArn: string;
+  keySchema: KeySchema;
+  /** Client for the lease table (leases, registry). */
+  dynamodb: DynamoDBClient;
+  streams: DynamoDBStreamsClient;
+  raw?: RawGetRecordsClient;
+  leaseTableName: string;
+  store: ObjectStore;
+  windowMs: number;
+  allowedLatenessMs: number;
+  flushIntervalMs: number;
+  maxSegmentBytes: number;
+  maxBufferBytes: number;
+  compression: SegmentCompression;
+  failoverMs: number;
+  orphanGraceMs: number;
+  maxShardsPerSegment?: number;
+  logger?: Logger;
+  retry?: RetryOptions;
+  idleMinMs?: number;
+  idleMaxMs?: number;
+  onCommit?: (event: CommitEvent) => void;
+  onSeal?: (event: SealEvent) => void;
+}
+
+/**
+ * One worker of the fleet for one stream: keeps shard leases and reads (StreamWorker), buffers
+ * and commits segments exactly once (SegmentCommitter), and seals windows when it holds the
+ * sealer lease (Sealer). On abort it stops reading, commits what is buffered, releases its
+ * leases, then stops committing and sealing.
+ */
+export class ChangelogWorker {
+  readonly leases: LeaseStore;
+  readonly registry: RegistryStore;
+  readonly committer: SegmentCommitter;
+  readonly sealer: Sealer;
+  readonly streamWorker: StreamWorker;
+  private readonly log: Logger;
+
+  constructor(o: ChangelogWorkerOptions) {
+    this.log = o.logger ?? silentLogger;
+    this.leases = new LeaseStore({
+      client: o.dynamodb,
+      tableName: o.leaseTableName,
+      streamArn: o.streamArn,
+      workerId: o.workerId,
+      retry: o.retry,
+    });
+    this.registry = new RegistryStore({
+      client: o.dynamodb,
+      tableName: o.leaseTableName,
+      table: o.table,
+      retry: o.retry,
+    });
+    this.committer = new SegmentCommitter({
+      workerId: o.workerId,
+      streamArn: o.streamArn,
+      table: o.table,
+      keySchema: o.keySchema,
+      leases: this.leases,
+      registry: this.registry,
+      store: o.store,
+      windowMs: o.windowMs,
+      allowedLatenessMs: o.allowedLatenessMs,
+      flushIntervalMs: o.flushIntervalMs,
+      maxSegmentBytes: o.maxSegmentBytes,
+      maxBufferBytes: o.maxBufferBytes,
+      maxShardsPerSegment: o.maxShardsPerSegment,
+      compression: o.compression,
+      logger: this.log,
+      retry: o.retry,
+      onCommit: o.onCommit,
+    });
+    this.sealer = new Sealer({
+      workerId: o.workerId,
+      table: o.table,
+      streamArn: o.streamArn,
+      registry: this.registry,
+      listLeases: (signal) => this.leases.listLeases(signal),
+      store: o.store,
+      windowMs: o.windowMs,
+      allowedLatenessMs: o.allowedLatenessMs,
+      orphanGraceMs: o.orphanGraceMs,
+      failoverMs: o.failoverMs,
+      logger: this.log,
+      onSeal: o.onSeal,
+    });
+    this.streamWorker = new StreamWorker({
+      workerId: o.workerId,
+      streamArn: o.streamArn,
+      streams: o.streams,
+      raw: o.raw,
+      leases: this.leases,
+      sink: this.committer,
+      failoverMs: o.failoverMs,
+      idleMinMs: o.idleMinMs,
+      idleMaxMs: o.idleMaxMs,
+      retry: o.retry,
+      logger: this.log,
+    });
+  }
+
+  async run(signal: AbortSignal): Promise<void> {
+    const background = new AbortController();
+    const committing = this.committer.run(background.signal);
+    const sealing = this.sealer.run(background.signal);
+    try {
+      // Resolves after the stream worker stopped its readers, committed and released its leases.
+      await this.streamWorker.run(signal);
+    } finally {
+      background.abort(signal.reason);
+      await Promise.all([committing, sealing]);
+      this.log.info({}, 'worker stopped');
+    }
+  }
+}

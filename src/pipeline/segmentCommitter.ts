@@ -1,0 +1,683 @@
+import type { TransactWriteItem } from '@aws-sdk/client-dynamodb';
+import { ChangelogError, isRetriable, LeaseLostError, WindowClosedError } from '../errors.js';
+import { type Lease, SHARD_END } from '../lease/lease.js';
+import type { LeaseStore, RenewProgress } from '../lease/leaseStore.js';
+import { hasName } from '../lease/leaseTable.js';
+import { segmentId, segmentObjectKey, windowId, windowStartOf } from '../manifest/layout.js';
+import {
+  type GapRecord,
+  type RegistryShardEntry,
+  type RegistryStore,
+  requestToken,
+  type SegmentRecord,
+} from '../manifest/registryStore.js';
+import { type Logger, silentLogger } from '../observability/logger.js';
+import { type RetryOptions, retry, sleep } from '../retry.js';
+import { ChangeBuffer } from '../segment/changeBuffer.js';
+import type { KeySchema } from '../segment/keySchema.js';
+import type { SegmentCompression } from '../segment/parquetEncoder.js';
+import { encodeSegment } from '../segment/segmentEncoder.js';
+import type { ObjectStore } from '../sink/objectStore.js';
+import { decodePage, type FetchedPage, type PageSummary, type StreamGap } from '../stream/shardReader.js';
+import type { ShardSession, ShardSink } from './shardSink.js';
+
+export interface CommitEvent {
+  windowStartMs: number;
+  key: string;
+  records: number;
+  bytes: number;
+  lateRecords: number;
+  shards: RegistryShardEntry[];
+  gaps: number;
+  /** `exists`: the object was already there (a retried flush). */
+  put: 'created' | 'exists';
+}
+
+export interface SegmentCommitterOptions {
+  workerId: string;
+  streamArn: string;
+  /** Source table name (object keys, registry partition). */
+  table: string;
+  keySchema: KeySchema;
+  leases: LeaseStore;
+  registry: RegistryStore;
+  store: ObjectStore;
+  windowMs: number;
+  allowedLatenessMs: number;
+  /** Flush a window's buffer once its oldest row waited this long. */
+  flushIntervalMs: number;
+  /** Flush a window's buffer once it holds this many uncompressed bytes. */
+  maxSegmentBytes: number;
+  /** Bound on all buffered bytes: reading waits for flushes beyond it. */
+  maxBufferBytes: number;
+  /**
+   * Shards one segment may hold: its commit is one transaction of shards + 2 items (+ gaps), and
+   * DynamoDB allows 100. Default 48, which leaves room for a gap per shard.
+   */
+  maxShardsPerSegment?: number;
+  compression: SegmentCompression;
+  logger?: Logger;
+  retry?: RetryOptions;
+  /** How often the window state (closed windows, watermark) is re-read. Default 2 s. */
+  stateRefreshMs?: number;
+  onCommit?: (event: CommitEvent) => void;
+  /** Monotonic ms, for buffer ages. */
+  now?: () => number;
+}
+
+interface PendingGap {
+  afterSequenceNumber: string;
+  resumedAtSequenceNumber?: string | undefined;
+  fromTimeMs?: number | undefined;
+  toTimeMs?: number | undefined;
+  detectedAtMs?: number | undefined;
+}
+
+interface ShardState {
+  session: ShardSession;
+  /** Last committed checkpoint (the `from` of the next commit). */
+  committed: string;
+  /** Window the shard's next rows go to at the earliest: its windows never go backwards. */
+  hwm: number;
+  lastEventTimeMs: number | undefined;
+  /** DynamoDB's time of the last empty read at the tip with nothing of the shard uncommitted. */
+  caughtUpAtMs: number | undefined;
+  bufferedRows: number;
+  pendingGaps: PendingGap[];
+  /** Set when the shard's data was dropped: its reader is restarting. */
+  dropped: Error | undefined;
+}
+
+interface WindowBuffer {
+  startMs: number;
+  buffer: ChangeBuffer;
+  /** Monotonic time the first row arrived. */
+  firstArrival: number;
+  /** Being flushed, or full: no more rows go in. */
+  sealed: boolean;
+}
+
+const MAX_TRANSACTION_ITEMS = 100;
+
+/**
+ * Buffers rows per time window and commits them exactly once. A flush writes the window's buffer
+ * as a Parquet segment (create-only, deterministic key), then runs ONE DynamoDB transaction:
+ * every shard's fenced checkpoint move (owner + epoch + checkpoint == the previous one), the
+ * segment's registry item, a check that the window is still open, and any gap entries. Either
+ * all of it happens or none: a failed transaction leaves an orphan object, never listed, and
+ * the shards are read again from their checkpoints.
+ *
+ * Ordering: a shard's rows go to windows that never go backwards (max of the row's own window,
+ * the shard's last window, and the earliest open window), and buffers are committed in window
+ * order, one at a time. So every commit of a shard starts right after its previous one.
+ */
+export class SegmentCommitter implements ShardSink {
+  private readonly o: SegmentCommitterOptions;
+  private readonly log: Logger;
+  private readonly shards = new Map<string, ShardState>();
+  /** Buffers in commit order: by window, then creation. */
+  private readonly queue: WindowBuffer[] = [];
+  private readonly scratch: ChangeBuffer;
+  private readonly now: () => number;
+  private readonly maxShards: number;
+  private flushing: Promise<void> = Promise.resolve();
+  /** Windows before this are closed (from the window state). */
+  private openFromMs = 0;
+  private watermarkMs: number | undefined;
+  private stateReadAt = Number.NEGATIVE_INFINITY;
+
+  constructor(options: SegmentCommitterOptions) {
+    this.o = options;
+    this.log = options.logger ?? silentLogger;
+    this.scratch = new ChangeBuffer(options.keySchema);
+    this.now = options.now ?? (() => performance.now());
+    this.maxShards = Math.min(options.maxShardsPerSegment ?? 48, MAX_TRANSACTION_ITEMS - 2);
+  }
+
+  /** Uncompressed bytes buffered and not yet committed. */
+  get bufferedBytes(): number {
+    let total = 0;
+    for (const b of this.queue) total += b.buffer.byteSize;
+    return total;
+  }
+
+  /** Flushes buffers that are due (age, size, window about to close) until aborted. */
+  async run(signal: AbortSignal): Promise<void> {
+    const tick = Math.max(50, Math.min(1000, Math.floor(this.o.flushIntervalMs / 4)));
+    while (!signal.aborted) {
+      try {
+        await this.refreshState(signal);
+        await this.flushDue(false);
+      } catch (error) {
+        if (signal.aborted) break;
+        this.log.warn({ error: String(error) }, 'flush cycle failed; trying again');
+      }
+      await sleep(tick, signal).catch(() => undefined);
+    }
+  }
+
+  open(session: ShardSession): void {
+    const lease = session.lease;
+    this.shards.set(session.shardId, {
+      session,
+      committed: lease.checkpoint,
+      hwm: lease.windowStartMs ?? 0,
+      lastEventTimeMs: lease.lastEventTimeMs,
+      caughtUpAtMs: undefined,
+      bufferedRows: 0,
+      pendingGaps: [],
+      dropped: undefined,
+    });
+  }
+
+  async accept(session: ShardSession, page: FetchedPage): Promise<PageSummary> {
+    const st = this.live(session);
+    const scratch = this.scratch;
+    scratch.clear();
+    const summary = decodePage(page, scratch);
+    if (summary.records === 0) {
+      if (summary.nextShardIterator !== undefined && page.serverTime !== undefined && st.bufferedRows === 0) {
+        st.caughtUpAtMs = page.serverTime.getTime();
+      }
+      return summary;
+    }
+    st.caughtUpAtMs = undefined;
+    await this.refreshState(session.signal);
+    this.route(st, scratch);
+    await this.flushDue(false);
+    // Backpressure: hold this reader until flushes bring the buffers under their bound.
+    while (this.bufferedBytes >= this.o.maxBufferBytes && this.queue.length > 0 && !st.dropped) {
+      await this.flushDue(true, 1);
+    }
+    if (st.dropped) throw st.dropped;
+    return summary;
+  }
+
+  async gap(session: ShardSession, gap: StreamGap): Promise<void> {
+    const st = this.live(session);
+    st.pendingGaps.push({
+      // The reader's last read may be buffered, not committed: the gap follows what it read.
+      afterSequenceNumber: gap.afterSequenceNumber ?? st.committed,
+      fromTimeMs: st.lastEventTimeMs,
+      detectedAtMs: gap.detectedAt?.getTime(),
+    });
+    st.caughtUpAtMs = undefined;
+  }
+
+  async finish(session: ShardSession): Promise<Lease> {
+    const st = this.live(session);
+    const last = this.lastBufferIndexOf(session.shardId);
+    if (last >= 0) await this.flushDue(true, last + 1);
+    if (st.dropped) throw st.dropped;
+    if (this.lastBufferIndexOf(session.shardId) >= 0) {
+      throw new ChangelogError(`shard ${session.shardId} still has uncommitted rows at its end`, {
+        retriable: true,
+        shardId: session.shardId,
+      });
+    }
+    const lease = { ...session.lease, checkpoint: st.committed };
+    const windowStartMs = Math.max(st.hwm, this.openFromMs);
+    const update = this.o.leases.checkpointUpdate(lease, {
+      from: st.committed,
+      to: SHARD_END,
+      windowStartMs,
+    });
+    if (st.pendingGaps.length === 0) {
+      const ended = await this.o.leases.checkpoint(
+        lease,
+        { from: st.committed, to: SHARD_END, windowStartMs },
+        session.signal,
+      );
+      st.committed = SHARD_END;
+      return ended;
+    }
+    const gaps = st.pendingGaps.map((g) => this.gapRecord(session.shardId, g, windowStartMs));
+    const items: TransactWriteItem[] = [
+      { Update: update },
+      this.o.registry.windowOpenCheck(windowStartMs),
+      ...gaps.map((g) => this.o.registry.gapPut(g)),
+    ];
+    try {
+      await this.o.registry.transact(items, tokenOf(items), session.signal);
+    } catch (error) {
+      throw await this.explainFailure(error, items, [st], undefined, windowStartMs);
+    }
+    st.pendingGaps = [];
+    st.committed = SHARD_END;
+    this.log.warn(
+      { shardId: session.shardId, window: windowId(windowStartMs), gaps: gaps.length },
+      'gap committed at shard end',
+    );
+    return { ...lease, checkpoint: SHARD_END, windowStartMs };
+  }
+
+  close(session: ShardSession, keep: boolean): void {
+    const st = this.shards.get(session.shardId);
+    if (st === undefined || st.session !== session) return;
+    if (keep && !st.dropped) return;
+    this.drop([session.shardId], new Error('reader stopped'), false);
+  }
+
+  progress(shardId: string): RenewProgress | undefined {
+    const st = this.shards.get(shardId);
+    if (st === undefined || st.dropped || st.bufferedRows > 0 || st.pendingGaps.length > 0) return undefined;
+    return st.caughtUpAtMs === undefined ? undefined : { caughtUpAtMs: st.caughtUpAtMs };
+  }
+
+  /** Commits everything buffered (graceful stop), in order. */
+  async drain(): Promise<void> {
+    await this.flushDue(true, this.queue.length);
+    if (this.queue.length > 0) {
+      throw new ChangelogError(`${this.queue.length} buffered segment(s) could not be committed`, {
+        retriable: true,
+      });
+    }
+  }
+
+  private live(session: ShardSession): ShardState {
+    const st = this.shards.get(session.shardId);
+    if (st === undefined || st.session !== session) {
+      throw new LeaseLostError(`shard ${session.shardId} is no longer open in this worker`, {
+        shardId: session.shardId,
+      });
+    }
+    if (st.dropped) throw st.dropped;
+    return st;
+  }
+
+  /** Re-reads the window state (closed windows, watermark) at most every stateRefreshMs. */
+  private async refreshState(signal: AbortSignal | undefined, force = false): Promise<void> {
+    const now = this.now();
+    if (!force && now - this.stateReadAt < (this.o.stateRefreshMs ?? 2000)) return;
+    this.stateReadAt = now;
+    const [state, watermark] = await Promise.all([
+      this.o.registry.getState(signal),
+      this.o.registry.getWatermark(signal),
+    ]);
+    if (state !== undefined) {
+      if (state.windowMs !== this.o.windowMs) {
+        throw new ChangelogError(
+          `the changelog of ${this.o.table} uses ${state.windowMs} ms windows, this worker ${this.o.windowMs} ms: every worker must run with the same --window`,
+          { retriable: false },
+        );
+      }
+      this.openFromMs = Math.max(this.openFromMs, state.closedThroughMs);
+    }
+    if (watermark !== undefined) this.watermarkMs = watermark;
+  }
+
+  /** Copies the page's rows into window buffers: contiguous runs, windows never going back. */
+  private route(st: ShardState, rows: ChangeBuffer): void {
+    const shardId = st.session.shardId;
+    const firstRowSeq = Buffer.from(rows.sequenceNumber.value(0)).toString('latin1');
+    for (const gap of st.pendingGaps) {
+      if (gap.resumedAtSequenceNumber === undefined) {
+        gap.resumedAtSequenceNumber = firstRowSeq;
+        gap.toTimeMs = rows.eventTimeMs(0);
+      }
+    }
+    let target: WindowBuffer | undefined;
+    for (let r = 0; r < rows.rowCount; r++) {
+      const w = Math.max(windowStartOf(rows.eventTimeMs(r), this.o.windowMs), st.hwm, this.openFromMs);
+      if (target === undefined || target.startMs !== w || target.sealed) {
+        target = this.appendTarget(w, shardId);
+        st.hwm = w;
+      }
+      target.buffer.appendRowFrom(rows, r);
+    }
+    st.bufferedRows += rows.rowCount;
+  }
+
+  /** The buffer of window `w` that takes the shard's next rows. */
+  private appendTarget(w: number, shardId: string): WindowBuffer {
+    let withRoom: WindowBuffer | undefined;
+    for (let i = this.queue.length - 1; i >= 0; i--) {
+      const b = this.queue[i]!;
+      if (b.startMs !== w || b.sealed) continue;
+      if (b.buffer.shards.includes(shardId)) return b;
+      if (withRoom === undefined && b.buffer.shards.length < this.maxShards) withRoom = b;
+    }
+    if (withRoom) return withRoom;
+    for (const b of this.queue) if (b.startMs === w && !b.sealed) b.sealed = true; // full: commit as is
+    const created: WindowBuffer = {
+      startMs: w,
+      buffer: new ChangeBuffer(this.o.keySchema),
+      firstArrival: this.now(),
+      sealed: false,
+    };
+    let at = this.queue.length;
+    while (at > 0 && this.queue[at - 1]!.startMs > w) at--;
+    this.queue.splice(at, 0, created);
+    return created;
+  }
+
+  private lastBufferIndexOf(shardId: string): number {
+    for (let i = this.queue.length - 1; i >= 0; i--)
+      if (this.queue[i]!.buffer.shards.includes(shardId)) return i;
+    return -1;
+  }
+
+  /**
+   * Flushes, in queue order, every buffer up to the last one that is due (or the first `count`
+   * when forced). One flush runs at a time; callers wait their turn.
+   */
+  private flushDue(force: boolean, count = 0): Promise<void> {
+    const run = async () => {
+      const now = this.now();
+      let upTo = force ? Math.min(count, this.queue.length) : 0;
+      for (let i = 0; i < this.queue.length; i++) {
+        const b = this.queue[i]!;
+        const closing =
+          this.watermarkMs !== undefined &&
+          b.startMs + this.o.windowMs + this.o.allowedLatenessMs <= this.watermarkMs + this.o.flushIntervalMs;
+        const due =
+          b.sealed ||
+          closing ||
+          b.startMs < this.openFromMs ||
+          now - b.firstArrival >= this.o.flushIntervalMs ||
+          b.buffer.byteSize >= this.o.maxSegmentBytes;
+        if (due) upTo = Math.max(upTo, i + 1);
+      }
+      for (let n = 0; n < upTo && this.queue.length > 0; n++) {
+        const head = this.queue[0]!;
+        const ok = await this.flushHead(head);
+        if (!ok) break; // a transient failure: keep order, try again later
+      }
+    };
+    const next = this.flushing.then(run, run);
+    this.flushing = next.catch(() => undefined);
+    return next;
+  }
+
+  /** Commits the head buffer. False when it stays queued after a transient failure. */
+  private async flushHead(b: WindowBuffer): Promise<boolean> {
+    b.sealed = true;
+    if (b.buffer.rowCount === 0) {
+      this.queue.shift();
+      return true;
+    }
+    const shardStates = b.buffer.shards.map((id) => this.shards.get(id));
+    if (shardStates.some((s) => s === undefined || s.dropped)) {
+      // Cannot happen: dropping a shard removes its rows. Refuse rather than commit blind.
+      throw new ChangelogError('a buffered segment holds rows of a shard that is no longer open', {
+        retriable: false,
+      });
+    }
+    const states = shardStates as ShardState[];
+    const segment = encodeSegment(b.buffer, {
+      compression: this.o.compression,
+      metadata: { table: this.o.table, stream_arn: this.o.streamArn },
+    });
+    const id = segmentId({
+      windowStartMs: b.startMs,
+      compression: this.o.compression,
+      shards: segment.shards,
+    });
+    const key = segmentObjectKey(this.o.table, b.startMs, id);
+    let put: Awaited<ReturnType<ObjectStore['putIfAbsent']>>;
+    try {
+      put = await this.o.store.putIfAbsent(key, segment.bytes, {
+        contentType: 'application/vnd.apache.parquet',
+      });
+    } catch (error) {
+      this.log.warn(
+        { key, window: windowId(b.startMs), error: String(error) },
+        'segment write failed; will retry',
+      );
+      if (isRetriable(error)) return false;
+      throw error;
+    }
+
+    const byShard = new Map(states.map((s) => [s.session.shardId, s]));
+    const entries: RegistryShardEntry[] = segment.shards.map((range) => ({
+      shardId: range.shardId,
+      afterSequenceNumber: byShard.get(range.shardId)!.committed,
+      firstSequenceNumber: range.firstSequenceNumber,
+      lastSequenceNumber: range.lastSequenceNumber,
+      records: range.records,
+    }));
+    const maxTimes = maxEventTimeByShard(b.buffer);
+    const record: SegmentRecord = {
+      windowStartMs: b.startMs,
+      segmentId: id,
+      key,
+      bytes: put.bytes,
+      records: segment.records,
+      checksum: put.checksum,
+      minEventTimeMs: segment.minEventTimeMs,
+      maxEventTimeMs: segment.maxEventTimeMs,
+      lateRecords: lateRows(b.buffer, b.startMs),
+      shards: entries,
+      streamArn: this.o.streamArn,
+      workerId: this.o.workerId,
+    };
+    const items: TransactWriteItem[] = [
+      this.o.registry.segmentPut(record),
+      this.o.registry.windowOpenCheck(b.startMs),
+    ];
+    for (const entry of entries) {
+      const st = byShard.get(entry.shardId)!;
+      items.push({
+        Update: this.o.leases.checkpointUpdate(
+          { ...st.session.lease, checkpoint: st.committed },
+          {
+            from: st.committed,
+            to: entry.lastSequenceNumber,
+            lastEventTimeMs: maxTimes.get(entry.shardId),
+            windowStartMs: b.startMs,
+          },
+        ),
+      });
+    }
+    const gapsCommitted = new Map<ShardState, number>();
+    for (const entry of entries) {
+      const st = byShard.get(entry.shardId)!;
+      let n = 0;
+      for (const gap of st.pendingGaps) {
+        if (items.length >= MAX_TRANSACTION_ITEMS) break;
+        items.push(this.o.registry.gapPut(this.gapRecord(st.session.shardId, gap, b.startMs)));
+        n++;
+      }
+      if (n > 0) gapsCommitted.set(st, n);
+    }
+
+    try {
+      await retry(() => this.o.registry.transact(items, tokenOf(items)), {
+        ...this.o.retry,
+        shouldRetry: isTransactionConflict,
+      });
+    } catch (error) {
+      const landed = await this.landed(error, b.startMs, id).catch(() => false);
+      if (!landed) {
+        if (isRetriable(error) && !hasName(error, 'TransactionCanceledException')) {
+          this.log.warn({ key, error: String(error) }, 'commit failed; will retry');
+          b.sealed = true;
+          return false;
+        }
+        const explained = await this.explainFailure(error, items, states, key, b.startMs);
+        this.queue.shift();
+        this.drop(
+          states.map((s) => s.session.shardId),
+          explained,
+          true,
+        );
+        this.log.warn(
+          {
+            key,
+            window: windowId(b.startMs),
+            shards: entries.length,
+            reason: explained.name,
+            error: explained.message,
+          },
+          'commit refused: segment left as an orphan, shards will be read again',
+        );
+        if (explained instanceof WindowClosedError) await this.refreshState(undefined, true);
+        return true;
+      }
+    }
+
+    this.queue.shift();
+    let gapCount = 0;
+    for (const entry of entries) {
+      const st = byShard.get(entry.shardId)!;
+      st.committed = entry.lastSequenceNumber;
+      const t = maxTimes.get(entry.shardId);
+      if (t !== undefined) st.lastEventTimeMs = Math.max(st.lastEventTimeMs ?? 0, t);
+      st.bufferedRows -= entry.records;
+      const n = gapsCommitted.get(st) ?? 0;
+      st.pendingGaps.splice(0, n);
+      gapCount += n;
+    }
+    const event: CommitEvent = {
+      windowStartMs: b.startMs,
+      key,
+      records: record.records,
+      bytes: record.bytes,
+      lateRecords: record.lateRecords,
+      shards: entries,
+      gaps: gapCount,
+      put: put.outcome,
+    };
+    this.log.info(
+      {
+        window: windowId(b.startMs),
+        key,
+        records: record.records,
+        bytes: record.bytes,
+        lateRecords: record.lateRecords,
+        shards: entries.map((e) => ({
+          shardId: e.shardId,
+          first: e.firstSequenceNumber,
+          last: e.lastSequenceNumber,
+        })),
+        gaps: gapCount,
+      },
+      'segment committed',
+    );
+    this.o.onCommit?.(event);
+    return true;
+  }
+
+  /** After a failed commit: did an earlier attempt land (the registry item is there)? */
+  private async landed(error: unknown, windowStartMs: number, id: string): Promise<boolean> {
+    if (!hasName(error, 'TransactionCanceledException') && !isRetriable(error)) return false;
+    return (await this.o.registry.getSegment(windowStartMs, id)) !== undefined;
+  }
+
+  /** Turns a failed commit into the domain error that says why. */
+  private async explainFailure(
+    error: unknown,
+    items: TransactWriteItem[],
+    states: ShardState[],
+    key: string | undefined,
+    windowStartMs: number,
+  ): Promise<Error> {
+    const reasons = (error as { CancellationReasons?: { Code?: string }[] }).CancellationReasons ?? [];
+    for (let i = 0; i < reasons.length; i++) {
+      if (reasons[i]?.Code !== 'ConditionalCheckFailed') continue;
+      const item = items[i]!;
+      if (item.ConditionCheck) {
+        return new WindowClosedError(
+          `window ${windowId(windowStartMs)} was closed before the commit`,
+          windowStartMs,
+          {
+            key,
+            cause: error,
+          },
+        );
+      }
+      if (item.Update) {
+        const shardId = item.Update.Key?.['leaseKey']?.S?.replace(/^shard#/, '');
+        const st = states.find((s) => s.session.shardId === shardId);
+        const current =
+          shardId === undefined ? undefined : await this.o.leases.getLease(shardId).catch(() => undefined);
+        const lost =
+          current === undefined ||
+          current.owner !== this.o.workerId ||
+          current.leaseEpoch !== st?.session.lease.leaseEpoch;
+        return lost
+          ? new LeaseLostError(`lease of ${shardId} lost before the commit`, { shardId, key, cause: error })
+          : new ChangelogError(
+              `checkpoint of ${shardId} is ${current.checkpoint}, not ${st?.committed} as this worker committed`,
+              { shardId, key, cause: error, retriable: false },
+            );
+      }
+    }
+    return error instanceof Error ? error : new ChangelogError(String(error), { key });
+  }
+
+  /**
+   * Forgets the shards' uncommitted rows (from every buffer) and pending gaps; with `restart`,
+   * stops their readers so they read again from the committed checkpoint.
+   */
+  private drop(shardIds: string[], reason: Error, restart: boolean): void {
+    const set = new Set(shardIds);
+    for (let i = 0; i < this.queue.length; i++) {
+      const b = this.queue[i]!;
+      if (!b.buffer.shards.some((s) => set.has(s))) continue;
+      const kept = new ChangeBuffer(this.o.keySchema);
+      for (let r = 0; r < b.buffer.rowCount; r++) {
+        if (!set.has(b.buffer.shards[b.buffer.shardOf(r)]!)) kept.appendRowFrom(b.buffer, r);
+      }
+      b.buffer = kept;
+    }
+    for (let i = this.queue.length - 1; i >= 0; i--) {
+      if (this.queue[i]!.buffer.rowCount === 0 && !this.flushingHead(i)) this.queue.splice(i, 1);
+    }
+    for (const id of shardIds) {
+      const st = this.shards.get(id);
+      if (st === undefined) continue;
+      st.dropped = reason;
+      this.shards.delete(id);
+      if (restart) st.session.restart(reason);
+    }
+  }
+
+  private flushingHead(index: number): boolean {
+    return index === 0 && this.queue[0]!.sealed && this.queue[0]!.buffer.rowCount > 0;
+  }
+
+  private gapRecord(shardId: string, gap: PendingGap, windowStartMs: number): GapRecord {
+    return {
+      windowStartMs,
+      shardId,
+      afterSequenceNumber: gap.afterSequenceNumber,
+      resumedAtSequenceNumber: gap.resumedAtSequenceNumber,
+      fromTimeMs: gap.fromTimeMs,
+      toTimeMs: gap.toTimeMs,
+      detectedAtMs: gap.detectedAtMs,
+      reason: 'TrimmedDataAccessException',
+    };
+  }
+}
+
+function isTransactionConflict(error: unknown): boolean {
+  if (hasName(error, 'TransactionConflictException')) return true;
+  if (!hasName(error, 'TransactionCanceledException')) return false;
+  const reasons = (error as { CancellationReasons?: { Code?: string }[] }).CancellationReasons ?? [];
+  return (
+    reasons.some((r) => r.Code === 'TransactionConflict') &&
+    !reasons.some((r) => r.Code === 'ConditionalCheckFailed')
+  );
+}
+
+/** The same items always get the same token, so a retry is idempotent and never mismatched. */
+function tokenOf(items: TransactWriteItem[]): string {
+  return requestToken('commit', JSON.stringify(items));
+}
+
+function maxEventTimeByShard(buffer: ChangeBuffer): Map<string, number> {
+  const out = new Map<string, number>();
+  for (let r = 0; r < buffer.rowCount; r++) {
+    const shard = buffer.shards[buffer.shardOf(r)]!;
+    const t = Math.floor(buffer.eventTimeMs(r));
+    if ((out.get(shard) ?? Number.NEGATIVE_INFINITY) < t) out.set(shard, t);
+  }
+  return out;
+}
+
+function lateRows(buffer: ChangeBuffer, windowStartMs: number): number {
+  let n = 0;
+  for (let r = 0; r < buffer.rowCount; r++) if (buffer.eventTimeMs(r) < windowStartMs) n++;
+  return n;
+}
