@@ -15,6 +15,22 @@ export { planLeaseTakes } from './lease/leaseBalancer.js';
 export { LeaseExpiryTracker } from './lease/leaseExpiry.js';
 export { type CheckpointMove, LeaseStore, type LeaseStoreOptions } from './lease/leaseStore.js';
 export { createLeaseTable } from './lease/leaseTable.js';
+export {
+  type ListManifestsOptions,
+  listManifests,
+  type ManifestListing,
+  readManifest,
+} from './manifest/manifestReader.js';
+export {
+  type VerifyGap,
+  type VerifyOptions,
+  type VerifyProgress,
+  type VerifyReport,
+  VIOLATION_KINDS,
+  type Violation,
+  type ViolationKind,
+  verifyChangelog,
+} from './manifest/verifier.js';
 export { type CheckpointEvent, StreamWorker, type StreamWorkerOptions } from './pipeline/streamWorker.js';
 export { isStreamDrained, TableWorker, type TableWorkerOptions } from './pipeline/tableWorker.js';
 export { type RetryOptions, retry, sleep } from './retry.js';
@@ -29,6 +45,14 @@ export {
   keySchemaFromTable,
   parseKeySchema,
 } from './segment/keySchema.js';
+export {
+  type CellValue,
+  readSegmentBatches,
+  readSegmentColumns,
+  readSegmentFooter,
+  type SegmentBatch,
+  type SegmentFooter,
+} from './segment/parquetDecoder.js';
 export { SEGMENT_COMPRESSIONS, type SegmentCompression } from './segment/parquetEncoder.js';
 export {
   type EncodedSegment,

@@ -1,7 +1,9 @@
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
 import { ChangelogError } from '../errors.js';
+import { registerRunCommand } from './runCommand.js';
 import { registerSegmentCommand } from './segmentCommand.js';
+import { registerVerifyCommand } from './verifyCommand.js';
 
 const { version } = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
   version: string;
@@ -15,7 +17,9 @@ export function buildProgram(): Command {
     .version(version)
     .showHelpAfterError()
     .exitOverride();
+  registerRunCommand(program);
   registerSegmentCommand(program);
+  registerVerifyCommand(program);
   return program;
 }
 

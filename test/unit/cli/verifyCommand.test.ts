@@ -1,0 +1,166 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { main } from '../../../src/cli/main.js';
+import { parseTimeOption } from '../../../src/cli/verifyCommand.js';
+import { isoTime } from '../../../src/manifest/layout.js';
+import type { VerifyReport } from '../../../src/manifest/verifier.js';
+import { LocalObjectStore } from '../../../src/sink/localObjectStore.js';
+import {
+  buildChangelogSpec,
+  type ChangelogSpec,
+  FIRST_WINDOW_MS,
+  TABLE,
+  writeChangelog,
+} from '../../helpers/changelogFixtures.js';
+
+describe('dynamodb-changelog verify', () => {
+  let dir: string;
+  let destination: string;
+  let spec: ChangelogSpec;
+  let stdout: string;
+  let stderr: string;
+  const since = isoTime(FIRST_WINDOW_MS);
+
+  beforeEach(async () => {
+    dir = await mkdtemp(path.join(tmpdir(), 'changelog-verify-cli-'));
+    destination = pathToFileURL(dir).href;
+    spec = buildChangelogSpec();
+    await writeChangelog(new LocalObjectStore({ dir }), spec);
+    stdout = '';
+    stderr = '';
+    vi.spyOn(process.stdout, 'write').mockImplementation((chunk) => {
+      stdout += String(chunk);
+      return true;
+    });
+    vi.spyOn(process.stderr, 'write').mockImplementation((chunk) => {
+      stderr += String(chunk);
+      return true;
+    });
+    vi.stubEnv('CHANGELOG_DESTINATION', undefined);
+    vi.stubEnv('CHANGELOG_TABLE', undefined);
+  });
+
+  afterEach(async () => {
+    vi.restoreAllMocks();
+    vi.unstubAllEnvs();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  const run = (...args: string[]) => main(['node', 'dynamodb-changelog', 'verify', ...args]);
+
+  it('prints a summary and exits 0 for a clean changelog', async () => {
+    expect(await run('--destination', destination, '--table', TABLE, '--since', since)).toBe(0);
+    expect(stdout).toContain(`verify ${TABLE} at ${destination}, windows from ${since}\n`);
+    expect(stdout).toContain(`windows:      3 (${since} .. ${isoTime(FIRST_WINDOW_MS + 120_000)})\n`);
+    expect(stdout).toContain('segments:     4\n');
+    expect(stdout).toContain('records:      72\n');
+    expect(stdout).toContain('gaps:         0\n');
+    expect(stdout).toContain('late records: 0\n');
+    expect(stdout).toContain('violations:   0\n');
+    expect(stdout.endsWith('OK\n')).toBe(true);
+    expect(stderr).toBe('');
+  });
+
+  it('lists every violation and exits 1', async () => {
+    const store = new LocalObjectStore({ dir });
+    const missing = spec.windows[0]!.segments[0]!.key;
+    await store.delete([missing, spec.windows[2]!.segments[0]!.key]);
+    expect(await run('--destination', destination, '--table', TABLE, '--since', since)).toBe(1);
+    const lines = stdout.split('\n');
+    expect(lines).toContain('violations:   2');
+    expect(lines).toContain(`  object-missing: segment ${missing} (window ${since}) does not exist`);
+    expect(lines.filter((l) => l.startsWith('  object-missing: '))).toHaveLength(2);
+    expect(stdout.endsWith('FAILED\n')).toBe(true);
+    expect(stderr).toBe('');
+  });
+
+  it('prints the report as JSON with --json, reading the destination and table from the environment', async () => {
+    vi.stubEnv('CHANGELOG_DESTINATION', destination);
+    vi.stubEnv('CHANGELOG_TABLE', TABLE);
+    const until = isoTime(FIRST_WINDOW_MS + 60_000);
+    expect(await run('--since', since, '--until', until, '--json')).toBe(0);
+    const report = JSON.parse(stdout) as VerifyReport;
+    expect(report).toMatchObject({
+      table: TABLE,
+      since,
+      until,
+      windows: 1,
+      segments: 1,
+      records: 24,
+      violations: [],
+    });
+  });
+
+  it('reports every bad option in one error and exits 2', async () => {
+    const code = await run(
+      '--destination',
+      'ftp://bucket/x',
+      '--table',
+      'my table',
+      '--since',
+      'yesterday',
+      '--until',
+      '2026-11-22T10:00:00',
+    );
+    expect(code).toBe(2);
+    expect(stdout).toBe('');
+    const lines = stderr.trim().split('\n');
+    expect(lines[0]).toBe('dynamodb-changelog: invalid configuration:');
+    expect(lines).toHaveLength(5);
+    expect(lines[1]).toMatch(
+      /^ {2}- --destination: destination "ftp:\/\/bucket\/x" has an unsupported scheme; expected s3:\/\//,
+    );
+    expect(lines[2]).toMatch(/^ {2}- --table: "my table" is not a DynamoDB table name \(3-255 of letters/);
+    expect(lines[3]).toMatch(
+      /^ {2}- --since: "yesterday" is not an ISO-8601 time with a zone .* or a duration ago/,
+    );
+    expect(lines[4]).toMatch(/^ {2}- --until: "2026-11-22T10:00:00" is not an ISO-8601 time with a zone/);
+  });
+
+  it('names every missing option, and an until before since', async () => {
+    expect(await run()).toBe(2);
+    expect(stderr).toMatch(/--destination: missing; .*CHANGELOG_DESTINATION/);
+    expect(stderr).toMatch(/--table: missing; .*CHANGELOG_TABLE/);
+    expect(stderr).toMatch(/--since: missing; give an ISO-8601 time/);
+    stderr = '';
+    expect(
+      await run('--destination', destination, '--table', TABLE, '--since', since, '--until', since),
+    ).toBe(2);
+    expect(stderr).toMatch(/--until: "[^"]+" \([^)]+\) must be after --since/);
+  });
+});
+
+describe('parseTimeOption', () => {
+  const now = Date.UTC(2026, 10, 22, 12, 0, 0);
+
+  it('reads ISO-8601 times with a zone, and dates as UTC midnight', () => {
+    expect(parseTimeOption('2026-11-22T10:00:00Z', now)).toBe(Date.UTC(2026, 10, 22, 10));
+    expect(parseTimeOption('2026-11-22T10:00Z', now)).toBe(Date.UTC(2026, 10, 22, 10));
+    expect(parseTimeOption('2026-11-22T10:00:00.250Z', now)).toBe(Date.UTC(2026, 10, 22, 10, 0, 0, 250));
+    expect(parseTimeOption('2026-11-22T11:00:00+01:00', now)).toBe(Date.UTC(2026, 10, 22, 10));
+    expect(parseTimeOption('2026-11-22', now)).toBe(Date.UTC(2026, 10, 22));
+  });
+
+  it('reads durations as that long before now', () => {
+    expect(parseTimeOption('2h', now)).toBe(now - 2 * 3_600_000);
+    expect(parseTimeOption('1h30m', now)).toBe(now - 90 * 60_000);
+    expect(parseTimeOption('1d', now)).toBe(now - 86_400_000);
+  });
+
+  it('refuses local times, bare numbers and anything else', () => {
+    for (const bad of [
+      '2026-11-22T10:00:00',
+      '1763800000',
+      '',
+      'yesterday',
+      '2h ago',
+      '2026-13-01',
+      '2026-02-30',
+      '2026-11-22T25:00Z',
+    ])
+      expect(parseTimeOption(bad, now), bad).toBeUndefined();
+  });
+});
