@@ -1,4 +1,7 @@
 /** Public API of dynamodb-changelog. Anything not exported here is internal. */
+
+export { formatDuration, parseByteSize, parseDuration } from './config/duration.js';
+export { parseRunConfig, RUN_OPTIONS, type RunConfig } from './config/runConfig.js';
 export {
   ChangelogError,
   ConfigError,
@@ -9,6 +12,7 @@ export {
   ObjectStoreError,
   SegmentEncodeError,
   StreamError,
+  WindowClosedError,
 } from './errors.js';
 export { type Lease, SHARD_END, TRIM_HORIZON } from './lease/lease.js';
 export { planLeaseTakes } from './lease/leaseBalancer.js';
@@ -16,11 +20,39 @@ export { LeaseExpiryTracker } from './lease/leaseExpiry.js';
 export { type CheckpointMove, LeaseStore, type LeaseStoreOptions } from './lease/leaseStore.js';
 export { createLeaseTable } from './lease/leaseTable.js';
 export {
+  dtOf,
+  manifestObjectKey,
+  parseManifestKey,
+  segmentId,
+  segmentObjectKey,
+  windowId,
+  windowSizeProblem,
+  windowStartOf,
+} from './manifest/layout.js';
+export {
+  MANIFEST_FORMAT_VERSION,
+  type Manifest,
+  type ManifestGap,
+  type ManifestSegment,
+  type ManifestShard,
+  manifestSchema,
+  parseManifest,
+  serializeManifest,
+} from './manifest/manifest.js';
+export {
   type ListManifestsOptions,
   listManifests,
   type ManifestListing,
   readManifest,
 } from './manifest/manifestReader.js';
+export {
+  type GapRecord,
+  type RegistryShardEntry,
+  RegistryStore,
+  type SegmentRecord,
+  type WindowState,
+} from './manifest/registryStore.js';
+export { type SealEvent, Sealer, type SealerOptions } from './manifest/sealer.js';
 export {
   type VerifyGap,
   type VerifyOptions,
@@ -31,6 +63,16 @@ export {
   type ViolationKind,
   verifyChangelog,
 } from './manifest/verifier.js';
+export { computeWatermark, shardProgress } from './manifest/watermark.js';
+export { createLogger, type Logger } from './observability/logger.js';
+export { ChangelogWorker, type ChangelogWorkerOptions } from './pipeline/changelogWorker.js';
+export { PageCheckpointSink } from './pipeline/pageCheckpointSink.js';
+export {
+  type CommitEvent,
+  SegmentCommitter,
+  type SegmentCommitterOptions,
+} from './pipeline/segmentCommitter.js';
+export type { ShardSession, ShardSink } from './pipeline/shardSink.js';
 export { type CheckpointEvent, StreamWorker, type StreamWorkerOptions } from './pipeline/streamWorker.js';
 export { isStreamDrained, TableWorker, type TableWorkerOptions } from './pipeline/tableWorker.js';
 export { type RetryOptions, retry, sleep } from './retry.js';
