@@ -273,35 +273,31 @@ export class RegistryStore {
       sets.push(`#a${i} = :a${i}`);
       i++;
     }
+    const items: TransactWriteItem[] = [
+      {
+        ConditionCheck: {
+          TableName: this.tableName,
+          Key: this.key(SEALER_KEY),
+          ConditionExpression: '#owner = :owner AND #epoch = :epoch',
+          ExpressionAttributeNames: { '#owner': 'owner', '#epoch': 'leaseEpoch' },
+          ExpressionAttributeValues: { ':owner': S(sealer.owner), ':epoch': N(sealer.leaseEpoch) },
+        },
+      },
+      {
+        Update: {
+          TableName: this.tableName,
+          Key: this.key(STATE_KEY),
+          UpdateExpression: `SET ${sets.join(', ')}`,
+          ConditionExpression: '#closed = :closed AND #sealed = :sealed',
+          ExpressionAttributeNames: names,
+          ExpressionAttributeValues: values,
+        },
+      },
+    ];
     try {
-      await this.transact(
-        [
-          {
-            ConditionCheck: {
-              TableName: this.tableName,
-              Key: this.key(SEALER_KEY),
-              ConditionExpression: '#owner = :owner AND #epoch = :epoch',
-              ExpressionAttributeNames: { '#owner': 'owner', '#epoch': 'leaseEpoch' },
-              ExpressionAttributeValues: { ':owner': S(sealer.owner), ':epoch': N(sealer.leaseEpoch) },
-            },
-          },
-          {
-            Update: {
-              TableName: this.tableName,
-              Key: this.key(STATE_KEY),
-              UpdateExpression: `SET ${sets.join(', ')}`,
-              ConditionExpression: '#closed = :closed AND #sealed = :sealed',
-              ExpressionAttributeNames: names,
-              ExpressionAttributeValues: values,
-            },
-          },
-        ],
-        `state-${sealer.owner}-${sealer.leaseEpoch}-${next.closedThroughMs}-${next.sealedThroughMs}-${next.gcThroughMs ?? 0}`.slice(
-          0,
-          36,
-        ),
-        signal,
-      );
+      // The token covers every parameter: reusing one with other values (a later attempt to
+      // close with a new closedAt) is refused by DynamoDB as an idempotency mismatch.
+      await this.transact(items, requestToken('state', JSON.stringify(items)), signal);
       return true;
     } catch (error) {
       if (hasName(error, 'TransactionCanceledException')) {
