@@ -62,6 +62,8 @@ export interface SegmentRecord {
   shards: RegistryShardEntry[];
   streamArn: string;
   workerId: string;
+  /** Identifies the commit attempt (worker, key, epochs, checkpoints) that wrote this item. */
+  commitId: string;
 }
 
 export interface GapRecord {
@@ -148,6 +150,7 @@ export class RegistryStore {
           shards: S(JSON.stringify(segment.shards)),
           sourceStreamArn: S(segment.streamArn),
           workerId: S(segment.workerId),
+          commitId: S(segment.commitId),
         },
         ConditionExpression: 'attribute_not_exists(#sk)',
         ExpressionAttributeNames: { '#sk': LEASE_SORT_KEY },
@@ -640,6 +643,7 @@ export function segmentFromItem(item: Record<string, AttributeValue>): SegmentRe
     shards,
     streamArn: str(item, 'sourceStreamArn', what),
     workerId: str(item, 'workerId', what),
+    commitId: str(item, 'commitId', what),
   };
 }
 

@@ -1,6 +1,6 @@
 import type { TransactWriteItem } from '@aws-sdk/client-dynamodb';
 import { ChangelogError, isRetriable, LeaseLostError, WindowClosedError } from '../errors.js';
-import { type Lease, SHARD_END } from '../lease/lease.js';
+import { compareCheckpoints, type Lease, SHARD_END } from '../lease/lease.js';
 import type { LeaseStore, RenewProgress } from '../lease/leaseStore.js';
 import { hasName } from '../lease/leaseTable.js';
 import { segmentId, segmentObjectKey, windowId, windowStartOf } from '../manifest/layout.js';
@@ -16,7 +16,7 @@ import { type RetryOptions, retry, sleep } from '../retry.js';
 import { ChangeBuffer } from '../segment/changeBuffer.js';
 import type { KeySchema } from '../segment/keySchema.js';
 import type { SegmentCompression } from '../segment/parquetEncoder.js';
-import { encodeSegment } from '../segment/segmentEncoder.js';
+import { type EncodedSegment, encodeSegment } from '../segment/segmentEncoder.js';
 import type { ObjectStore } from '../sink/objectStore.js';
 import { decodePage, type FetchedPage, type PageSummary, type StreamGap } from '../stream/shardReader.js';
 import type { ShardSession, ShardSink } from './shardSink.js';
@@ -95,6 +95,8 @@ interface WindowBuffer {
   firstArrival: number;
   /** Being flushed, or full: no more rows go in. */
   sealed: boolean;
+  /** The encoded segment, kept across retries of a failed write; cleared when rows are dropped. */
+  encoded?: EncodedSegment | undefined;
 }
 
 const MAX_TRANSACTION_ITEMS = 100;
@@ -185,9 +187,18 @@ export class SegmentCommitter implements ShardSink {
     await this.refreshState(session.signal);
     this.route(st, scratch);
     await this.flushDue(false);
-    // Backpressure: hold this reader until flushes bring the buffers under their bound.
+    // Backpressure: hold this reader until flushes bring the buffers under their bound. A flush
+    // that made no progress (the store is down) backs off; a stopped reader stops waiting.
+    let pauseMs = 0;
     while (this.bufferedBytes >= this.o.maxBufferBytes && this.queue.length > 0 && !st.dropped) {
+      session.signal.throwIfAborted();
+      const before = this.bufferedBytes;
       await this.flushDue(true, 1);
+      if (this.bufferedBytes < before) pauseMs = 0;
+      else {
+        pauseMs = Math.min(5000, pauseMs === 0 ? 100 : pauseMs * 2);
+        await sleep(pauseMs, session.signal);
+      }
     }
     if (st.dropped) throw st.dropped;
     return summary;
@@ -231,6 +242,12 @@ export class SegmentCommitter implements ShardSink {
       st.committed = SHARD_END;
       return ended;
     }
+    if (st.pendingGaps.length > MAX_TRANSACTION_ITEMS - 2) {
+      throw new ChangelogError(
+        `shard ${session.shardId} has ${st.pendingGaps.length} trimmed-data gaps, more than one transaction holds`,
+        { retriable: false, shardId: session.shardId },
+      );
+    }
     const gaps = st.pendingGaps.map((g) => this.gapRecord(session.shardId, g, windowStartMs));
     const items: TransactWriteItem[] = [
       { Update: update },
@@ -240,7 +257,9 @@ export class SegmentCommitter implements ShardSink {
     try {
       await this.o.registry.transact(items, tokenOf(items), session.signal);
     } catch (error) {
-      throw await this.explainFailure(error, items, [st], undefined, windowStartMs);
+      const explained = await this.explainFailure(error, items, [st], undefined, windowStartMs);
+      if (explained instanceof WindowClosedError) await this.refreshState(undefined, true);
+      throw explained;
     }
     st.pendingGaps = [];
     st.committed = SHARD_END;
@@ -404,10 +423,13 @@ export class SegmentCommitter implements ShardSink {
       });
     }
     const states = shardStates as ShardState[];
-    const segment = encodeSegment(b.buffer, {
-      compression: this.o.compression,
-      metadata: { table: this.o.table, stream_arn: this.o.streamArn },
-    });
+    const segment =
+      b.encoded ??
+      encodeSegment(b.buffer, {
+        compression: this.o.compression,
+        metadata: { table: this.o.table, stream_arn: this.o.streamArn },
+      });
+    b.encoded = segment;
     const id = segmentId({
       windowStartMs: b.startMs,
       compression: this.o.compression,
@@ -437,6 +459,15 @@ export class SegmentCommitter implements ShardSink {
       records: range.records,
     }));
     const maxTimes = maxEventTimeByShard(b.buffer);
+    // Names this attempt: a registry item found after a lost answer is ours only if it has it.
+    const commitId = requestToken(
+      'commit-id',
+      this.o.workerId,
+      key,
+      ...entries.map(
+        (e) => `${e.shardId}@${byShard.get(e.shardId)!.session.lease.leaseEpoch}:${e.afterSequenceNumber}`,
+      ),
+    );
     const record: SegmentRecord = {
       windowStartMs: b.startMs,
       segmentId: id,
@@ -450,6 +481,7 @@ export class SegmentCommitter implements ShardSink {
       shards: entries,
       streamArn: this.o.streamArn,
       workerId: this.o.workerId,
+      commitId,
     };
     const items: TransactWriteItem[] = [
       this.o.registry.segmentPut(record),
@@ -469,16 +501,21 @@ export class SegmentCommitter implements ShardSink {
         ),
       });
     }
-    const gapsCommitted = new Map<ShardState, number>();
+    const gapsCommitted = new Map<ShardState, PendingGap[]>();
     for (const entry of entries) {
       const st = byShard.get(entry.shardId)!;
-      let n = 0;
+      // A gap goes with the segment holding the first record read after it (or a later one,
+      // when a transaction had no room left, or SHARD_END): never before that record is read.
+      const inRange = (seq: string | undefined) =>
+        seq !== undefined && compareCheckpoints(seq, entry.lastSequenceNumber) <= 0;
+      const taken: PendingGap[] = [];
       for (const gap of st.pendingGaps) {
         if (items.length >= MAX_TRANSACTION_ITEMS) break;
+        if (!inRange(gap.resumedAtSequenceNumber)) continue;
         items.push(this.o.registry.gapPut(this.gapRecord(st.session.shardId, gap, b.startMs)));
-        n++;
+        taken.push(gap);
       }
-      if (n > 0) gapsCommitted.set(st, n);
+      if (taken.length > 0) gapsCommitted.set(st, taken);
     }
 
     try {
@@ -487,7 +524,7 @@ export class SegmentCommitter implements ShardSink {
         shouldRetry: isTransactionConflict,
       });
     } catch (error) {
-      const landed = await this.landed(error, b.startMs, id).catch(() => false);
+      const landed = await this.landed(error, b.startMs, id, commitId).catch(() => false);
       if (!landed) {
         if (isRetriable(error) && !hasName(error, 'TransactionCanceledException')) {
           this.log.warn({ key, error: String(error) }, 'commit failed; will retry');
@@ -524,9 +561,9 @@ export class SegmentCommitter implements ShardSink {
       const t = maxTimes.get(entry.shardId);
       if (t !== undefined) st.lastEventTimeMs = Math.max(st.lastEventTimeMs ?? 0, t);
       st.bufferedRows -= entry.records;
-      const n = gapsCommitted.get(st) ?? 0;
-      st.pendingGaps.splice(0, n);
-      gapCount += n;
+      const taken = gapsCommitted.get(st) ?? [];
+      st.pendingGaps = st.pendingGaps.filter((g) => !taken.includes(g));
+      gapCount += taken.length;
     }
     const event: CommitEvent = {
       windowStartMs: b.startMs,
@@ -559,9 +596,16 @@ export class SegmentCommitter implements ShardSink {
   }
 
   /** After a failed commit: did an earlier attempt land (the registry item is there)? */
-  private async landed(error: unknown, windowStartMs: number, id: string): Promise<boolean> {
+  private async landed(
+    error: unknown,
+    windowStartMs: number,
+    id: string,
+    commitId: string,
+  ): Promise<boolean> {
     if (!hasName(error, 'TransactionCanceledException') && !isRetriable(error)) return false;
-    return (await this.o.registry.getSegment(windowStartMs, id)) !== undefined;
+    // Another holder may have committed the same records (same key) after taking the lease:
+    // that commit is not ours, and our lease is gone.
+    return (await this.o.registry.getSegment(windowStartMs, id))?.commitId === commitId;
   }
 
   /** Turns a failed commit into the domain error that says why. */
@@ -620,6 +664,7 @@ export class SegmentCommitter implements ShardSink {
         if (!set.has(b.buffer.shards[b.buffer.shardOf(r)]!)) kept.appendRowFrom(b.buffer, r);
       }
       b.buffer = kept;
+      b.encoded = undefined;
     }
     for (let i = this.queue.length - 1; i >= 0; i--) {
       if (this.queue[i]!.buffer.rowCount === 0 && !this.flushingHead(i)) this.queue.splice(i, 1);
