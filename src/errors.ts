@@ -159,3 +159,15 @@ export function isRetriable(error: unknown): boolean {
   ]);
   return transient.has(e.code ?? '') || transient.has(e.name ?? '');
 }
+
+/**
+ * `Name: message (HTTP status)` of an AWS SDK error. The name matters: some services (DynamoDB
+ * Local among them) answer errors the SDK can only call "UnknownError" in the message.
+ */
+export function describeAwsError(error: unknown): string {
+  if (!(error instanceof Error)) return String(error);
+  const status = (error as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
+  const name =
+    error.name && error.name !== 'Error' && !error.message.startsWith(error.name) ? `${error.name}: ` : '';
+  return `${name}${error.message}${status === undefined ? '' : ` (HTTP ${status})`}`;
+}

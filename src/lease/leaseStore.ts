@@ -7,7 +7,7 @@ import {
   type Update,
   UpdateItemCommand,
 } from '@aws-sdk/client-dynamodb';
-import { ChangelogError, isRetriable, LeaseLostError } from '../errors.js';
+import { ChangelogError, describeAwsError, isRetriable, LeaseLostError } from '../errors.js';
 import { type RetryOptions, retry } from '../retry.js';
 import { compareCheckpoints, type Lease } from './lease.js';
 import {
@@ -422,7 +422,7 @@ export class LeaseStore {
     } catch (error) {
       if (combined?.aborted || isConditionFailed(error) || error instanceof ChangelogError) throw error;
       const where = shardId === undefined ? `stream ${this.streamArn}` : `shard ${shardId}`;
-      const message = error instanceof Error ? error.message : String(error);
+      const message = describeAwsError(error);
       throw new ChangelogError(`lease ${operation} for ${where} failed: ${message}`, {
         cause: error,
         retriable: isTransientLeaseError(error),

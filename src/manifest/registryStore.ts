@@ -9,7 +9,7 @@ import {
   TransactWriteItemsCommand,
   UpdateItemCommand,
 } from '@aws-sdk/client-dynamodb';
-import { ChangelogError, isRetriable } from '../errors.js';
+import { ChangelogError, describeAwsError, isRetriable } from '../errors.js';
 import { isTransientLeaseError } from '../lease/leaseStore.js';
 import { hasName, LEASE_PARTITION_KEY, LEASE_SORT_KEY } from '../lease/leaseTable.js';
 import { type RetryOptions, retry } from '../retry.js';
@@ -546,7 +546,7 @@ export class RegistryStore {
       ) {
         throw error;
       }
-      const message = error instanceof Error ? error.message : String(error);
+      const message = describeAwsError(error);
       throw new ChangelogError(`registry ${operation} for table ${this.table} failed: ${message}`, {
         cause: error,
         retriable: isRetriable(error) || isTransientLeaseError(error),
