@@ -357,34 +357,6 @@ export class RegistryStore {
     return items;
   }
 
-  /** The earliest window holding a segment or gap at or after `fromMs`, if any. */
-  async firstWindowWithData(fromMs: number, signal?: AbortSignal): Promise<number | undefined> {
-    let first: number | undefined;
-    for (const prefix of [SEGMENT_PREFIX, GAP_PREFIX]) {
-      const page = await this.call('query', signal, (s) =>
-        this.client.send(
-          new QueryCommand({
-            TableName: this.tableName,
-            KeyConditionExpression: '#pk = :pk AND #sk BETWEEN :from AND :to',
-            ExpressionAttributeNames: { '#pk': LEASE_PARTITION_KEY, '#sk': LEASE_SORT_KEY },
-            ExpressionAttributeValues: {
-              ':pk': S(REGISTRY_PARTITION_PREFIX + this.table),
-              ':from': S(prefix + windowId(fromMs)),
-              ':to': S(`${prefix}~`),
-            },
-            ConsistentRead: true,
-            Limit: 1,
-          }),
-          { abortSignal: s },
-        ),
-      );
-      const item = page.Items?.[0];
-      const start = item?.['windowStartMs']?.N === undefined ? undefined : Number(item['windowStartMs'].N);
-      if (start !== undefined && (first === undefined || start < first)) first = start;
-    }
-    return first;
-  }
-
   /** The watermark the sealer last published, if any. */
   async getWatermark(signal?: AbortSignal): Promise<number | undefined> {
     const out = await this.call('read watermark', signal, (s) =>

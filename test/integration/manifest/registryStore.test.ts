@@ -138,11 +138,6 @@ describe('RegistryStore on DynamoDB Local', () => {
     expect(await r.queryRange(W(2), W(2))).toEqual({ segments: [], gaps: [] });
     expect(await r.queryRange(W(3), W(1))).toEqual({ segments: [], gaps: [] });
 
-    expect(await r.firstWindowWithData(W(-10))).toBe(W(0));
-    expect(await r.firstWindowWithData(W(2))).toBe(W(2));
-    expect(await r.firstWindowWithData(W(3))).toBe(W(3)); // a gap alone counts
-    expect(await r.firstWindowWithData(W(4))).toBeUndefined();
-
     // Rewriting a gap is harmless.
     await r.transact([r.gapPut(gap(W(1), seq(1, 5)))], 'gaps-again');
     expect((await r.queryRange(W(1), W(2))).gaps).toHaveLength(1);
