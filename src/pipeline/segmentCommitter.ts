@@ -186,7 +186,8 @@ export class SegmentCommitter implements ShardSink {
     st.caughtUpAtMs = undefined;
     await this.refreshState(session.signal);
     this.route(st, scratch);
-    await this.flushDue(false);
+    // A due flush (size, age) runs in the background: readers only wait when the bound is hit.
+    this.kickFlush();
     // Backpressure: hold this reader until flushes bring the buffers under their bound. A flush
     // that made no progress (the store is down) backs off; a stopped reader stops waiting.
     let pauseMs = 0;
@@ -374,6 +375,23 @@ export class SegmentCommitter implements ShardSink {
     for (let i = this.queue.length - 1; i >= 0; i--)
       if (this.queue[i]!.buffer.shards.includes(shardId)) return i;
     return -1;
+  }
+
+  private kicked = false;
+
+  /** Resolves once no flush is running (the background one an accept may have started). */
+  async idle(): Promise<void> {
+    await this.flushing;
+  }
+
+  private kickFlush(): void {
+    if (this.kicked) return;
+    this.kicked = true;
+    this.flushDue(false)
+      .catch((error: unknown) => this.log.warn({ error: String(error) }, 'flush failed; trying again'))
+      .finally(() => {
+        this.kicked = false;
+      });
   }
 
   /**

@@ -793,6 +793,7 @@ describe('SegmentCommitter on DynamoDB Local', () => {
         recordRun(1, 1, 2, (n) => W(0) + n * 1000),
       ),
     );
+    await committer.idle(); // a due flush runs in the background
     expect(commits.map((c) => c.windowStartMs)).toEqual([W(0)]);
     // Window 2 is far from closing: it waits.
     await committer.accept(
@@ -802,6 +803,7 @@ describe('SegmentCommitter on DynamoDB Local', () => {
         recordRun(1, 3, 4, (n) => W(2) + n * 1000),
       ),
     );
+    await committer.idle(); // a due flush runs in the background
     expect(commits).toHaveLength(1);
     expect(committer.bufferedBytes).toBeGreaterThan(0);
   });
@@ -830,6 +832,7 @@ describe('SegmentCommitter on DynamoDB Local', () => {
         recordRun(1, 3, 3, () => W(0) + 2000),
       ),
     );
+    await committer.idle(); // a due flush runs in the background
     expect(commits).toEqual([]);
     now += 1;
     await committer.accept(
@@ -839,6 +842,7 @@ describe('SegmentCommitter on DynamoDB Local', () => {
         recordRun(1, 4, 4, () => W(0) + 3000),
       ),
     );
+    await committer.idle(); // a due flush runs in the background
     expect(commits).toHaveLength(1);
     expect(commits[0]!.records).toBe(4);
   });
