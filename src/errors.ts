@@ -161,13 +161,16 @@ export function isRetriable(error: unknown): boolean {
 }
 
 /**
- * `Name: message (HTTP status)` of an AWS SDK error. The name matters: some services (DynamoDB
+ * `Name (HTTP status): message` of an AWS SDK error. The name matters: some services (DynamoDB
  * Local among them) answer errors the SDK can only call "UnknownError" in the message.
  */
 export function describeAwsError(error: unknown): string {
   if (!(error instanceof Error)) return String(error);
   const status = (error as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
-  const name =
-    error.name && error.name !== 'Error' && !error.message.startsWith(error.name) ? `${error.name}: ` : '';
-  return `${name}${error.message}${status === undefined ? '' : ` (HTTP ${status})`}`;
+  const code = status === undefined ? '' : ` (HTTP ${status})`;
+  if (error.name === 'Error') return `${error.message}${code}`;
+  const message = error.message.startsWith(`${error.name}: `)
+    ? error.message.slice(error.name.length + 2)
+    : error.message;
+  return `${error.name}${code}: ${message}`;
 }

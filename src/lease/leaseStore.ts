@@ -7,8 +7,9 @@ import {
   type Update,
   UpdateItemCommand,
 } from '@aws-sdk/client-dynamodb';
-import { ChangelogError, describeAwsError, isRetriable, LeaseLostError } from '../errors.js';
-import { type RetryOptions, retry } from '../retry.js';
+import { ChangelogError, LeaseLostError } from '../errors.js';
+import type { RetryOptions } from '../retry.js';
+import { callDynamo } from './dynamoCall.js';
 import { compareCheckpoints, type Lease } from './lease.js';
 import {
   hasName,
@@ -406,29 +407,25 @@ export class LeaseStore {
    * Runs one DynamoDB call under retry(). A failed condition passes through untouched for the
    * caller to resolve; other failures are wrapped with the operation and shard they belong to.
    */
-  private async call<T>(
+  private call<T>(
     operation: string,
     shardId: string | undefined,
     signal: AbortSignal | undefined,
     fn: (signal: AbortSignal | undefined) => Promise<T>,
   ): Promise<T> {
-    const combined = combineSignals(this.retryOptions.signal, signal);
-    try {
-      return await retry((_, s) => fn(s), {
-        shouldRetry: isTransientLeaseError,
-        ...this.retryOptions,
-        signal: combined,
-      });
-    } catch (error) {
-      if (combined?.aborted || isConditionFailed(error) || error instanceof ChangelogError) throw error;
-      const where = shardId === undefined ? `stream ${this.streamArn}` : `shard ${shardId}`;
-      const message = describeAwsError(error);
-      throw new ChangelogError(`lease ${operation} for ${where} failed: ${message}`, {
-        cause: error,
-        retriable: isTransientLeaseError(error),
-        shardId,
-      });
-    }
+    return callDynamo(fn, {
+      retry: this.retryOptions,
+      signal,
+      passThrough: isConditionFailed,
+      wrap: (error, description, retriable) => {
+        const where = shardId === undefined ? `stream ${this.streamArn}` : `shard ${shardId}`;
+        return new ChangelogError(`lease ${operation} for ${where} failed: ${description}`, {
+          cause: error,
+          retriable,
+          shardId,
+        });
+      },
+    });
   }
 }
 
@@ -458,14 +455,6 @@ export function lineageLevels(shards: readonly ShardLineage[]): ShardLineage[][]
   return levels;
 }
 
-/**
- * Transient for lease writes: the usual AWS faults, plus TransactionConflictException, which a
- * single-item write gets when a commit transaction holds the same lease item at that moment.
- */
-export function isTransientLeaseError(error: unknown): boolean {
-  return isRetriable(error) || hasName(error, 'TransactionConflictException');
-}
-
 function isConditionFailed(error: unknown): boolean {
   return hasName(error, 'ConditionalCheckFailedException');
 }
@@ -483,10 +472,4 @@ const ATTRIBUTE_OF: Record<string, string> = {
 /** ExpressionAttributeNames for exactly the placeholders an expression uses (DynamoDB rejects extras). */
 function pick(...placeholders: string[]): Record<string, string> {
   return Object.fromEntries(placeholders.map((p) => [p, ATTRIBUTE_OF[p]!]));
-}
-
-function combineSignals(...signals: (AbortSignal | undefined)[]): AbortSignal | undefined {
-  const present = signals.filter((s): s is AbortSignal => s !== undefined);
-  if (present.length <= 1) return present[0];
-  return AbortSignal.any(present);
 }

@@ -9,10 +9,10 @@ import {
   TransactWriteItemsCommand,
   UpdateItemCommand,
 } from '@aws-sdk/client-dynamodb';
-import { ChangelogError, describeAwsError, isRetriable } from '../errors.js';
-import { isTransientLeaseError } from '../lease/leaseStore.js';
+import { ChangelogError } from '../errors.js';
+import { callDynamo } from '../lease/dynamoCall.js';
 import { hasName, LEASE_PARTITION_KEY, LEASE_SORT_KEY } from '../lease/leaseTable.js';
-import { type RetryOptions, retry } from '../retry.js';
+import type { RetryOptions } from '../retry.js';
 import { windowId } from './layout.js';
 
 /*
@@ -189,12 +189,15 @@ export class RegistryStore {
   }
 
   /**
-   * Sends one commit transaction. `token` makes a retry of the same commit idempotent for
-   * DynamoDB's 10 minutes; a TransactionCanceledException is passed through for the caller to
-   * read its CancellationReasons (it knows what each element was).
+   * Sends one transaction. Its ClientRequestToken is a hash of the items, so a retry of the same
+   * transaction is idempotent for DynamoDB's 10 minutes, and a transaction with other values can
+   * never reuse a token (DynamoDB would refuse that as an IdempotentParameterMismatch). A
+   * TransactionCanceledException is passed through for the caller to read its CancellationReasons
+   * (it knows what each element was).
    */
-  async transact(items: TransactWriteItem[], token: string, signal?: AbortSignal): Promise<void> {
-    await this.call('commit', signal, (s) =>
+  async transact(items: TransactWriteItem[], signal?: AbortSignal): Promise<void> {
+    const token = requestToken('transact', JSON.stringify(items));
+    await this.call('transaction', signal, (s) =>
       this.client.send(new TransactWriteItemsCommand({ TransactItems: items, ClientRequestToken: token }), {
         abortSignal: s,
       }),
@@ -298,9 +301,7 @@ export class RegistryStore {
       },
     ];
     try {
-      // The token covers every parameter: reusing one with other values (a later attempt to
-      // close with a new closedAt) is refused by DynamoDB as an idempotency mismatch.
-      await this.transact(items, requestToken('state', JSON.stringify(items)), signal);
+      await this.transact(items, signal);
       return true;
     } catch (error) {
       if (hasName(error, 'TransactionCanceledException')) {
@@ -494,37 +495,31 @@ export class RegistryStore {
     }
   }
 
-  private async call<T>(
+  private call<T>(
     operation: string,
     signal: AbortSignal | undefined,
     fn: (signal: AbortSignal | undefined) => Promise<T>,
   ): Promise<T> {
-    const combined =
-      this.retryOptions.signal && signal
-        ? AbortSignal.any([this.retryOptions.signal, signal])
-        : (signal ?? this.retryOptions.signal);
-    try {
-      return await retry((_, s) => fn(s), {
-        shouldRetry: isTransientLeaseError,
-        ...this.retryOptions,
-        signal: combined,
-      });
-    } catch (error) {
-      if (
-        combined?.aborted ||
-        error instanceof ChangelogError ||
-        hasName(error, 'ConditionalCheckFailedException') ||
-        hasName(error, 'TransactionCanceledException')
-      ) {
-        throw error;
-      }
-      const message = describeAwsError(error);
-      throw new ChangelogError(`registry ${operation} for table ${this.table} failed: ${message}`, {
-        cause: error,
-        retriable: isRetriable(error) || isTransientLeaseError(error),
-      });
-    }
+    return callDynamo(fn, {
+      retry: this.retryOptions,
+      signal,
+      passThrough: (error) =>
+        hasName(error, 'ConditionalCheckFailedException') || hasName(error, 'TransactionCanceledException'),
+      wrap: (error, description, retriable) =>
+        new ChangelogError(`registry ${operation} for table ${this.table} failed: ${description}`, {
+          cause: error,
+          retriable,
+        }),
+    });
   }
+}
+
+/** Every worker of a changelog must use the window size stored in its state. */
+export function windowSizeMismatch(table: string, storedMs: number, configuredMs: number): ChangelogError {
+  return new ChangelogError(
+    `the changelog of ${table} uses ${storedMs} ms windows, this worker ${configuredMs} ms: every worker must run with the same --window`,
+    { retriable: false },
+  );
 }
 
 /** A ClientRequestToken (max 36 characters) derived from what makes the request unique. */

@@ -15,12 +15,13 @@ import {
   windowStartOf,
 } from './layout.js';
 import { MANIFEST_FORMAT_VERSION, type Manifest, parseManifest, serializeManifest } from './manifest.js';
-import type {
-  GapRecord,
-  RegistryStore,
-  SealerLeaseItem,
-  SegmentRecord,
-  WindowState,
+import {
+  type GapRecord,
+  type RegistryStore,
+  type SealerLeaseItem,
+  type SegmentRecord,
+  type WindowState,
+  windowSizeMismatch,
 } from './registryStore.js';
 import { computeWatermark } from './watermark.js';
 
@@ -164,10 +165,7 @@ export class Sealer {
     }
     let state = await this.state(watermark, signal);
     if (state.windowMs !== this.o.windowMs) {
-      throw new ChangelogError(
-        `the changelog of ${this.o.table} uses ${state.windowMs} ms windows, this worker ${this.o.windowMs} ms: every worker must run with the same --window`,
-        { retriable: false },
-      );
+      throw windowSizeMismatch(this.o.table, state.windowMs, this.o.windowMs);
     }
     if (state.sealedThroughMs < state.closedThroughMs) {
       state = await this.sealClosed(state, held, signal);

@@ -10,6 +10,7 @@ import {
   type RegistryStore,
   requestToken,
   type SegmentRecord,
+  windowSizeMismatch,
 } from '../manifest/registryStore.js';
 import { type Logger, silentLogger } from '../observability/logger.js';
 import { type RetryOptions, retry, sleep } from '../retry.js';
@@ -229,11 +230,6 @@ export class SegmentCommitter implements ShardSink {
     }
     const lease = { ...session.lease, checkpoint: st.committed };
     const windowStartMs = Math.max(st.hwm, this.openFromMs);
-    const update = this.o.leases.checkpointUpdate(lease, {
-      from: st.committed,
-      to: SHARD_END,
-      windowStartMs,
-    });
     if (st.pendingGaps.length === 0) {
       const ended = await this.o.leases.checkpoint(
         lease,
@@ -251,12 +247,12 @@ export class SegmentCommitter implements ShardSink {
     }
     const gaps = st.pendingGaps.map((g) => this.gapRecord(session.shardId, g, windowStartMs));
     const items: TransactWriteItem[] = [
-      { Update: update },
+      { Update: this.o.leases.checkpointUpdate(lease, { from: st.committed, to: SHARD_END, windowStartMs }) },
       this.o.registry.windowOpenCheck(windowStartMs),
       ...gaps.map((g) => this.o.registry.gapPut(g)),
     ];
     try {
-      await this.o.registry.transact(items, tokenOf(items), session.signal);
+      await this.o.registry.transact(items, session.signal);
     } catch (error) {
       const explained = await this.explainFailure(error, items, [st], undefined, windowStartMs);
       if (explained instanceof WindowClosedError) await this.refreshState(undefined, true);
@@ -316,10 +312,7 @@ export class SegmentCommitter implements ShardSink {
     ]);
     if (state !== undefined) {
       if (state.windowMs !== this.o.windowMs) {
-        throw new ChangelogError(
-          `the changelog of ${this.o.table} uses ${state.windowMs} ms windows, this worker ${this.o.windowMs} ms: every worker must run with the same --window`,
-          { retriable: false },
-        );
+        throw windowSizeMismatch(this.o.table, state.windowMs, this.o.windowMs);
       }
       this.openFromMs = Math.max(this.openFromMs, state.closedThroughMs);
     }
@@ -537,7 +530,7 @@ export class SegmentCommitter implements ShardSink {
     }
 
     try {
-      await retry(() => this.o.registry.transact(items, tokenOf(items)), {
+      await retry(() => this.o.registry.transact(items), {
         ...this.o.retry,
         shouldRetry: isTransactionConflict,
       });
@@ -722,11 +715,6 @@ function isTransactionConflict(error: unknown): boolean {
     reasons.some((r) => r.Code === 'TransactionConflict') &&
     !reasons.some((r) => r.Code === 'ConditionalCheckFailed')
   );
-}
-
-/** The same items always get the same token, so a retry is idempotent and never mismatched. */
-function tokenOf(items: TransactWriteItem[]): string {
-  return requestToken('commit', JSON.stringify(items));
 }
 
 function maxEventTimeByShard(buffer: ChangeBuffer): Map<string, number> {

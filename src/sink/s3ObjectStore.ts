@@ -13,11 +13,12 @@ import { Upload } from '@aws-sdk/lib-storage';
 import {
   ChangelogError,
   ConfigError,
+  describeAwsError,
   isRetriable,
   ObjectConflictError,
   ObjectStoreError,
 } from '../errors.js';
-import { type RetryOptions, retry } from '../retry.js';
+import { combineSignals, type RetryOptions, retry } from '../retry.js';
 import {
   assertValidKey,
   assertValidPrefix,
@@ -487,18 +488,6 @@ function isPreconditionFailed(error: unknown): boolean {
 function isConditionalConflict(error: unknown): boolean {
   const name = errorName(error);
   return status(error) === 409 && (name === 'ConditionalRequestConflict' || name === 'OperationAborted');
-}
-
-function describeAwsError(error: unknown): string {
-  if (!(error instanceof Error)) return String(error);
-  const code = status(error);
-  return `${error.name}${code === undefined ? '' : ` (HTTP ${code})`}: ${error.message}`;
-}
-
-function combineSignals(...signals: (AbortSignal | undefined)[]): AbortSignal | undefined {
-  const present = signals.filter((s): s is AbortSignal => s !== undefined);
-  if (present.length <= 1) return present[0];
-  return AbortSignal.any(present);
 }
 
 /** `promise`, or a rejection with the signal's reason as soon as `signal` aborts. */

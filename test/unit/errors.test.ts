@@ -7,7 +7,7 @@ describe('describeAwsError', () => {
       name: 'IdempotentParameterMismatchException',
       $metadata: { httpStatusCode: 400 },
     });
-    expect(describeAwsError(error)).toBe('IdempotentParameterMismatchException: UnknownError (HTTP 400)');
+    expect(describeAwsError(error)).toBe('IdempotentParameterMismatchException (HTTP 400): UnknownError');
   });
 
   it('does not repeat a name the message already starts with, and handles non-errors', () => {

@@ -102,10 +102,10 @@ describe('RegistryStore on DynamoDB Local', () => {
     const e = await env();
     const r = e.registry;
     const s = segment(e, W(0), 's1-aaa');
-    await r.transact([r.segmentPut(s)], 'put-1');
+    await r.transact([r.segmentPut(s)]);
     expect(await r.getSegment(W(0), 's1-aaa')).toEqual(s);
     expect(await r.getSegment(W(1), 's1-aaa')).toBeUndefined();
-    expect(await cancellation(r.transact([r.segmentPut({ ...s, workerId: 'worker-b' })], 'put-2'))).toEqual([
+    expect(await cancellation(r.transact([r.segmentPut({ ...s, workerId: 'worker-b' })]))).toEqual([
       'ConditionalCheckFailed',
     ]);
     expect((await r.getSegment(W(0), 's1-aaa'))?.workerId).toBe('worker-a');
@@ -120,9 +120,9 @@ describe('RegistryStore on DynamoDB Local', () => {
       [1, 's1-c'],
       [2, 's1-d'],
     ] as const) {
-      await r.transact([r.segmentPut(segment(e, W(n), id))], `seg-${n}-${id}`);
+      await r.transact([r.segmentPut(segment(e, W(n), id))]);
     }
-    await r.transact([r.gapPut(gap(W(1), seq(1, 5))), r.gapPut(gap(W(3), 'TRIM_HORIZON'))], 'gaps');
+    await r.transact([r.gapPut(gap(W(1), seq(1, 5))), r.gapPut(gap(W(3), 'TRIM_HORIZON'))]);
 
     const all = await r.queryRange(W(0), W(4));
     expect(all.segments.map((s) => [s.windowStartMs, s.segmentId])).toEqual([
@@ -139,7 +139,7 @@ describe('RegistryStore on DynamoDB Local', () => {
     expect(await r.queryRange(W(3), W(1))).toEqual({ segments: [], gaps: [] });
 
     // Rewriting a gap is harmless.
-    await r.transact([r.gapPut(gap(W(1), seq(1, 5)))], 'gaps-again');
+    await r.transact([r.gapPut(gap(W(1), seq(1, 5)))]);
     expect((await r.queryRange(W(1), W(2))).gaps).toHaveLength(1);
   });
 
@@ -147,13 +147,11 @@ describe('RegistryStore on DynamoDB Local', () => {
     const e = await env();
     const r = e.registry;
     // No state yet: every window is open.
-    await r.transact([r.windowOpenCheck(W(0)), r.segmentPut(segment(e, W(0), 's1-0'))], 'c0');
+    await r.transact([r.windowOpenCheck(W(0)), r.segmentPut(segment(e, W(0), 's1-0'))]);
     await r.initState(initial(e, W(1)));
-    await r.transact([r.windowOpenCheck(W(1)), r.segmentPut(segment(e, W(1), 's1-1'))], 'c1');
+    await r.transact([r.windowOpenCheck(W(1)), r.segmentPut(segment(e, W(1), 's1-1'))]);
     expect(
-      await cancellation(
-        r.transact([r.segmentPut(segment(e, W(0), 's1-late')), r.windowOpenCheck(W(0))], 'c2'),
-      ),
+      await cancellation(r.transact([r.segmentPut(segment(e, W(0), 's1-late')), r.windowOpenCheck(W(0))])),
     ).toEqual(['None', 'ConditionalCheckFailed']);
     expect(await r.getSegment(W(0), 's1-late')).toBeUndefined();
   });

@@ -362,8 +362,8 @@ describe('Sealer on DynamoDB Local', () => {
       streamArn: e.streamArn,
       workerId: 'worker-z',
     });
-    await e.registry.transact([e.registry.segmentPut(bad(1, 5, 'TRIM_HORIZON'))], 'bad-1');
-    await e.registry.transact([e.registry.segmentPut(bad(8, 9, seq(9, 7)))], 'bad-2');
+    await e.registry.transact([e.registry.segmentPut(bad(1, 5, 'TRIM_HORIZON'))]);
+    await e.registry.transact([e.registry.segmentPut(bad(8, 9, seq(9, 7)))]);
 
     const logger = capturingLogger();
     const s = makeSealer(e, 'sealer-1', { logger });

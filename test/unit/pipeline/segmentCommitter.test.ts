@@ -3,7 +3,7 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import { ChangelogError, ObjectStoreError } from '../../../src/errors.js';
 import type { Lease } from '../../../src/lease/lease.js';
 import { LeaseStore } from '../../../src/lease/leaseStore.js';
-import { RegistryStore } from '../../../src/manifest/registryStore.js';
+import { RegistryStore, requestToken } from '../../../src/manifest/registryStore.js';
 import {
   type CommitEvent,
   SegmentCommitter,
@@ -83,8 +83,10 @@ function setup(over: Partial<SegmentCommitterOptions> = {}) {
   const registry = new RegistryStore({ client, tableName: 'leases', table: 'orders' });
   const store = new MemoryStore();
   const transactions: { items: TransactWriteItem[]; token: string }[] = [];
-  const transact = vi.spyOn(registry, 'transact').mockImplementation(async (items, token) => {
-    transactions.push({ items, token });
+  // The registry derives a transaction's ClientRequestToken from its items.
+  const tokenOf = (items: TransactWriteItem[]) => requestToken('transact', JSON.stringify(items));
+  const transact = vi.spyOn(registry, 'transact').mockImplementation(async (items) => {
+    transactions.push({ items, token: tokenOf(items) });
   });
   const getSegment = vi.spyOn(registry, 'getSegment').mockResolvedValue(undefined);
   vi.spyOn(registry, 'getState').mockResolvedValue(undefined);
@@ -172,8 +174,8 @@ describe('SegmentCommitter commit transaction', () => {
   it('retries a transaction canceled by a conflict with the same token, and commits once', async () => {
     const t = setup();
     let calls = 0;
-    t.transact.mockImplementation(async (items, token) => {
-      t.transactions.push({ items, token });
+    t.transact.mockImplementation(async (items) => {
+      t.transactions.push({ items, token: requestToken('transact', JSON.stringify(items)) });
       calls++;
       if (calls <= 2) throw canceled('None', 'None', 'TransactionConflict');
     });
