@@ -38,7 +38,7 @@ export class PageCheckpointSink implements ShardSink {
   async accept(session: ShardSession, page: FetchedPage): Promise<PageSummary> {
     const summary = await this.o.consume(page, session.shardId);
     if (summary.records > 0 && summary.lastSequenceNumber) {
-      await this.checkpoint(session, summary.lastSequenceNumber, summary.lastEventTimeMs);
+      await this.checkpoint(session, summary.lastSequenceNumber, summary.lastEventTimeMs, session.signal);
     }
     return summary;
   }
@@ -48,7 +48,8 @@ export class PageCheckpointSink implements ShardSink {
   }
 
   async finish(session: ShardSession): Promise<Lease> {
-    return this.checkpoint(session, SHARD_END, undefined);
+    // Not cut short by a stopping reader: a SHARD_END write that landed must be seen to land.
+    return this.checkpoint(session, SHARD_END, undefined, undefined);
   }
 
   close(session: ShardSession): void {
@@ -59,10 +60,11 @@ export class PageCheckpointSink implements ShardSink {
     session: ShardSession,
     to: string,
     lastEventTimeMs: number | undefined,
+    signal: AbortSignal | undefined,
   ): Promise<Lease> {
     const held = this.held.get(session) ?? session.lease;
     const from = held.checkpoint;
-    const next = await this.o.leases.checkpoint(held, { from, to, lastEventTimeMs }, session.signal);
+    const next = await this.o.leases.checkpoint(held, { from, to, lastEventTimeMs }, signal);
     this.held.set(session, next);
     this.o.onCheckpoint?.({
       workerId: this.o.leases.workerId,

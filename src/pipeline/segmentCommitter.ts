@@ -229,13 +229,15 @@ export class SegmentCommitter implements ShardSink {
       });
     }
     const lease = { ...session.lease, checkpoint: st.committed };
+    // Like every commit, the SHARD_END write is not cut short by a stopping reader: an outcome
+    // left unknown would only be learned again from the lease.
     const windowStartMs = Math.max(st.hwm, this.openFromMs);
     if (st.pendingGaps.length === 0) {
-      const ended = await this.o.leases.checkpoint(
-        lease,
-        { from: st.committed, to: SHARD_END, windowStartMs },
-        session.signal,
-      );
+      const ended = await this.o.leases.checkpoint(lease, {
+        from: st.committed,
+        to: SHARD_END,
+        windowStartMs,
+      });
       st.committed = SHARD_END;
       return ended;
     }
@@ -252,7 +254,7 @@ export class SegmentCommitter implements ShardSink {
       ...gaps.map((g) => this.o.registry.gapPut(g)),
     ];
     try {
-      await this.o.registry.transact(items, session.signal);
+      await this.o.registry.transact(items);
     } catch (error) {
       const explained = await this.explainFailure(error, items, [st], undefined, windowStartMs);
       if (explained instanceof WindowClosedError) await this.refreshState(undefined, true);
