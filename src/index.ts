@@ -1,5 +1,6 @@
 /** Public API of dynamodb-changelog. Anything not exported here is internal. */
 
+export { type DaemonOptions, type DaemonResult, runDaemon } from './cli/daemon.js';
 export { formatDuration, parseByteSize, parseDuration } from './config/duration.js';
 export { parseRunConfig, RUN_OPTIONS, type RunConfig } from './config/runConfig.js';
 export {
@@ -64,7 +65,25 @@ export {
   verifyChangelog,
 } from './manifest/verifier.js';
 export { computeWatermark, shardProgress } from './manifest/watermark.js';
+export {
+  type ObservabilityServer,
+  type ObservabilityServerOptions,
+  startObservabilityServer,
+} from './observability/httpServer.js';
 export { createLogger, type Logger } from './observability/logger.js';
+export { ChangelogMetrics, type MetricsSnapshot, type MetricsSources } from './observability/metrics.js';
+export {
+  type CommittedSegment,
+  combineObservers,
+  type LeaseChange,
+  type PipelineObserver,
+  type SealedWindow,
+} from './observability/pipelineObserver.js';
+export {
+  StallDetector,
+  type StallDetectorOptions,
+  type StalledShard,
+} from './observability/stallDetector.js';
 export { ChangelogWorker, type ChangelogWorkerOptions } from './pipeline/changelogWorker.js';
 export { PageCheckpointSink } from './pipeline/pageCheckpointSink.js';
 export {

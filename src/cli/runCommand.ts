@@ -1,14 +1,7 @@
-import { DescribeTableCommand, DynamoDBClient } from '@aws-sdk/client-dynamodb';
-import { DynamoDBStreamsClient } from '@aws-sdk/client-dynamodb-streams';
-import type { Command } from 'commander';
-import { parseRunConfig, RUN_OPTIONS, type RunConfig, type RunOptionsInput } from '../config/runConfig.js';
-import { createLeaseTable } from '../lease/leaseTable.js';
-import { createLogger, type Logger } from '../observability/logger.js';
-import { ChangelogWorker } from '../pipeline/changelogWorker.js';
-import { keySchemaFromTable } from '../segment/keySchema.js';
-import { openObjectStore } from '../sink/openObjectStore.js';
-import { RawGetRecordsClient } from '../stream/getRecordsClient.js';
-import { resolveStreamArn } from '../stream/shardDiscovery.js';
+import { type Command, CommanderError } from 'commander';
+import { parseRunConfig, RUN_OPTIONS, type RunOptionsInput } from '../config/runConfig.js';
+import { createLogger } from '../observability/logger.js';
+import { runDaemon } from './daemon.js';
 
 const help = (name: keyof typeof RUN_OPTIONS, text: string) => {
   const spec = RUN_OPTIONS[name];
@@ -57,74 +50,33 @@ export function registerRunCommand(program: Command): void {
       help('expectedBucketOwner', 'refuse a bucket owned by another account'),
     )
     .option('--sse-kms-key-id <key>', help('sseKmsKeyId', 'encrypt objects with this KMS key'))
+    .option('--metrics-port <port>', help('metricsPort', 'serve /metrics, /healthz and /readyz on this port'))
+    .option(
+      '--shutdown-timeout <duration>',
+      help('shutdownTimeout', 'on SIGTERM, exit within this long (keep it under the orchestrator grace)'),
+    )
+    .option(
+      '--stall-timeout <duration>',
+      help('stallTimeout', 'a shard without progress this long is stalled (metric, error log, /readyz)'),
+    )
     .option('--log-level <level>', help('logLevel', 'debug, info, warn, error or silent'))
+    .addHelpText(
+      'after',
+      `
+Endpoints, region and credentials come from the AWS SDK's own settings: AWS_REGION,
+AWS_ENDPOINT_URL_DYNAMODB, AWS_ENDPOINT_URL_DYNAMODB_STREAMS, AWS_ENDPOINT_URL_S3, and the
+default credential chain (environment, web identity / IRSA, ECS task role, instance profile).
+A flag wins over its environment variable. Exit codes: 0 stopped cleanly, 1 runtime failure or
+shutdown deadline passed, 2 bad configuration.`,
+    )
     .action(async (flags: RunOptionsInput) => {
       const config = parseRunConfig(flags);
       const logger = createLogger(config.logLevel, { workerId: config.workerId, table: config.table });
-      await runDaemon(config, logger);
+      const result = await runDaemon(config, logger);
+      // Whatever handle is left (an idle socket) must not hold the process past its deadline.
+      setTimeout(() => process.exit(result.exitCode), 2000).unref();
+      if (result.exitCode !== 0) {
+        throw new CommanderError(result.exitCode, 'shutdown.deadline', 'shutdown deadline passed');
+      }
     });
-}
-
-/** Runs the worker until SIGTERM or SIGINT, then stops gracefully. */
-export async function runDaemon(config: RunConfig, logger: Logger): Promise<void> {
-  const dynamodb = new DynamoDBClient({ maxAttempts: 1 });
-  const streams = new DynamoDBStreamsClient({ maxAttempts: 1 });
-  const raw = new RawGetRecordsClient(streams);
-  const store = openObjectStore(config.destination, {
-    s3: {
-      forcePathStyle: config.s3ForcePathStyle,
-      expectedBucketOwner: config.expectedBucketOwner,
-      sseKmsKeyId: config.sseKmsKeyId,
-    },
-  });
-  const controller = new AbortController();
-  const onSignal = (signal: NodeJS.Signals) => {
-    logger.info({ signal }, 'stopping: committing buffered data and releasing leases');
-    controller.abort(new Error(`received ${signal}`));
-  };
-  process.on('SIGTERM', onSignal);
-  process.on('SIGINT', onSignal);
-  try {
-    if (config.createLeaseTable) {
-      await createLeaseTable(dynamodb, config.leaseTable, { signal: controller.signal });
-    }
-    const streamArn =
-      config.streamArn ?? (await resolveStreamArn(dynamodb, config.table, { signal: controller.signal }));
-    const described = await dynamodb.send(new DescribeTableCommand({ TableName: config.table }), {
-      abortSignal: controller.signal,
-    });
-    const keySchema = keySchemaFromTable(described.Table ?? {});
-    logger.info(
-      { streamArn, leaseTable: config.leaseTable, destination: config.destination },
-      'worker starting',
-    );
-    const worker = new ChangelogWorker({
-      workerId: config.workerId,
-      table: config.table,
-      streamArn,
-      keySchema,
-      dynamodb,
-      streams,
-      raw,
-      leaseTableName: config.leaseTable,
-      store,
-      windowMs: config.windowMs,
-      allowedLatenessMs: config.allowedLatenessMs,
-      flushIntervalMs: config.flushIntervalMs,
-      maxSegmentBytes: config.maxSegmentBytes,
-      maxBufferBytes: config.maxBufferBytes,
-      compression: config.compression,
-      failoverMs: config.failoverMs,
-      orphanGraceMs: config.orphanGraceMs,
-      logger,
-    });
-    await worker.run(controller.signal);
-  } finally {
-    process.off('SIGTERM', onSignal);
-    process.off('SIGINT', onSignal);
-    store.close?.();
-    raw.destroy();
-    dynamodb.destroy();
-    streams.destroy();
-  }
 }

@@ -24,6 +24,9 @@ export interface RunOptionsInput {
   workerId?: string | undefined;
   failover?: string | undefined;
   orphanGrace?: string | undefined;
+  metricsPort?: string | undefined;
+  shutdownTimeout?: string | undefined;
+  stallTimeout?: string | undefined;
   s3ForcePathStyle?: boolean | undefined;
   expectedBucketOwner?: string | undefined;
   sseKmsKeyId?: string | undefined;
@@ -45,6 +48,10 @@ export interface RunConfig {
   workerId: string;
   failoverMs: number;
   orphanGraceMs: number;
+  /** 0 picks a free port. */
+  metricsPort: number;
+  shutdownTimeoutMs: number;
+  stallTimeoutMs: number;
   s3ForcePathStyle: boolean;
   expectedBucketOwner: string | undefined;
   sseKmsKeyId: string | undefined;
@@ -67,6 +74,9 @@ export const RUN_OPTIONS = {
   workerId: { flag: '--worker-id', env: 'CHANGELOG_WORKER_ID' },
   failover: { flag: '--failover', env: 'CHANGELOG_FAILOVER', default: '10s' },
   orphanGrace: { flag: '--orphan-grace', env: 'CHANGELOG_ORPHAN_GRACE', default: '1h' },
+  metricsPort: { flag: '--metrics-port', env: 'CHANGELOG_METRICS_PORT', default: '9464' },
+  shutdownTimeout: { flag: '--shutdown-timeout', env: 'CHANGELOG_SHUTDOWN_TIMEOUT', default: '25s' },
+  stallTimeout: { flag: '--stall-timeout', env: 'CHANGELOG_STALL_TIMEOUT', default: '5m' },
   s3ForcePathStyle: { flag: '--s3-force-path-style', env: 'CHANGELOG_S3_FORCE_PATH_STYLE' },
   expectedBucketOwner: { flag: '--expected-bucket-owner', env: 'CHANGELOG_EXPECTED_BUCKET_OWNER' },
   sseKmsKeyId: { flag: '--sse-kms-key-id', env: 'CHANGELOG_SSE_KMS_KEY_ID' },
@@ -175,6 +185,13 @@ export function parseRunConfig(input: RunOptionsInput, env: NodeJS.ProcessEnv = 
   const flushIntervalMs = duration('flushInterval', 100, 3_600_000);
   const failoverMs = duration('failover', 1000, 600_000);
   const orphanGraceMs = duration('orphanGrace', 0, 30 * 86_400_000);
+  const shutdownTimeoutMs = duration('shutdownTimeout', 1000, 3_600_000);
+  const stallTimeoutMs = duration('stallTimeout', 10_000, 86_400_000);
+  const metricsPortRaw = String(raw.metricsPort);
+  const metricsPort = /^\d{1,5}$/.test(metricsPortRaw) ? Number(metricsPortRaw) : Number.NaN;
+  if (!(metricsPort >= 0 && metricsPort <= 65535)) {
+    bad('metricsPort', raw.metricsPort, 'a TCP port, 1-65535 (0 picks a free one)');
+  }
   const maxSegmentBytes = size('maxSegmentBytes', 1024 * 1024);
   const maxBufferBytes = size('maxBufferBytes', 1024 * 1024);
   if (maxSegmentBytes > 0 && maxBufferBytes > 0 && maxBufferBytes < maxSegmentBytes) {
@@ -217,6 +234,9 @@ export function parseRunConfig(input: RunOptionsInput, env: NodeJS.ProcessEnv = 
     workerId,
     failoverMs,
     orphanGraceMs,
+    metricsPort,
+    shutdownTimeoutMs,
+    stallTimeoutMs,
     s3ForcePathStyle: flags.s3ForcePathStyle,
     expectedBucketOwner: raw.expectedBucketOwner,
     sseKmsKeyId: raw.sseKmsKeyId,

@@ -15,6 +15,8 @@ export interface LeaseTakePlan {
   take: Lease[];
   /** At most one lease to take from a live, more loaded worker. */
   steal?: Lease;
+  /** Readable leases no live worker holds (before this plan's takes): stall detection watches them. */
+  available: Lease[];
 }
 
 /**
@@ -57,10 +59,9 @@ export function planLeaseTakes(input: PlanLeaseTakesInput): LeaseTakePlan {
 
   const target = Math.ceil(readable.length / workers.size);
   const held = load.get(workerId)?.length ?? 0;
-  if (held >= target) return { take: [] };
-
   const available = readable.filter((lease) => !live(lease));
-  if (available.length > 0) return { take: available.slice(0, target - held) };
+  if (held >= target) return { take: [], available };
+  if (available.length > 0) return { take: available.slice(0, target - held), available };
 
   let victim: Lease[] | undefined;
   for (const owner of [...load.keys()].sort(compareIds)) {
@@ -68,9 +69,9 @@ export function planLeaseTakes(input: PlanLeaseTakesInput): LeaseTakePlan {
     if (owner !== workerId && (victim === undefined || owned.length > victim.length)) victim = owned;
   }
   if (victim !== undefined && (victim.length > target || victim.length - held >= 2)) {
-    return { take: [], steal: victim[0]! };
+    return { take: [], steal: victim[0]!, available };
   }
-  return { take: [] };
+  return { take: [], available };
 }
 
 function compareIds(a: string, b: string): number {

@@ -1,6 +1,7 @@
 import { ChangelogError } from '../errors.js';
 import { compareCheckpoints, type Lease, TRIM_HORIZON } from '../lease/lease.js';
 import { type Logger, silentLogger } from '../observability/logger.js';
+import type { PipelineObserver } from '../observability/pipelineObserver.js';
 import { sleep } from '../retry.js';
 import type { ObjectStore } from '../sink/objectStore.js';
 import {
@@ -56,6 +57,8 @@ export interface SealerOptions {
   onSeal?: (event: SealEvent) => void;
   onOrphansDeleted?: (count: number) => void;
   onWatermark?: (watermarkMs: number) => void;
+  /** Told of seals, the watermark, orphans deleted and where sealing stands (metrics). */
+  observer?: PipelineObserver;
   /** Monotonic clock for lease expiry. */
   now?: () => number;
   /** Wall clock: closedAt stamps, orphan ages, the initial window. */
@@ -103,6 +106,13 @@ export class Sealer {
         try {
           await this.manageLease(signal);
           if (this.held) await this.cycle(signal);
+          else {
+            this.o.observer?.sealerState?.({
+              leader: false,
+              sealedThroughMs: undefined,
+              windowMs: this.o.windowMs,
+            });
+          }
         } catch (error) {
           if (signal.aborted) break;
           this.log.error({ error: String(error) }, 'sealer cycle failed; trying again');
@@ -162,6 +172,7 @@ export class Sealer {
       await this.o.registry.putWatermark(watermark, signal);
       this.publishedWatermark = watermark;
       this.o.onWatermark?.(watermark);
+      this.o.observer?.watermark?.(watermark);
     }
     let state = await this.state(watermark, signal);
     if (state.windowMs !== this.o.windowMs) {
@@ -186,6 +197,11 @@ export class Sealer {
         }
       }
     }
+    this.o.observer?.sealerState?.({
+      leader: true,
+      sealedThroughMs: state.sealedThroughMs,
+      windowMs: this.o.windowMs,
+    });
     await this.collectOrphans(state, held, signal);
   }
 
@@ -262,6 +278,13 @@ export class Sealer {
         );
       }
       this.o.onSeal?.(event);
+      this.o.observer?.windowSealed?.({
+        windowStartMs: start,
+        records: event.records,
+        segments: event.segments,
+        gaps: event.gaps,
+        complete: manifest.complete,
+      });
     }
     if (current.sealedThroughMs < state.closedThroughMs) {
       const next = { ...current, sealedThroughMs: state.closedThroughMs };
@@ -372,6 +395,7 @@ export class Sealer {
       await this.o.store.delete(toDelete, signal);
       this.log.info({ count: toDelete.length, first: toDelete[0] }, 'orphans deleted');
       this.o.onOrphansDeleted?.(toDelete.length);
+      this.o.observer?.orphansDeleted?.(toDelete.length);
     }
     const gcThrough = Math.min(scannedThrough, blockedAt ?? Number.POSITIVE_INFINITY);
     if (gcThrough > from) {

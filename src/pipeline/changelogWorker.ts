@@ -4,6 +4,7 @@ import { LeaseStore } from '../lease/leaseStore.js';
 import { RegistryStore } from '../manifest/registryStore.js';
 import { type SealEvent, Sealer } from '../manifest/sealer.js';
 import { type Logger, silentLogger } from '../observability/logger.js';
+import type { PipelineObserver } from '../observability/pipelineObserver.js';
 import type { RetryOptions } from '../retry.js';
 import type { KeySchema } from '../segment/keySchema.js';
 import type { SegmentCompression } from '../segment/parquetEncoder.js';
@@ -39,6 +40,8 @@ export interface ChangelogWorkerOptions {
   idleMaxMs?: number;
   onCommit?: (event: CommitEvent) => void;
   onSeal?: (event: SealEvent) => void;
+  /** Told of what the pipeline does (metrics, stall detection): see PipelineObserver. */
+  observer?: PipelineObserver;
 }
 
 /**
@@ -88,6 +91,7 @@ export class ChangelogWorker {
       logger: this.log,
       retry: o.retry,
       onCommit: o.onCommit,
+      observer: o.observer,
     });
     this.sealer = new Sealer({
       workerId: o.workerId,
@@ -102,6 +106,7 @@ export class ChangelogWorker {
       failoverMs: o.failoverMs,
       logger: this.log,
       onSeal: o.onSeal,
+      observer: o.observer,
     });
     this.streamWorker = new StreamWorker({
       workerId: o.workerId,
@@ -115,6 +120,7 @@ export class ChangelogWorker {
       idleMaxMs: o.idleMaxMs,
       retry: o.retry,
       logger: this.log,
+      observer: o.observer,
     });
   }
 

@@ -13,6 +13,7 @@ import {
   windowSizeMismatch,
 } from '../manifest/registryStore.js';
 import { type Logger, silentLogger } from '../observability/logger.js';
+import type { PipelineObserver } from '../observability/pipelineObserver.js';
 import { type RetryOptions, retry, sleep } from '../retry.js';
 import { ChangeBuffer } from '../segment/changeBuffer.js';
 import type { KeySchema } from '../segment/keySchema.js';
@@ -62,6 +63,8 @@ export interface SegmentCommitterOptions {
   /** How often the window state (closed windows, watermark) is re-read. Default 2 s. */
   stateRefreshMs?: number;
   onCommit?: (event: CommitEvent) => void;
+  /** Told of commits and failed commits (metrics). */
+  observer?: PipelineObserver;
   /** Monotonic ms, for buffer ages. */
   now?: () => number;
 }
@@ -142,6 +145,11 @@ export class SegmentCommitter implements ShardSink {
     let total = 0;
     for (const b of this.queue) total += b.buffer.byteSize;
     return total;
+  }
+
+  /** Windows with rows buffered. */
+  get bufferedWindows(): number {
+    return new Set(this.queue.filter((b) => b.buffer.rowCount > 0).map((b) => b.startMs)).size;
   }
 
   /** Flushes buffers that are due (age, size, window about to close) until aborted. */
@@ -423,6 +431,7 @@ export class SegmentCommitter implements ShardSink {
 
   /** Commits the head buffer. False when it stays queued after a transient failure. */
   private async flushHead(b: WindowBuffer): Promise<boolean> {
+    const started = performance.now();
     b.sealed = true;
     if (b.buffer.rowCount === 0) {
       this.queue.shift();
@@ -459,6 +468,7 @@ export class SegmentCommitter implements ShardSink {
         { key, window: windowId(b.startMs), error: String(error) },
         'segment write failed; will retry',
       );
+      this.o.observer?.commitFailed?.('write-failed');
       if (isRetriable(error)) return false;
       throw error;
     }
@@ -535,12 +545,14 @@ export class SegmentCommitter implements ShardSink {
       await retry(() => this.o.registry.transact(items), {
         ...this.o.retry,
         shouldRetry: isTransactionConflict,
+        onRetry: () => this.o.observer?.commitFailed?.('conflict'),
       });
     } catch (error) {
       const landed = await this.landed(error, b.startMs, id, commitId).catch(() => false);
       if (!landed) {
         if (isRetriable(error) && !hasName(error, 'TransactionCanceledException')) {
           this.log.warn({ key, error: String(error) }, 'commit failed; will retry');
+          this.o.observer?.commitFailed?.('transient');
           b.sealed = true;
           return false;
         }
@@ -561,6 +573,7 @@ export class SegmentCommitter implements ShardSink {
           },
           'commit refused: segment left as an orphan, shards will be read again',
         );
+        this.o.observer?.commitFailed?.('refused');
         if (explained instanceof WindowClosedError) await this.refreshState(undefined, true);
         return true;
       }
@@ -605,6 +618,15 @@ export class SegmentCommitter implements ShardSink {
       'segment committed',
     );
     this.o.onCommit?.(event);
+    this.o.observer?.segmentCommitted?.({
+      windowStartMs: b.startMs,
+      records: record.records,
+      bytes: record.bytes,
+      lateRecords: record.lateRecords,
+      gaps: gapCount,
+      shards: entries.length,
+      seconds: (performance.now() - started) / 1000,
+    });
     return true;
   }
 

@@ -5,6 +5,7 @@ import { type Lease, SHARD_END } from '../lease/lease.js';
 import { planLeaseTakes } from '../lease/leaseBalancer.js';
 import { LeaseExpiryTracker } from '../lease/leaseExpiry.js';
 import type { LeaseStore } from '../lease/leaseStore.js';
+import type { PipelineObserver } from '../observability/pipelineObserver.js';
 import { type RetryOptions, sleep } from '../retry.js';
 import type { RawGetRecordsClient } from '../stream/getRecordsClient.js';
 import { ShardDiscovery } from '../stream/shardDiscovery.js';
@@ -52,6 +53,8 @@ export interface StreamWorkerOptions {
   /** Release held leases on stop so others take them at once (default). false behaves like a crash. */
   releaseOnStop?: boolean;
   onCheckpoint?: (event: CheckpointEvent) => void;
+  /** Told of lease changes, lease cycles, GetRecords calls and pages (metrics, stall detection). */
+  observer?: PipelineObserver;
   now?: () => number;
 }
 
@@ -162,6 +165,7 @@ export class StreamWorker {
     for (const observed of plan.steal ? [...plan.take, plan.steal] : plan.take) {
       const taken = await leases.take(observed, signal);
       if (!taken) continue;
+      this.o.observer?.leaseChanged?.(taken.shardId, observed === plan.steal ? 'stolen' : 'taken');
       this.o.logger?.info(
         {
           shardId: taken.shardId,
@@ -181,6 +185,11 @@ export class StreamWorker {
     for (const [shardId, h] of this.held) {
       if (h.running === undefined && h.lease.checkpoint !== SHARD_END) this.startReader(shardId, h, signal);
     }
+    this.o.observer?.leaseCycle?.({
+      held: [...this.held].filter(([, h]) => h.lease.checkpoint !== SHARD_END).map(([shardId]) => shardId),
+      // What this cycle took is no longer waiting (the plan was made before the takes).
+      readableUnowned: plan.available.filter((l) => !this.held.has(l.shardId)).map((l) => l.shardId),
+    });
   }
 
   private startReader(shardId: string, h: HeldShard, signal: AbortSignal): void {
@@ -239,6 +248,7 @@ export class StreamWorker {
         idleMaxMs: this.o.idleMaxMs,
         retry: this.o.retry,
         logger: this.o.logger,
+        observer: this.o.observer,
       });
       const result = await reader.run(controller.signal);
       if (result.outcome !== 'shard-end') {
@@ -248,11 +258,13 @@ export class StreamWorker {
       const ended = await this.sink.finish(opened);
       if (this.held.get(shardId) === h) h.lease = ended;
       this.o.logger?.info({ shardId, records: result.records }, 'shard fully read');
+      this.o.observer?.leaseChanged?.(shardId, 'ended');
       this.discovery.requestResync();
     } catch (error) {
       if (error instanceof LeaseLostError) this.lose(shardId, 'commit');
       else if (!controller.signal.aborted) {
         this.o.logger?.error({ shardId, error: String(error) }, 'shard reader failed; restarting next cycle');
+        this.o.observer?.readerFailed?.(shardId, error);
       }
     } finally {
       if (session !== undefined) this.sink.close(session, keep);
@@ -272,6 +284,7 @@ export class StreamWorker {
     this.held.delete(shardId);
     h.reader?.abort(new LeaseLostError(`lease on ${shardId} lost (${where})`, { shardId }));
     this.o.logger?.warn({ shardId, where, leaseEpoch: h.lease.leaseEpoch }, 'lease lost');
+    this.o.observer?.leaseChanged?.(shardId, 'lost');
   }
 
   /** Stops every reader; releases the leases (unless configured to behave like a crash). */
@@ -289,6 +302,8 @@ export class StreamWorker {
       shards.map(async ([shardId, h]) => {
         try {
           await this.withLease(h, () => this.o.leases.release(h.lease));
+          this.o.logger?.info({ shardId, leaseEpoch: h.lease.leaseEpoch }, 'lease released');
+          this.o.observer?.leaseChanged?.(shardId, 'released');
         } catch (error) {
           this.o.logger?.warn({ shardId, error: String(error) }, 'could not release lease on stop');
         }

@@ -6,6 +6,7 @@ import {
 } from '@aws-sdk/client-dynamodb-streams';
 import type PQueue from 'p-queue';
 import { isRetriable, StreamError } from '../errors.js';
+import type { PipelineObserver } from '../observability/pipelineObserver.js';
 import { type RetryOptions, retry, sleep } from '../retry.js';
 import type { ChangeBuffer } from '../segment/changeBuffer.js';
 import type { RawGetRecordsClient } from './getRecordsClient.js';
@@ -91,6 +92,8 @@ export interface ShardReaderOptions {
   idleMaxMs?: number;
   retry?: RetryOptions;
   logger?: ReaderLogger;
+  /** Told of every GetRecords call and every page handed on (metrics, stall detection). */
+  observer?: PipelineObserver;
   /** Confirms a shard really ended after ResourceNotFound (default: DescribeStream). */
   confirmShardGone?: (shardId: string, signal: AbortSignal) => Promise<boolean>;
 }
@@ -150,6 +153,13 @@ export class ShardReader {
         }
         const summary = await this.o.consume(page);
         this.stats.pages++;
+        this.o.observer?.pageConsumed?.({
+          shardId: this.o.shardId,
+          records: summary.records,
+          bytes: page.kind === 'raw' ? page.body.byteLength : 0,
+          lastEventTimeMs: summary.lastEventTimeMs,
+          caughtUp: summary.records === 0 && summary.nextShardIterator !== undefined,
+        });
         if (summary.records > 0) {
           this.stats.records += summary.records;
           this.lastSequenceNumber = summary.lastSequenceNumber;
@@ -224,6 +234,26 @@ export class ShardReader {
   }
 
   private async fetchOnce(iterator: string, signal: AbortSignal): Promise<FetchedPage> {
+    const observer = this.o.observer;
+    if (observer?.getRecords === undefined) return this.getRecords(iterator, signal);
+    const started = performance.now();
+    try {
+      const page = await this.getRecords(iterator, signal);
+      observer.getRecords(this.o.shardId, 'ok', (performance.now() - started) / 1000);
+      return page;
+    } catch (error) {
+      if (!signal.aborted) {
+        observer.getRecords(
+          this.o.shardId,
+          errorCode(error) || 'Error',
+          (performance.now() - started) / 1000,
+        );
+      }
+      throw error;
+    }
+  }
+
+  private async getRecords(iterator: string, signal: AbortSignal): Promise<FetchedPage> {
     const { shardId, limit = 1000 } = this.o;
     if (this.o.raw) {
       const response = await this.o.raw.getRecords({ ShardIterator: iterator, Limit: limit }, signal);
@@ -301,6 +331,7 @@ export class ShardReader {
     };
     // Loud on purpose: data was lost before it was read. The gap goes into the manifest.
     this.o.logger?.error({ ...gap }, 'stream data was trimmed before it was read: recording a gap');
+    this.o.observer?.gapRecorded?.(this.o.shardId);
     await this.o.onGap(gap);
   }
 }

@@ -49,7 +49,9 @@ describe('planLeaseTakes', () => {
 
   it('takes nothing at or above target', () => {
     const leases = [lease('s1', ME), lease('s2', ME), lease('s3', 'worker-b'), lease('s4')];
-    expect(plan(leases)).toEqual({ take: [] });
+    // s4 is free but ours to leave: worker-b is below target and takes it. It is still listed as
+    // waiting (stall detection watches how long a readable shard stays unowned).
+    expect(plan(leases)).toEqual({ take: [], available: [leases[3]] });
   });
 
   it('does not count SHARD_END leases as work', () => {
@@ -76,7 +78,7 @@ describe('planLeaseTakes', () => {
       ...['c1', 'c2', 'c3', 'c4', 'c5', 'c6'].map((id) => lease(id, 'worker-c')),
     ];
     // 11 shards over a, b, c -> target 4; c is the most loaded
-    expect(plan(leases)).toEqual({ take: [], steal: leases[5] });
+    expect(plan(leases)).toEqual({ take: [], steal: leases[5], available: [] });
   });
 
   it('breaks load ties by owner id', () => {
@@ -90,7 +92,7 @@ describe('planLeaseTakes', () => {
   it('does not steal from a worker at target that is only one ahead', () => {
     const leases = [lease('s1', 'worker-b'), lease('s2', 'worker-b'), lease('s3', ME)];
     // target ceil(3/2) = 2; b holds 2, we hold 1
-    expect(plan(leases)).toEqual({ take: [] });
+    expect(plan(leases)).toEqual({ take: [], available: [] });
   });
 
   it('balances 10 shards over 3 workers to 4/3/3, stealing at most one per worker and cycle', () => {
@@ -119,7 +121,8 @@ describe('planLeaseTakes', () => {
     }
     expect(counts().sort()).toEqual([3, 3, 4]);
     // Stable: nobody wants to move anything any more.
-    for (const worker of workers) expect(plan(leases, nothingExpires, worker)).toEqual({ take: [] });
+    for (const worker of workers)
+      expect(plan(leases, nothingExpires, worker)).toEqual({ take: [], available: [] });
   });
 
   it('takes over a dead worker’s leases once the tracker sees its counters stand still', () => {
@@ -127,7 +130,10 @@ describe('planLeaseTakes', () => {
     const expiry = new LeaseExpiryTracker({ failoverMs: 10_000, now: () => clock.t });
     const leases = [lease('s1', 'worker-b'), lease('s2', 'worker-b'), lease('s3', ME)];
     expiry.observe(leases);
-    expect(planLeaseTakes({ leases, workerId: ME, expiry, now: clock.t })).toEqual({ take: [] });
+    expect(planLeaseTakes({ leases, workerId: ME, expiry, now: clock.t })).toEqual({
+      take: [],
+      available: [],
+    });
     clock.t += 10_000;
     expiry.observe(leases);
     const result = planLeaseTakes({ leases, workerId: ME, expiry, now: clock.t });
@@ -158,7 +164,7 @@ describe('planLeaseTakes', () => {
         lease(id, undefined, { parentShardIds: [`p${i + 1}`] }),
       );
       // 4 readable parents over a and b -> target 2: steal one now rather than wait for the children.
-      expect(plan([...parents, ...children])).toEqual({ take: [], steal: parents[0] });
+      expect(plan([...parents, ...children])).toEqual({ take: [], steal: parents[0], available: [] });
     });
   });
 });

@@ -1,0 +1,223 @@
+import { DescribeTableCommand, DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { DynamoDBStreamsClient } from '@aws-sdk/client-dynamodb-streams';
+import { formatDuration } from '../config/duration.js';
+import type { RunConfig } from '../config/runConfig.js';
+import { ChangelogError } from '../errors.js';
+import { createLeaseTable } from '../lease/leaseTable.js';
+import type { SealEvent } from '../manifest/sealer.js';
+import { type ObservabilityServer, startObservabilityServer } from '../observability/httpServer.js';
+import type { Logger } from '../observability/logger.js';
+import { ChangelogMetrics } from '../observability/metrics.js';
+import { combineObservers } from '../observability/pipelineObserver.js';
+import { StallDetector } from '../observability/stallDetector.js';
+import { ChangelogWorker } from '../pipeline/changelogWorker.js';
+import type { CommitEvent } from '../pipeline/segmentCommitter.js';
+import { retry } from '../retry.js';
+import { keySchemaFromTable } from '../segment/keySchema.js';
+import { openObjectStore } from '../sink/openObjectStore.js';
+import { RawGetRecordsClient } from '../stream/getRecordsClient.js';
+import { resolveStreamArn } from '../stream/shardDiscovery.js';
+
+export interface DaemonOptions {
+  /** Stops the daemon like SIGTERM does. */
+  signal?: AbortSignal;
+  /** Stop on SIGTERM / SIGINT (default true). A second signal exits at once. */
+  handleSignals?: boolean;
+  /** Bind address of the metrics server (default all interfaces). */
+  metricsHost?: string;
+  /** Defaults to a new one; pass one to read its snapshot (the local stack's status line). */
+  metrics?: ChangelogMetrics;
+  onCommit?: (event: CommitEvent) => void;
+  onSeal?: (event: SealEvent) => void;
+  /** Called once the worker is about to start (metrics server up, stream resolved). */
+  onStarted?: (info: { metricsUrl: string; streamArn: string }) => void;
+}
+
+export interface DaemonResult {
+  /** 0: stopped cleanly within the deadline. 1: the deadline passed first (nothing is lost: see docs). */
+  exitCode: 0 | 1;
+  /** Milliseconds from the stop request to the end of the shutdown. */
+  shutdownMs: number | undefined;
+}
+
+/**
+ * The tailing daemon: metrics server, worker, graceful shutdown.
+ *
+ * On SIGTERM/SIGINT (or `signal`): readiness turns false, the worker stops taking leases and
+ * reading, commits what is buffered, releases its leases (so another worker takes them on its next
+ * cycle, not after failover), then the metrics server closes. If that takes longer than the
+ * shutdown timeout the daemon gives up waiting and returns exit code 1: whatever was not
+ * committed is read again by the shards' next holders from their checkpoints, so nothing is lost,
+ * only repeated work.
+ */
+export async function runDaemon(
+  config: RunConfig,
+  logger: Logger,
+  options: DaemonOptions = {},
+): Promise<DaemonResult> {
+  const metrics = options.metrics ?? new ChangelogMetrics();
+  const stall = new StallDetector({ stallTimeoutMs: config.stallTimeoutMs, logger });
+  const controller = new AbortController();
+  let stopRequestedAt: number | undefined;
+  const stop = (reason: string) => {
+    if (controller.signal.aborted) return;
+    stopRequestedAt = performance.now();
+    logger.info(
+      { reason, deadline: formatDuration(config.shutdownTimeoutMs) },
+      'stopping: committing buffered data and releasing leases',
+    );
+    controller.abort(new Error(reason));
+  };
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (controller.signal.aborted) {
+      logger.warn({ signal }, 'second signal: exiting now without waiting for the shutdown');
+      process.exit(130);
+    }
+    stop(`received ${signal}`);
+  };
+  const onAbort = () => stop(String(options.signal?.reason ?? 'stop requested'));
+  if (options.handleSignals !== false) {
+    process.on('SIGTERM', onSignal);
+    process.on('SIGINT', onSignal);
+  }
+  options.signal?.addEventListener('abort', onAbort, { once: true });
+  if (options.signal?.aborted) onAbort();
+
+  const dynamodb = new DynamoDBClient({ maxAttempts: 1 });
+  const streams = new DynamoDBStreamsClient({ maxAttempts: 1 });
+  const raw = new RawGetRecordsClient(streams);
+  const store = openObjectStore(config.destination, {
+    s3: {
+      forcePathStyle: config.s3ForcePathStyle,
+      expectedBucketOwner: config.expectedBucketOwner,
+      sseKmsKeyId: config.sseKmsKeyId,
+    },
+  });
+  let server: ObservabilityServer | undefined;
+  let worker: ChangelogWorker | undefined;
+  try {
+    server = await startObservabilityServer({
+      port: config.metricsPort,
+      host: options.metricsHost,
+      metrics: () => metrics.exposition(),
+      readiness: () =>
+        controller.signal.aborted ? { ready: false, reason: 'shutting down' } : stall.readiness(),
+    }).catch((error: unknown) => {
+      throw new ChangelogError(
+        `cannot serve metrics on port ${config.metricsPort} (--metrics-port, CHANGELOG_METRICS_PORT): ${
+          (error as NodeJS.ErrnoException).code === 'EADDRINUSE' ? 'the port is in use' : String(error)
+        }`,
+        { retriable: false, cause: error },
+      );
+    });
+    const signal = controller.signal;
+    // Startup calls retry transient failures (DynamoDB briefly unreachable when a pod starts);
+    // a missing table or a disabled stream fails at once with its own message.
+    if (config.createLeaseTable) {
+      await retry(() => createLeaseTable(dynamodb, config.leaseTable, { signal }), { signal });
+    }
+    const streamArn =
+      config.streamArn ??
+      (await retry(() => resolveStreamArn(dynamodb, config.table, { signal }), { signal }));
+    const described = await retry(
+      () => dynamodb.send(new DescribeTableCommand({ TableName: config.table }), { abortSignal: signal }),
+      { signal },
+    );
+    const keySchema = keySchemaFromTable(described.Table ?? {});
+    worker = new ChangelogWorker({
+      workerId: config.workerId,
+      table: config.table,
+      streamArn,
+      keySchema,
+      dynamodb,
+      streams,
+      raw,
+      leaseTableName: config.leaseTable,
+      store,
+      windowMs: config.windowMs,
+      allowedLatenessMs: config.allowedLatenessMs,
+      flushIntervalMs: config.flushIntervalMs,
+      maxSegmentBytes: config.maxSegmentBytes,
+      maxBufferBytes: config.maxBufferBytes,
+      compression: config.compression,
+      failoverMs: config.failoverMs,
+      orphanGraceMs: config.orphanGraceMs,
+      logger,
+      observer: combineObservers(metrics, stall),
+      onCommit: options.onCommit,
+      onSeal: options.onSeal,
+    });
+    const committer = worker.committer;
+    metrics.bind({
+      bufferedBytes: () => committer.bufferedBytes,
+      bufferedWindows: () => committer.bufferedWindows,
+      stalledShards: () => stall.stalled(),
+    });
+    logger.info(
+      {
+        streamArn,
+        leaseTable: config.leaseTable,
+        destination: config.destination,
+        window: formatDuration(config.windowMs),
+        maxBufferBytes: config.maxBufferBytes,
+        metrics: server.url,
+      },
+      'worker starting',
+    );
+    options.onStarted?.({ metricsUrl: server.url, streamArn });
+    const running = worker.run(signal);
+    const outcome = await untilDeadline(running, signal, config.shutdownTimeoutMs);
+    const shutdownMs =
+      stopRequestedAt === undefined ? undefined : Math.round(performance.now() - stopRequestedAt);
+    if (outcome === 'deadline') {
+      logger.error(
+        { deadline: formatDuration(config.shutdownTimeoutMs), buffered: committer.bufferedBytes },
+        'shutdown deadline passed: exiting with uncommitted data, which the next lease holders read again',
+      );
+      return { exitCode: 1, shutdownMs };
+    }
+    logger.info({ shutdownMs }, 'stopped cleanly');
+    return { exitCode: 0, shutdownMs };
+  } catch (error) {
+    if (controller.signal.aborted && worker === undefined) {
+      // Stopped during startup: nothing was read, nothing to commit.
+      logger.info({}, 'stopped during startup');
+      return { exitCode: 0, shutdownMs: 0 };
+    }
+    throw error;
+  } finally {
+    options.signal?.removeEventListener('abort', onAbort);
+    if (options.handleSignals !== false) {
+      process.off('SIGTERM', onSignal);
+      process.off('SIGINT', onSignal);
+    }
+    await server?.close();
+    store.close?.();
+    raw.destroy();
+    dynamodb.destroy();
+    streams.destroy();
+  }
+}
+
+/** Waits for `running`; once `signal` aborts, waits at most `deadlineMs` more. */
+async function untilDeadline(
+  running: Promise<void>,
+  signal: AbortSignal,
+  deadlineMs: number,
+): Promise<'done' | 'deadline'> {
+  let timer: NodeJS.Timeout | undefined;
+  let onAbort: (() => void) | undefined;
+  const deadline = new Promise<'deadline'>((resolve) => {
+    onAbort = () => {
+      timer = setTimeout(() => resolve('deadline'), deadlineMs);
+    };
+    if (signal.aborted) onAbort();
+    else signal.addEventListener('abort', onAbort, { once: true });
+  });
+  try {
+    return await Promise.race([running.then(() => 'done' as const), deadline]);
+  } finally {
+    clearTimeout(timer);
+    if (onAbort) signal.removeEventListener('abort', onAbort);
+  }
+}

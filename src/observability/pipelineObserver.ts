@@ -1,0 +1,84 @@
+/** What a committed segment looked like, as the observer sees it. */
+export interface CommittedSegment {
+  windowStartMs: number;
+  records: number;
+  bytes: number;
+  lateRecords: number;
+  gaps: number;
+  shards: number;
+  /** Encode + write + commit, wall seconds. */
+  seconds: number;
+}
+
+export interface SealedWindow {
+  windowStartMs: number;
+  records: number;
+  segments: number;
+  gaps: number;
+  complete: boolean;
+}
+
+/** Where a lease change came from. */
+export type LeaseChange = 'taken' | 'stolen' | 'lost' | 'released' | 'ended';
+
+/**
+ * Events the pipeline reports as it works: metrics and stall detection listen to them. Every
+ * method is optional and must be cheap and must not throw (it runs on the reading path).
+ */
+export interface PipelineObserver {
+  /** One GetRecords call: `outcome` is 'ok' or the error's code. */
+  getRecords?(shardId: string, outcome: string, seconds: number): void;
+  /**
+   * A page was handed to the next stage and taken (the reader made progress). `records` 0 with
+   * `caughtUp` means the reader is at the tip of an open shard.
+   */
+  pageConsumed?(page: {
+    shardId: string;
+    records: number;
+    bytes: number;
+    lastEventTimeMs: number | undefined;
+    caughtUp: boolean;
+  }): void;
+  /** A reader failed (it is restarted on the next lease cycle). */
+  readerFailed?(shardId: string, error: unknown): void;
+  leaseChanged?(shardId: string, change: LeaseChange): void;
+  /**
+   * After each lease cycle: the shards this worker holds, and the readable shards (not at
+   * SHARD_END, parents finished) that no live worker holds.
+   */
+  leaseCycle?(cycle: { held: readonly string[]; readableUnowned: readonly string[] }): void;
+  segmentCommitted?(segment: CommittedSegment): void;
+  /** A commit transaction lost a race (retried) or was refused (its shards are read again). */
+  commitFailed?(kind: 'conflict' | 'refused' | 'write-failed' | 'transient'): void;
+  gapRecorded?(shardId: string): void;
+  windowSealed?(window: SealedWindow): void;
+  watermark?(watermarkMs: number): void;
+  /** The sealer leader's view: where sealing stands (undefined when this worker is not leader). */
+  sealerState?(state: { leader: boolean; sealedThroughMs: number | undefined; windowMs: number }): void;
+  orphansDeleted?(count: number): void;
+}
+
+/** Fans every event out to each observer. */
+export function combineObservers(...observers: (PipelineObserver | undefined)[]): PipelineObserver {
+  const list = observers.filter((o): o is PipelineObserver => o !== undefined);
+  const fan =
+    <K extends keyof PipelineObserver>(key: K) =>
+    (...args: unknown[]) => {
+      for (const o of list) (o[key] as ((...a: unknown[]) => void) | undefined)?.apply(o, args);
+    };
+  const keys: (keyof PipelineObserver)[] = [
+    'getRecords',
+    'pageConsumed',
+    'readerFailed',
+    'leaseChanged',
+    'leaseCycle',
+    'segmentCommitted',
+    'commitFailed',
+    'gapRecorded',
+    'windowSealed',
+    'watermark',
+    'sealerState',
+    'orphansDeleted',
+  ];
+  return Object.fromEntries(keys.map((k) => [k, fan(k)])) as PipelineObserver;
+}
