@@ -167,6 +167,8 @@ export async function runChaosScenario(options: ChaosOptions): Promise<ChaosRepo
       ...['--window', '1m', '--allowed-lateness', '5s', '--flush-interval', '2s'],
       ...['--failover', `${failoverSeconds}s`, '--orphan-grace', '15s'],
       '--s3-force-path-style',
+      // Several workers on one host: each serves its metrics on a free port.
+      ...['--metrics-port', '0'],
       ...['--log-level', 'info'],
     ];
 
