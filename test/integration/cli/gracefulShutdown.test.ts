@@ -8,6 +8,7 @@ import { RegistryStore } from '../../../src/manifest/registryStore.js';
 import { readStreamChanges, runProducer } from '../../helpers/chaosProducer.js';
 import { type CliProcess, type LogRecord, startCli } from '../../helpers/cliProcess.js';
 import { createStreamTable, type DynamoDbLocal, startDynamoDbLocal } from '../../helpers/dynamoDbLocal.js';
+import { startFaultProxy } from '../../helpers/faultProxy.js';
 import { readWithDuckDB } from '../../helpers/parquetReaders.js';
 import { type S3rverServer, startS3rver } from '../../helpers/s3rverServer.js';
 
@@ -165,6 +166,85 @@ describe('run: graceful shutdown', () => {
 
     b.kill('SIGTERM');
     expect(await b.waitForExit(30_000)).toEqual({ code: 0, signal: null });
+  }, 300_000);
+
+  it('gives up at the shutdown deadline when it cannot commit, exits 1, and the next worker reads the rows again', async () => {
+    const table = 'deadline-source';
+    const leaseTable = 'deadline-leases';
+    const streamArn = await createStreamTable(ddb, table);
+    const proxy = await startFaultProxy(s3.endpoint);
+    try {
+      const env = {
+        AWS_REGION: 'us-east-1',
+        AWS_ACCESS_KEY_ID: CREDENTIALS.accessKeyId,
+        AWS_SECRET_ACCESS_KEY: CREDENTIALS.secretAccessKey,
+        AWS_ENDPOINT_URL_DYNAMODB: dynamo.endpoint,
+        AWS_ENDPOINT_URL_DYNAMODB_STREAMS: dynamo.endpoint,
+        AWS_ENDPOINT_URL_S3: proxy.endpoint,
+      };
+      const args = [
+        'run',
+        ...['--table', table, '--destination', `s3://${BUCKET}/${PREFIX}`, '--lease-table', leaseTable],
+        '--create-lease-table',
+        ...['--window', '1m', '--allowed-lateness', '5s', '--flush-interval', '1s'],
+        ...['--failover', '3s', '--metrics-port', '0', '--shutdown-timeout', '3s'],
+        '--s3-force-path-style',
+      ];
+      // Every object write fails: nothing can be committed.
+      proxy.setFaultRate(1);
+      const a = startCli(args, { env, name: 'deadline-a' });
+      workers.push(a);
+      await a.waitForLog(msg('lease taken'), 90_000);
+      const stopProducer = new AbortController();
+      const producing = runProducer({
+        client: ddb,
+        table,
+        keys: 50,
+        signal: stopProducer.signal,
+        seed: 11,
+        ratePerSecond: 50,
+      });
+      await a.waitForLog(msg('segment write failed; will retry'), 60_000);
+      stopProducer.abort();
+      const produced = await producing;
+
+      a.kill('SIGTERM');
+      expect(await a.waitForExit(20_000)).toEqual({ code: 1, signal: null });
+      const gaveUp = a.logs.find(
+        msg(
+          'shutdown deadline passed: exiting with uncommitted data, which the next lease holders read again',
+        ),
+      );
+      expect(gaveUp).toBeDefined();
+      expect(gaveUp!['buffered']).toBeGreaterThan(0);
+      expect(a.logs.filter(msg('segment committed'))).toEqual([]);
+
+      // S3 is back; a new worker takes the expired lease and commits everything from the checkpoint.
+      proxy.setFaultRate(0);
+      const b = startCli(args, { env, name: 'deadline-b' });
+      workers.push(b);
+      const streamed = await readStreamChanges({
+        endpoint: dynamo.endpoint,
+        credentials: CREDENTIALS,
+        streamArn,
+        expectAtLeast: produced.writes.length,
+      });
+      const registry = new RegistryStore({ client: ddb, tableName: leaseTable, table });
+      const want = new Set(streamed.map((c) => c.eventId));
+      let counts = new Map<string, number>();
+      for (let i = 0; i < 60; i++) {
+        counts = await committedEventIds(registry, s3);
+        if (want.size > 0 && [...want].every((id) => counts.has(id))) break;
+        await sleep(1_000);
+      }
+      expect(want.size).toBeGreaterThan(0);
+      expect([...want].filter((id) => !counts.has(id))).toEqual([]);
+      expect([...counts].filter(([, n]) => n > 1)).toEqual([]);
+      b.kill('SIGTERM');
+      expect(await b.waitForExit(30_000)).toEqual({ code: 0, signal: null });
+    } finally {
+      await proxy.stop();
+    }
   }, 300_000);
 });
 
