@@ -56,7 +56,12 @@ export async function runDaemon(
   options: DaemonOptions = {},
 ): Promise<DaemonResult> {
   const metrics = options.metrics ?? new ChangelogMetrics();
-  const stall = new StallDetector({ stallTimeoutMs: config.stallTimeoutMs, logger });
+  const stall = new StallDetector({
+    stallTimeoutMs: config.stallTimeoutMs,
+    // Cycles run every failover / 3; missing them for two failovers means our leases are gone.
+    maxLeaseCycleAgeMs: 2 * config.failoverMs,
+    logger,
+  });
   const controller = new AbortController();
   let stopRequestedAt: number | undefined;
   const stop = (reason: string) => {

@@ -16,6 +16,11 @@ export interface StalledShard {
 export interface StallDetectorOptions {
   /** A shard counts as stalled after this long without progress. */
   stallTimeoutMs: number;
+  /**
+   * Not ready when no lease cycle has succeeded for this long (the lease table is unreachable:
+   * this worker's leases are expiring). Default: no such check.
+   */
+  maxLeaseCycleAgeMs?: number;
   logger?: Logger;
   /** Monotonic clock. */
   now?: () => number;
@@ -35,6 +40,7 @@ export class StallDetector implements PipelineObserver {
   private readonly unowned = new Map<string, number>();
   private readonly reported = new Set<string>();
   private cycles = 0;
+  private lastCycleAt = 0;
   private heldCount = 0;
 
   constructor(options: StallDetectorOptions) {
@@ -54,6 +60,7 @@ export class StallDetector implements PipelineObserver {
   leaseCycle(cycle: { held: readonly string[]; readableUnowned: readonly string[] }): void {
     this.cycles++;
     const now = this.now();
+    this.lastCycleAt = now;
     const held = new Set(cycle.held);
     this.heldCount = held.size;
     for (const shardId of this.progress.keys()) if (!held.has(shardId)) this.progress.delete(shardId);
@@ -79,11 +86,18 @@ export class StallDetector implements PipelineObserver {
   }
 
   /**
-   * Ready: a lease cycle has run, and this worker holds leases or none are waiting to be taken,
-   * and no shard is stalled.
+   * Ready: a lease cycle has run (recently, when maxLeaseCycleAgeMs is set), and this worker holds
+   * leases or none are waiting to be taken, and no shard is stalled.
    */
   readiness(): { ready: boolean; reason: string } {
     if (this.cycles === 0) return { ready: false, reason: 'no lease cycle has completed yet' };
+    const cycleAge = this.now() - this.lastCycleAt;
+    if (this.o.maxLeaseCycleAgeMs !== undefined && cycleAge > this.o.maxLeaseCycleAgeMs) {
+      return {
+        ready: false,
+        reason: `no lease cycle has succeeded for ${Math.round(cycleAge / 1000)} s (lease table unreachable?)`,
+      };
+    }
     const stalled = this.stalled();
     if (stalled.length > 0) {
       return {

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import type { Logger } from '../../../src/observability/logger.js';
 import { StallDetector } from '../../../src/observability/stallDetector.js';
 
-function setup(stallTimeoutMs = 60_000) {
+function setup(stallTimeoutMs = 60_000, maxLeaseCycleAgeMs?: number) {
   let now = 0;
   const logs: { level: string; details: Record<string, unknown>; message: string }[] = [];
   const push = (level: string) => (details: Record<string, unknown>, message: string) =>
@@ -13,7 +13,7 @@ function setup(stallTimeoutMs = 60_000) {
     warn: push('warn'),
     error: push('error'),
   };
-  const detector = new StallDetector({ stallTimeoutMs, logger, now: () => now });
+  const detector = new StallDetector({ stallTimeoutMs, maxLeaseCycleAgeMs, logger, now: () => now });
   return {
     detector,
     logs,
@@ -85,6 +85,20 @@ describe('StallDetector', () => {
     // Taken by someone: no longer waiting.
     detector.leaseCycle({ held: [], readableUnowned: [] });
     expect(detector.stalled()).toEqual([]);
+  });
+
+  it('is not ready when lease cycles stop succeeding (the lease table is unreachable)', () => {
+    const { detector, advance } = setup(600_000, 20_000);
+    detector.leaseCycle({ held: [], readableUnowned: [] });
+    advance(20_000);
+    expect(detector.readiness().ready).toBe(true);
+    advance(1_000);
+    expect(detector.readiness()).toEqual({
+      ready: false,
+      reason: 'no lease cycle has succeeded for 21 s (lease table unreachable?)',
+    });
+    detector.leaseCycle({ held: [], readableUnowned: [] });
+    expect(detector.readiness().ready).toBe(true);
   });
 
   it('forgets a shard whose lease is lost, released or ended', () => {
