@@ -116,6 +116,7 @@ export class Sealer {
         } catch (error) {
           if (signal.aborted) break;
           this.log.error({ error: String(error) }, 'sealer cycle failed; trying again');
+          this.o.observer?.cycleFailed?.('sealer-cycle', error);
         }
         await sleep(this.o.intervalMs ?? 1000, signal).catch(() => undefined);
       }

@@ -247,6 +247,10 @@ export class ChangelogMetrics implements PipelineObserver {
     this.orphans.inc(count);
   }
 
+  cycleFailed(kind: string): void {
+    this.errors.inc({ kind });
+  }
+
   /** Counters and gauges as plain numbers. */
   async snapshot(): Promise<MetricsSnapshot> {
     const value = async (metric: Counter | Gauge) => (await metric.get()).values[0]?.value ?? 0;

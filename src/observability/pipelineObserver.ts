@@ -56,6 +56,8 @@ export interface PipelineObserver {
   /** The sealer leader's view: where sealing stands (undefined when this worker is not leader). */
   sealerState?(state: { leader: boolean; sealedThroughMs: number | undefined; windowMs: number }): void;
   orphansDeleted?(count: number): void;
+  /** A background cycle failed and will be tried again: `lease-cycle`, `sealer-cycle`, `discovery`. */
+  cycleFailed?(kind: string, error: unknown): void;
 }
 
 /** Fans every event out to each observer. */
@@ -79,6 +81,7 @@ export function combineObservers(...observers: (PipelineObserver | undefined)[])
     'watermark',
     'sealerState',
     'orphansDeleted',
+    'cycleFailed',
   ];
   return Object.fromEntries(keys.map((k) => [k, fan(k)])) as PipelineObserver;
 }

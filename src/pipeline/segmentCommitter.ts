@@ -162,6 +162,7 @@ export class SegmentCommitter implements ShardSink {
       } catch (error) {
         if (signal.aborted) break;
         this.log.warn({ error: String(error) }, 'flush cycle failed; trying again');
+        this.o.observer?.cycleFailed?.('flush-cycle', error);
       }
       await sleep(tick, signal).catch(() => undefined);
     }

@@ -115,7 +115,10 @@ export class StreamWorker {
     const interval = this.o.renewIntervalMs ?? Math.round((this.o.failoverMs ?? 10_000) / 3);
     const discovering = this.discovery
       .start(signal, (graph) => this.onGraph(graph, signal))
-      .catch((error: unknown) => this.o.logger?.error({ error: String(error) }, 'shard discovery stopped'));
+      .catch((error: unknown) => {
+        this.o.logger?.error({ error: String(error) }, 'shard discovery stopped');
+        this.o.observer?.cycleFailed?.('discovery', error);
+      });
     try {
       while (!signal.aborted) {
         try {
@@ -123,6 +126,7 @@ export class StreamWorker {
         } catch (error) {
           if (signal.aborted) break;
           this.o.logger?.warn({ error: String(error) }, 'lease cycle failed; trying again next cycle');
+          this.o.observer?.cycleFailed?.('lease-cycle', error);
         }
         await sleep(interval, signal).catch(() => undefined);
       }

@@ -88,6 +88,7 @@ describe('ChangelogMetrics', () => {
     metrics.gapRecorded();
     metrics.windowSealed({ windowStartMs: 0, records: 10, segments: 1, gaps: 1, complete: false });
     metrics.orphansDeleted(3);
+    metrics.cycleFailed('sealer-cycle');
     metrics.watermark(1_700_000_000_000);
     let body = await text(metrics);
     expect(sample(body, 'records_written_total')).toBe(10);
@@ -100,6 +101,7 @@ describe('ChangelogMetrics', () => {
     expect(sample(body, 'windows_sealed_total')).toBe(1);
     expect(sample(body, 'windows_sealed_incomplete_total')).toBe(1);
     expect(sample(body, 'orphans_deleted_total')).toBe(3);
+    expect(sample(body, 'errors_total', '{kind="sealer-cycle"}')).toBe(1);
     expect(sample(body, 'watermark_seconds')).toBe(1_700_000_000);
     expect(sample(body, 'buffered_bytes')).toBe(1234);
     expect(sample(body, 'buffered_windows')).toBe(2);
