@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
 import { ChangelogError } from '../errors.js';
+import { registerLocalCommand } from './localCommand.js';
 import { registerRunCommand } from './runCommand.js';
 import { registerSegmentCommand } from './segmentCommand.js';
 import { registerVerifyCommand } from './verifyCommand.js';
@@ -20,6 +21,7 @@ export function buildProgram(): Command {
   registerRunCommand(program);
   registerSegmentCommand(program);
   registerVerifyCommand(program);
+  registerLocalCommand(program);
   return program;
 }
 
