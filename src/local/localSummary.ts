@@ -223,9 +223,10 @@ export function buildLocalSummary(input: LocalSummaryInput): LocalSummary {
     query = buildChangesQuery({
       files: sealedFiles,
       keyColumns: input.keyColumns,
-      label: `${plural(windows.length, 'sealed window')} with data (${isoTime(windows[0]!.windowStartMs)} to ${isoTime(
-        windows.at(-1)!.windowStartMs,
-      )}): ${plural(sealedFiles.length, 'Parquet file')}`,
+      label: `${plural(windows.length, 'sealed window')} with data (${windowSpan(windows)}): ${plural(
+        sealedFiles.length,
+        'Parquet file',
+      )}`,
     });
     lines.push(
       `Query the sealed windows with DuckDB (paste it into \`duckdb\`; also in ${input.queryFile}):`,
@@ -248,4 +249,11 @@ export function buildLocalSummary(input: LocalSummaryInput): LocalSummary {
     lines.push('', query);
   }
   return { text: `${lines.join('\n')}\n`, query };
+}
+
+/** `starting 10:05`, or `starting 10:05 to 10:15` for several windows (their start times). */
+function windowSpan(windows: readonly SealedWindowOnDisk[]): string {
+  const first = isoTime(windows[0]!.windowStartMs);
+  const last = isoTime(windows.at(-1)!.windowStartMs);
+  return first === last ? `starting ${first}` : `starting ${first} to ${last}`;
 }

@@ -154,7 +154,7 @@ describe('buildLocalSummary', () => {
     );
     expect(summary.text).toContain('Query the sealed windows with DuckDB');
     expect(summary.query).toContain(
-      '-- 1 sealed window with data (2026-11-22T18:17:00.000Z to 2026-11-22T18:17:00.000Z): 1 Parquet file',
+      '-- 1 sealed window with data (starting 2026-11-22T18:17:00.000Z): 1 Parquet file',
     );
     expect(summary.query).toContain(`'${s3rverObjectPath('/data/s3', 'changelog', 'demo', key)}'`);
     expect(summary.query).not.toContain('s1-b.parquet'); // committed, but not in a sealed window
