@@ -14,6 +14,7 @@ import {
   GetShardIteratorCommand,
   type Shard,
 } from '@aws-sdk/client-dynamodb-streams';
+import { seededRandom } from '../../src/local/demoProducer.js';
 
 /*
  * The chaos test's producer: inserts, updates and deletes over a fixed key space, with a log of
@@ -69,17 +70,8 @@ export interface ProducerOptions {
   deleteShare?: number;
 }
 
-/** mulberry32: a small seeded PRNG, so a chaos run's choices can be replayed from its seed. */
-export function createRng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** mulberry32 (the demo producer's): a seeded PRNG, so a chaos run's choices can be replayed from its seed. */
+export const createRng: (seed: number) => () => number = seededRandom;
 
 export function keyName(index: number): string {
   return `item-${String(index).padStart(5, '0')}`;
