@@ -1,11 +1,43 @@
-import { defineConfig } from 'vitest/config';
+import path from 'node:path';
+import { configDefaults, defineConfig } from 'vitest/config';
+
+/*
+ * The AWS calls src/ makes during this run are recorded under .local/aws-calls/<run>/ (by the
+ * setup file, and by CLI processes the tests start); the IAM policy test checks them against
+ * infra/iam/policy.json.tftpl. It is its own project with a later groupOrder, so it starts only
+ * after every other test file has finished and sees the whole run's recordings.
+ */
+// vitest evaluates this file more than once per run (once per project): keep the first directory.
+process.env['DYNAMODB_CHANGELOG_AWS_CALLS_DIR'] ??= path.resolve(
+  '.local',
+  'aws-calls',
+  `${new Date().toISOString().replace(/[:.]/g, '-')}-${process.pid}`,
+);
+const awsCallsDir = process.env['DYNAMODB_CHANGELOG_AWS_CALLS_DIR'];
+const iamPolicyTests = 'test/integration/infra/**/*.test.ts';
 
 export default defineConfig({
   test: {
-    include: ['test/**/*.test.ts'],
     // Integration tests start real servers (s3rver, DynamoDB Local); give them room on a busy 2-core box.
     testTimeout: 60_000,
     hookTimeout: 120_000,
     pool: 'forks',
+    env: { DYNAMODB_CHANGELOG_AWS_CALLS_DIR: awsCallsDir },
+    setupFiles: ['test/helpers/recordAwsCalls.setup.ts'],
+    projects: [
+      {
+        extends: true,
+        // `include` is per project: with `extends`, arrays set here too would be concatenated.
+        test: {
+          name: 'suite',
+          include: ['test/**/*.test.ts'],
+          exclude: [...configDefaults.exclude, iamPolicyTests],
+        },
+      },
+      {
+        extends: true,
+        test: { name: 'iam-policy', include: [iamPolicyTests], sequence: { groupOrder: 1 } },
+      },
+    ],
   },
 });

@@ -1,0 +1,106 @@
+# A Glue table over the change segments, for Athena (and other Glue-catalog readers).
+#
+# Layout (src/manifest/layout.ts):
+#   <prefix>/<table>/data/dt=YYYY-MM-DD/window=YYYYMMDDTHHMMSSZ/s1-<id>.parquet
+# The table is partitioned by dt only, with partition projection: no crawler, no MSCK REPAIR, and a
+# query filtering on dt reads only those days. A dt partition's location holds the window=
+# folders; Athena reads every object under a partition's location. (window= is not a partition
+# column: projecting it would make Athena enumerate every window of every day.)
+#
+# The data/ folder holds every committed segment, including those of windows not sealed yet, and
+# may briefly hold orphans of failed commits (deleted after --orphan-grace), which repeat records
+# of committed segments. A plain SELECT therefore sees each change at least once, not exactly
+# once: de-duplicate by event_id (infra/README.md), or, for exactly-once reads of sealed windows,
+# read the window manifests (<table>/manifests/) and only the segments they list.
+
+locals {
+  glue_enabled    = var.glue_database_name != null
+  glue_table_name = coalesce(var.glue_table_name, lower(replace(var.table_name, "/[-.]/", "_")))
+  data_location   = "s3://${var.bucket_name}/${local.object_prefix}${var.table_name}/data/"
+
+  # The typed key columns, as src/segment/arrowBatch.ts writes them: one per key attribute,
+  # partition key first; S and N as strings (N keeps its exact decimal text), B as binary. An
+  # attribute named like a fixed column gets a key_ prefix (src/segment/keySchema.ts).
+  source_key_attributes = var.check_source_stream ? concat(
+    [for a in data.aws_dynamodb_table.source[0].attribute : a if a.name == data.aws_dynamodb_table.source[0].hash_key],
+    [for a in data.aws_dynamodb_table.source[0].attribute : a if a.name == data.aws_dynamodb_table.source[0].range_key],
+  ) : var.key_attributes
+  fixed_columns = ["event_id", "op", "event_time", "sequence_number", "shard_id", "keys", "new_image", "old_image", "size_bytes", "ttl_delete"]
+  key_columns = [
+    for a in local.source_key_attributes : {
+      name    = contains(local.fixed_columns, a.name) ? "key_${a.name}" : a.name
+      type    = a.type == "B" ? "binary" : "string"
+      comment = "key attribute ${a.name} (${a.type})"
+    }
+  ]
+  segment_columns = concat(
+    [
+      { name = "event_id", type = "string", comment = "stream record eventID" },
+      { name = "op", type = "string", comment = "INSERT, MODIFY or REMOVE" },
+      { name = "event_time", type = "timestamp", comment = "ApproximateCreationDateTime (UTC, ms)" },
+      { name = "sequence_number", type = "string", comment = "stream sequence number; compare as integers" },
+      { name = "shard_id", type = "string", comment = "source shard" },
+      { name = "keys", type = "string", comment = "the item's key attributes, DynamoDB JSON" },
+      { name = "new_image", type = "string", comment = "item after the change, DynamoDB JSON; null for REMOVE or KEYS_ONLY streams" },
+      { name = "old_image", type = "string", comment = "item before the change, DynamoDB JSON; null for INSERT or NEW_IMAGE streams" },
+    ],
+    local.key_columns,
+    [
+      { name = "size_bytes", type = "int", comment = "stream record SizeBytes" },
+      { name = "ttl_delete", type = "boolean", comment = "REMOVE done by TTL" },
+    ],
+  )
+}
+
+resource "aws_glue_catalog_database" "changelog" {
+  count = local.glue_enabled ? 1 : 0
+  name  = var.glue_database_name
+  tags  = var.tags
+}
+
+resource "aws_glue_catalog_table" "segments" {
+  count         = local.glue_enabled ? 1 : 0
+  name          = local.glue_table_name
+  database_name = aws_glue_catalog_database.changelog[0].name
+  description   = "dynamodb-changelog change segments of ${var.table_name} (at least once; see manifests for exactly-once)"
+  table_type    = "EXTERNAL_TABLE"
+
+  parameters = {
+    EXTERNAL                      = "TRUE"
+    classification                = "parquet"
+    "projection.enabled"          = "true"
+    "projection.dt.type"          = "date"
+    "projection.dt.format"        = "yyyy-MM-dd"
+    "projection.dt.range"         = var.partition_projection_range
+    "projection.dt.interval"      = "1"
+    "projection.dt.interval.unit" = "DAYS"
+    "storage.location.template"   = "${local.data_location}dt=$${dt}/"
+  }
+
+  partition_keys {
+    name    = "dt"
+    type    = "string"
+    comment = "UTC day of the window (YYYY-MM-DD)"
+  }
+
+  storage_descriptor {
+    location      = local.data_location
+    input_format  = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat"
+    output_format = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat"
+
+    ser_de_info {
+      serialization_library = "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe"
+    }
+
+    dynamic "columns" {
+      for_each = local.segment_columns
+      content {
+        # Glue and Athena column names are lower case; Athena matches Parquet columns by name,
+        # case-insensitively.
+        name    = lower(columns.value.name)
+        type    = columns.value.type
+        comment = columns.value.comment
+      }
+    }
+  }
+}

@@ -1,0 +1,112 @@
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { parseDuration } from '../../../src/config/duration.js';
+import { parseRunConfig, RUN_OPTIONS } from '../../../src/config/runConfig.js';
+import { LEASE_PARTITION_KEY, LEASE_SORT_KEY } from '../../../src/lease/leaseTable.js';
+import { segmentSchema } from '../../../src/segment/arrowBatch.js';
+import { FIXED_COLUMNS, parseKeySchema } from '../../../src/segment/keySchema.js';
+import { REPO_ROOT } from '../../helpers/awsCallRecorder.js';
+
+/*
+ * The deployment files in infra/ agree with the code: settings the CLI accepts, the metrics port,
+ * shutdown deadlines, the lease table's key schema and the segment columns the Glue table declares.
+ */
+
+const read = (...parts: string[]) => readFileSync(path.join(REPO_ROOT, 'infra', ...parts), 'utf8');
+const KNOWN_ENV = new Set([...Object.values(RUN_OPTIONS).map((o) => o.env), 'AWS_REGION']);
+const METRICS_PORT = Number(RUN_OPTIONS.metricsPort.default);
+const SHUTDOWN_MS = parseDuration(RUN_OPTIONS.shutdownTimeout.default)!;
+
+/** The flat `data:` map of a ConfigMap. */
+function configMapData(yaml: string): Record<string, string> {
+  const data: Record<string, string> = {};
+  const lines = yaml.split('\n');
+  let inData = false;
+  for (const line of lines) {
+    if (/^data:\s*$/.test(line)) {
+      inData = true;
+      continue;
+    }
+    if (inData && /^\S/.test(line)) break;
+    const m = inData ? /^\s+([A-Z0-9_]+):\s*("?)([^"#]*?)\2\s*(#.*)?$/.exec(line) : null;
+    if (m) data[m[1]!] = m[3]!.trim();
+  }
+  return data;
+}
+
+describe('infra/ deployment files', () => {
+  it('configure only settings the CLI knows, and values it accepts', () => {
+    const ecs = JSON.parse(read('ecs', 'task-definition.json')) as {
+      containerDefinitions: { environment: { name: string; value: string }[] }[];
+    };
+    const sources = {
+      'k8s/configmap.yaml': configMapData(read('k8s', 'configmap.yaml')),
+      'ecs/task-definition.json': Object.fromEntries(
+        ecs.containerDefinitions[0]!.environment.map((e) => [e.name, e.value]),
+      ),
+    };
+    for (const [file, env] of Object.entries(sources)) {
+      expect(Object.keys(env).length, file).toBeGreaterThan(4);
+      for (const name of Object.keys(env)) expect(KNOWN_ENV.has(name), `${file}: ${name}`).toBe(true);
+      // Throws (ConfigError naming the setting) on anything `run` would refuse.
+      const config = parseRunConfig({}, env);
+      expect(config.table, file).toBe(env['CHANGELOG_TABLE']);
+    }
+  });
+
+  it('use the metrics port and leave the daemon its shutdown deadline', () => {
+    const deployment = read('k8s', 'deployment.yaml');
+    expect(deployment).toContain(`containerPort: ${METRICS_PORT}`);
+    expect(deployment).toContain(`prometheus.io/port: "${METRICS_PORT}"`);
+    for (const probe of ['/healthz', '/readyz']) expect(deployment).toContain(`path: ${probe}`);
+    const grace = Number(/terminationGracePeriodSeconds: (\d+)/.exec(deployment)?.[1]);
+    expect(grace * 1000).toBeGreaterThan(SHUTDOWN_MS);
+
+    const ecs = JSON.parse(read('ecs', 'task-definition.json')) as {
+      containerDefinitions: {
+        stopTimeout: number;
+        portMappings: { containerPort: number }[];
+        healthCheck: { command: string[] };
+      }[];
+    };
+    const container = ecs.containerDefinitions[0]!;
+    expect(container.stopTimeout * 1000).toBeGreaterThan(SHUTDOWN_MS);
+    expect(container.portMappings[0]!.containerPort).toBe(METRICS_PORT);
+    expect(container.healthCheck.command.join(' ')).toContain(`http://127.0.0.1:${METRICS_PORT}/healthz`);
+
+    const dockerfile = read('Dockerfile');
+    expect(dockerfile).toContain(`EXPOSE ${METRICS_PORT}`);
+    expect(dockerfile).toContain('ENTRYPOINT ["node", "bin/dynamodb-changelog.js"]');
+  });
+
+  it('create the lease table with the key schema src/lease/leaseTable.ts uses', () => {
+    const tf = read('terraform', 'lease_table.tf');
+    expect(tf).toContain(`hash_key     = "${LEASE_PARTITION_KEY}"`);
+    expect(tf).toContain(`range_key    = "${LEASE_SORT_KEY}"`);
+    expect(tf).toContain('billing_mode = "PAY_PER_REQUEST"');
+    const attributes = [...tf.matchAll(/attribute \{\s*name = "(\w+)"\s*type = "(\w)"/g)].map(
+      (m) => `${m[1]}:${m[2]}`,
+    );
+    expect(attributes.sort()).toEqual([`${LEASE_PARTITION_KEY}:S`, `${LEASE_SORT_KEY}:S`].sort());
+  });
+
+  it('declare the Glue columns the segments have, in their order and with matching types', () => {
+    const tf = read('terraform', 'glue.tf');
+    const declared = [...tf.matchAll(/\{ name = "(\w+)", type = "(\w+)"/g)].map((m) => `${m[1]}:${m[2]}`);
+    const fixed = /fixed_columns\s*=\s*\[([^\]]*)\]/.exec(tf)?.[1];
+    expect(fixed?.match(/"(\w+)"/g)?.map((s) => s.slice(1, -1))).toEqual([...FIXED_COLUMNS]);
+    // Key columns sit between old_image and size_bytes; glue.tf adds them from the key schema.
+    const hive: Record<string, string> = {
+      Utf8: 'string',
+      'Timestamp<MILLISECOND, UTC>': 'timestamp',
+      Int32: 'int',
+      Bool: 'boolean',
+      Binary: 'binary',
+    };
+    const fromSchema = segmentSchema(parseKeySchema('pk:S'))
+      .fields.filter((f) => f.name !== 'pk')
+      .map((f) => `${f.name}:${hive[String(f.type)] ?? String(f.type)}`);
+    expect(declared).toEqual(fromSchema);
+  });
+});
