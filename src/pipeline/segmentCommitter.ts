@@ -183,6 +183,11 @@ export class SegmentCommitter implements ShardSink {
   }
 
   async accept(session: ShardSession, page: FetchedPage): Promise<PageSummary> {
+    this.live(session);
+    // The window state is read before the page is decoded: the scratch buffer is shared by every
+    // shard's reader, so decoding and routing must not be split by an await (another reader's
+    // page would overwrite the rows in between: one page lost, another committed twice).
+    await this.refreshState(session.signal);
     const st = this.live(session);
     const scratch = this.scratch;
     scratch.clear();
@@ -194,7 +199,6 @@ export class SegmentCommitter implements ShardSink {
       return summary;
     }
     st.caughtUpAtMs = undefined;
-    await this.refreshState(session.signal);
     this.route(st, scratch);
     // A due flush (size, age) runs in the background: readers only wait when the bound is hit.
     this.kickFlush();

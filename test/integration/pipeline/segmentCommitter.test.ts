@@ -165,6 +165,44 @@ describe('SegmentCommitter on DynamoDB Local', () => {
     expect(committer.progress(A)).toEqual({ caughtUpAtMs: W(1) + 5000 });
   });
 
+  it('keeps each shard’s rows when readers of several shards deliver pages at the same time', async () => {
+    // Readers run concurrently: with the window state read between decoding a page and copying its
+    // rows, another shard's page overwrote the shared scratch buffer (one page lost, one doubled).
+    const shards = [A, B, C];
+    const e = await env(shards);
+    const { committer, commits, leases } = makeCommitter(e, 'worker-a');
+    const sessions = [];
+    for (const shardId of shards) {
+      const session = await takeSession(leases, shardId);
+      committer.open(session);
+      sessions.push(session);
+    }
+    const pages = 4;
+    await Promise.all(
+      sessions.map(async (session, i) => {
+        for (let p = 0; p < pages; p++) {
+          const from = p * 10 + 1;
+          await committer.accept(
+            session,
+            objectsPage(
+              shards[i]!,
+              recordRun(i + 1, from, from + 9, (n) => W(0) + n * 1000),
+            ),
+          );
+        }
+      }),
+    );
+    await committer.drain();
+    const rows = (await Promise.all(commits.map((c) => segmentRows(e.store, c.key)))).flat();
+    const expected = shards.flatMap((_, i) =>
+      recordRun(i + 1, 1, pages * 10, () => 0).map((r) => `ev-${r.seq}`),
+    );
+    expect(rows.map((r) => r.event_id).sort()).toEqual(expected.sort());
+    for (const [i, shardId] of shards.entries()) {
+      expect((await leases.getLease(shardId))?.checkpoint).toBe(seq(i + 1, pages * 10));
+    }
+  });
+
   it('commits a shard spanning two windows in window order; windows never go back', async () => {
     const e = await env([A]);
     const store = new FaultyStore(e.store);
