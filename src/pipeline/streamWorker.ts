@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events';
 import type { DynamoDBStreamsClient } from '@aws-sdk/client-dynamodb-streams';
 import PQueue from 'p-queue';
 import { LeaseLostError } from '../errors.js';
@@ -75,6 +76,23 @@ interface HeldShard {
  * stopped reader delivered after the last successful checkpoint is lost: the next holder resumes
  * after that checkpoint.
  */
+/** Lease renewals in flight at once per worker. */
+const RENEW_CONCURRENCY = 16;
+
+/** Runs the tasks with at most `limit` in flight; resolves with the errors of those that failed. */
+async function runBounded(tasks: readonly (() => Promise<void>)[], limit: number): Promise<unknown[]> {
+  const failures: unknown[] = [];
+  let next = 0;
+  const lane = async () => {
+    while (next < tasks.length) {
+      const task = tasks[next++]!;
+      await task().catch((error: unknown) => failures.push(error));
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, tasks.length) }, lane));
+  return failures;
+}
+
 export class StreamWorker {
   private readonly o: StreamWorkerOptions;
   private readonly held = new Map<string, HeldShard>();
@@ -112,10 +130,13 @@ export class StreamWorker {
   }
 
   async run(signal: AbortSignal): Promise<void> {
+    // One abort listener per shard reader: hundreds are expected, not a leak.
+    setMaxListeners(0, signal);
     const interval = this.o.renewIntervalMs ?? Math.round((this.o.failoverMs ?? 10_000) / 3);
     const discovering = this.discovery
       .start(signal, (graph) => this.onGraph(graph, signal))
       .catch((error: unknown) => {
+        if (signal.aborted) return; // stopping: not a failure
         this.o.logger?.error({ error: String(error) }, 'shard discovery stopped');
         this.o.observer?.cycleFailed?.('discovery', error);
       });
@@ -147,7 +168,9 @@ export class StreamWorker {
   /** One renew + balance cycle. */
   private async tick(signal: AbortSignal): Promise<void> {
     const { leases, workerId } = this.o;
-    for (const [shardId, h] of this.held) {
+    // Renewals run side by side (each shard's lease writes stay serialised by withLease): one after
+    // another, 100 held leases at ~50 ms each would take most of a failover period.
+    const renewals = [...this.held].map(([shardId, h]) => async () => {
       try {
         await this.withLease(h, async () => {
           h.lease = await leases.renew(h.lease, signal, this.sink.progress?.(shardId));
@@ -156,7 +179,9 @@ export class StreamWorker {
         if (!(error instanceof LeaseLostError)) throw error;
         this.lose(shardId, 'renew');
       }
-    }
+    });
+    const failures = await runBounded(renewals, RENEW_CONCURRENCY);
+    if (failures.length > 0) throw failures[0];
 
     const all = await leases.listLeases(signal);
     const now = this.now();
