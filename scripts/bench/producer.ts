@@ -15,8 +15,6 @@ import { createWriteStream } from 'node:fs';
 import {
   type AttributeValue,
   BatchWriteItemCommand,
-  CreateTableCommand,
-  DescribeTableCommand,
   type DynamoDBClient,
   type WriteRequest,
 } from '@aws-sdk/client-dynamodb';
@@ -69,28 +67,8 @@ function toSdkItem(item: WireItem): Record<string, AttributeValue> {
   return Object.fromEntries(Object.entries(item).map(([k, v]) => [k, toSdk(v)]));
 }
 
-/** Creates a pk (S) + sk (N) table with a NEW_AND_OLD_IMAGES stream; returns the stream ARN. */
-export async function createSourceTable(client: DynamoDBClient, table: string): Promise<string> {
-  await client.send(
-    new CreateTableCommand({
-      TableName: table,
-      BillingMode: 'PAY_PER_REQUEST',
-      KeySchema: [
-        { AttributeName: 'pk', KeyType: 'HASH' },
-        { AttributeName: 'sk', KeyType: 'RANGE' },
-      ],
-      AttributeDefinitions: [
-        { AttributeName: 'pk', AttributeType: 'S' },
-        { AttributeName: 'sk', AttributeType: 'N' },
-      ],
-      StreamSpecification: { StreamEnabled: true, StreamViewType: 'NEW_AND_OLD_IMAGES' },
-    }),
-  );
-  const described = await client.send(new DescribeTableCommand({ TableName: table }));
-  const arn = described.Table?.LatestStreamArn;
-  if (!arn) throw new Error(`table ${table} has no stream`);
-  return arn;
-}
+/** The tests' source table: pk (S) + sk (N) with a NEW_AND_OLD_IMAGES stream; returns the stream ARN. */
+export { createStreamTable as createSourceTable } from '../../test/helpers/dynamoDbLocalServer.js';
 
 export async function runProducer(o: ProducerOptions): Promise<ProducerResult> {
   const random = rng(o.seed ?? 7);

@@ -3,6 +3,8 @@
  * repeat. Used by tests and by scripts/benchEncode.ts.
  */
 
+import { seededRandom } from '../../src/local/demoProducer.js';
+
 export type WireAttributeValue =
   | { S: string }
   | { N: string }
@@ -37,17 +39,8 @@ export interface WireRecord {
 
 export type StreamViewType = 'KEYS_ONLY' | 'NEW_IMAGE' | 'OLD_IMAGE' | 'NEW_AND_OLD_IMAGES';
 
-/** mulberry32: small, fast, seeded. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** mulberry32: small, fast, seeded (the demo producer's). */
+export const rng: (seed: number) => () => number = seededRandom;
 
 const WORDS = ['alpha', 'bravo', 'charlie', 'delta', 'echo', 'foxtrot', 'golf', 'hotel', 'india', 'juliet'];
 
