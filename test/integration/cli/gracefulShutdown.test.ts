@@ -6,7 +6,7 @@ import { GetObjectCommand } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RegistryStore } from '../../../src/manifest/registryStore.js';
 import { readStreamChanges, runProducer } from '../../helpers/chaosProducer.js';
-import { type CliProcess, type LogRecord, startCli } from '../../helpers/cliProcess.js';
+import { type CliProcess, type LogRecord, localAwsEnv, startCli } from '../../helpers/cliProcess.js';
 import { createStreamTable, type DynamoDbLocal, startDynamoDbLocal } from '../../helpers/dynamoDbLocal.js';
 import { startFaultProxy } from '../../helpers/faultProxy.js';
 import { readWithDuckDB } from '../../helpers/parquetReaders.js';
@@ -56,14 +56,7 @@ describe('run: graceful shutdown', () => {
   it('commits what it buffered, releases its lease for another worker at once, exits 0, loses nothing', async () => {
     const streamArn = await createStreamTable(ddb, TABLE);
     const logDir = await mkdtemp(path.join(tmpdir(), 'changelog-shutdown-'));
-    const env = {
-      AWS_REGION: 'us-east-1',
-      AWS_ACCESS_KEY_ID: CREDENTIALS.accessKeyId,
-      AWS_SECRET_ACCESS_KEY: CREDENTIALS.secretAccessKey,
-      AWS_ENDPOINT_URL_DYNAMODB: dynamo.endpoint,
-      AWS_ENDPOINT_URL_DYNAMODB_STREAMS: dynamo.endpoint,
-      AWS_ENDPOINT_URL_S3: s3.endpoint,
-    };
+    const env = localAwsEnv({ dynamodb: dynamo.endpoint, s3: s3.endpoint });
     const args = (flushInterval: string) => [
       'run',
       ...['--table', TABLE, '--destination', `s3://${BUCKET}/${PREFIX}`, '--lease-table', LEASE_TABLE],
@@ -174,14 +167,7 @@ describe('run: graceful shutdown', () => {
     const streamArn = await createStreamTable(ddb, table);
     const proxy = await startFaultProxy(s3.endpoint);
     try {
-      const env = {
-        AWS_REGION: 'us-east-1',
-        AWS_ACCESS_KEY_ID: CREDENTIALS.accessKeyId,
-        AWS_SECRET_ACCESS_KEY: CREDENTIALS.secretAccessKey,
-        AWS_ENDPOINT_URL_DYNAMODB: dynamo.endpoint,
-        AWS_ENDPOINT_URL_DYNAMODB_STREAMS: dynamo.endpoint,
-        AWS_ENDPOINT_URL_S3: proxy.endpoint,
-      };
+      const env = localAwsEnv({ dynamodb: dynamo.endpoint, s3: proxy.endpoint });
       const args = [
         'run',
         ...['--table', table, '--destination', `s3://${BUCKET}/${PREFIX}`, '--lease-table', leaseTable],
