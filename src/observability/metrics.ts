@@ -36,7 +36,7 @@ export interface MetricsSnapshot {
 export class ChangelogMetrics implements PipelineObserver {
   readonly registry = new Registry();
   private readonly sources: MetricsSources = {};
-  private readonly perShard = new Set<string>();
+  /** Seconds behind the tip per shard with a series: the shards to drop when they leave. */
   private readonly behind = new Map<string, number>();
   private watermarkMs: number | undefined;
 
@@ -187,7 +187,6 @@ export class ChangelogMetrics implements PipelineObserver {
     } else if (page.caughtUp) behindSeconds = 0;
     if (behindSeconds === undefined) return;
     this.behind.set(page.shardId, behindSeconds);
-    this.perShard.add(page.shardId);
     this.iteratorAge.set({ shard_id: page.shardId }, behindSeconds);
   }
 
@@ -206,7 +205,7 @@ export class ChangelogMetrics implements PipelineObserver {
     this.leasesHeld.set(cycle.held.length);
     this.readableUnowned.set(cycle.readableUnowned.length);
     const held = new Set(cycle.held);
-    for (const shardId of this.perShard) if (!held.has(shardId)) this.forgetShard(shardId);
+    for (const shardId of this.behind.keys()) if (!held.has(shardId)) this.forgetShard(shardId);
   }
 
   segmentCommitted(segment: CommittedSegment): void {
@@ -281,8 +280,7 @@ export class ChangelogMetrics implements PipelineObserver {
   }
 
   private forgetShard(shardId: string): void {
-    if (!this.perShard.delete(shardId)) return;
-    this.behind.delete(shardId);
+    if (!this.behind.delete(shardId)) return;
     this.iteratorAge.remove({ shard_id: shardId });
   }
 
