@@ -1,4 +1,4 @@
-import { DescribeTableCommand, DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { DynamoDBStreamsClient } from '@aws-sdk/client-dynamodb-streams';
 import { formatDuration } from '../config/duration.js';
 import type { RunConfig } from '../config/runConfig.js';
@@ -16,7 +16,7 @@ import { retry } from '../retry.js';
 import { keySchemaFromTable } from '../segment/keySchema.js';
 import { openObjectStore } from '../sink/openObjectStore.js';
 import { RawGetRecordsClient } from '../stream/getRecordsClient.js';
-import { resolveStreamArn } from '../stream/shardDiscovery.js';
+import { describeTableStream, enabledStreamArn } from '../stream/shardDiscovery.js';
 
 export interface DaemonOptions {
   /** Stops the daemon like SIGTERM does. */
@@ -121,14 +121,10 @@ export async function runDaemon(
     if (config.createLeaseTable) {
       await retry(() => createLeaseTable(dynamodb, config.leaseTable, { signal }), { signal });
     }
-    const streamArn =
-      config.streamArn ??
-      (await retry(() => resolveStreamArn(dynamodb, config.table, { signal }), { signal }));
-    const described = await retry(
-      () => dynamodb.send(new DescribeTableCommand({ TableName: config.table }), { abortSignal: signal }),
-      { signal },
-    );
-    const keySchema = keySchemaFromTable(described.Table ?? {});
+    // One DescribeTable gives the key schema and, without --stream-arn, the stream to read.
+    const described = await retry(() => describeTableStream(dynamodb, config.table, { signal }), { signal });
+    const streamArn = config.streamArn ?? enabledStreamArn(described);
+    const keySchema = keySchemaFromTable(described.description ?? {});
     worker = new ChangelogWorker({
       workerId: config.workerId,
       table: config.table,

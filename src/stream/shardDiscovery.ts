@@ -1,4 +1,4 @@
-import { DescribeTableCommand, type DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { DescribeTableCommand, type DynamoDBClient, type TableDescription } from '@aws-sdk/client-dynamodb';
 import {
   DescribeStreamCommand,
   type DescribeStreamCommandInput,
@@ -168,6 +168,8 @@ export interface TableStream {
   tableName: string;
   latestStreamArn: string | undefined;
   streamEnabled: boolean;
+  /** The whole DescribeTable answer (key schema and the rest), so no caller asks twice. */
+  description?: TableDescription | undefined;
 }
 
 /** DescribeTable's view of the table's stream: its latest ARN (possibly disabled) and whether it is on. */
@@ -185,7 +187,14 @@ export async function describeTableStream(
     tableName,
     latestStreamArn: out.Table?.LatestStreamArn,
     streamEnabled: out.Table?.StreamSpecification?.StreamEnabled === true,
+    description: out.Table,
   };
+}
+
+/** The ARN of the table's enabled stream; StreamError('StreamNotEnabled') when it has none. */
+export function enabledStreamArn(table: TableStream): string {
+  if (!table.streamEnabled || table.latestStreamArn === undefined) throw streamNotEnabled(table.tableName);
+  return table.latestStreamArn;
 }
 
 /** The ARN of the table's enabled stream; StreamError('StreamNotEnabled') when it has none. */
@@ -194,9 +203,7 @@ export async function resolveStreamArn(
   tableName: string,
   options: CallOptions = {},
 ): Promise<string> {
-  const table = await describeTableStream(dynamodb, tableName, options);
-  if (!table.streamEnabled || table.latestStreamArn === undefined) throw streamNotEnabled(tableName);
-  return table.latestStreamArn;
+  return enabledStreamArn(await describeTableStream(dynamodb, tableName, options));
 }
 
 function streamNotEnabled(tableName: string): StreamError {
