@@ -79,20 +79,6 @@ interface HeldShard {
 /** Lease renewals in flight at once per worker. */
 const RENEW_CONCURRENCY = 16;
 
-/** Runs the tasks with at most `limit` in flight; resolves with the errors of those that failed. */
-async function runBounded(tasks: readonly (() => Promise<void>)[], limit: number): Promise<unknown[]> {
-  const failures: unknown[] = [];
-  let next = 0;
-  const lane = async () => {
-    while (next < tasks.length) {
-      const task = tasks[next++]!;
-      await task().catch((error: unknown) => failures.push(error));
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, tasks.length) }, lane));
-  return failures;
-}
-
 export class StreamWorker {
   private readonly o: StreamWorkerOptions;
   private readonly held = new Map<string, HeldShard>();
@@ -180,8 +166,10 @@ export class StreamWorker {
         this.lose(shardId, 'renew');
       }
     });
-    const failures = await runBounded(renewals, RENEW_CONCURRENCY);
-    if (failures.length > 0) throw failures[0];
+    const renewing = new PQueue({ concurrency: RENEW_CONCURRENCY });
+    const outcomes = await Promise.allSettled(renewals.map((renew) => renewing.add(renew)));
+    const failed = outcomes.find((o): o is PromiseRejectedResult => o.status === 'rejected');
+    if (failed) throw failed.reason;
 
     const all = await leases.listLeases(signal);
     const now = this.now();
