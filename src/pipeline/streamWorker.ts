@@ -67,6 +67,9 @@ interface HeldShard {
   running: Promise<void> | undefined;
 }
 
+/** Lease renewals in flight at once per worker. */
+const RENEW_CONCURRENCY = 16;
+
 /**
  * One worker of a fleet reading a stream: it keeps leases (renew, balance, take), runs one
  * ShardReader per held lease whose shard is readable (parents at SHARD_END), checkpoints every
@@ -76,9 +79,6 @@ interface HeldShard {
  * stopped reader delivered after the last successful checkpoint is lost: the next holder resumes
  * after that checkpoint.
  */
-/** Lease renewals in flight at once per worker. */
-const RENEW_CONCURRENCY = 16;
-
 export class StreamWorker {
   private readonly o: StreamWorkerOptions;
   private readonly held = new Map<string, HeldShard>();
