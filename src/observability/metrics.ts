@@ -1,5 +1,11 @@
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
-import type { CommittedSegment, LeaseChange, PipelineObserver, SealedWindow } from './pipelineObserver.js';
+import type {
+  CommitFailureKind,
+  CommittedSegment,
+  LeaseChange,
+  PipelineObserver,
+  SealedWindow,
+} from './pipelineObserver.js';
 
 const P = 'dynamodb_changelog_';
 
@@ -92,7 +98,7 @@ export class ChangelogMetrics implements PipelineObserver {
   });
   private readonly commitFailures = new Counter({
     name: `${P}commit_failures_total`,
-    help: 'Commits that lost a transaction race (conflict), were refused, or failed to write.',
+    help: 'Commits that lost a transaction race (conflict), were refused, failed to write, or failed the commit self-check (self-check: rows that do not account; never committed).',
     labelNames: ['kind'],
     registers: [this.registry],
   });
@@ -216,7 +222,7 @@ export class ChangelogMetrics implements PipelineObserver {
     this.commitSeconds.observe(segment.seconds);
   }
 
-  commitFailed(kind: 'conflict' | 'refused' | 'write-failed' | 'transient'): void {
+  commitFailed(kind: CommitFailureKind): void {
     this.commitFailures.inc({ kind });
     this.errors.inc({ kind: `commit:${kind}` });
   }

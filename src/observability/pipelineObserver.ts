@@ -18,6 +18,13 @@ export interface SealedWindow {
   complete: boolean;
 }
 
+/**
+ * Why a commit did not go through: a lost race (retried), refused (its shards are read again),
+ * the object write failed, a transient error, or the commit self-check found rows that do not
+ * account (the shard is refused and read again; never committed).
+ */
+export type CommitFailureKind = 'conflict' | 'refused' | 'write-failed' | 'transient' | 'self-check';
+
 /** Where a lease change came from. */
 export type LeaseChange = 'taken' | 'stolen' | 'lost' | 'released' | 'ended';
 
@@ -49,7 +56,7 @@ export interface PipelineObserver {
   leaseCycle?(cycle: { held: readonly string[]; readableUnowned: readonly string[] }): void;
   segmentCommitted?(segment: CommittedSegment): void;
   /** A commit transaction lost a race (retried) or was refused (its shards are read again). */
-  commitFailed?(kind: 'conflict' | 'refused' | 'write-failed' | 'transient'): void;
+  commitFailed?(kind: CommitFailureKind): void;
   gapRecorded?(shardId: string): void;
   windowSealed?(window: SealedWindow): void;
   watermark?(watermarkMs: number): void;

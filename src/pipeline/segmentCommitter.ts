@@ -15,6 +15,7 @@ import {
 import { type Logger, silentLogger } from '../observability/logger.js';
 import type { PipelineObserver } from '../observability/pipelineObserver.js';
 import { type RetryOptions, retry, sleep } from '../retry.js';
+import { compareSequenceNumbers } from '../segment/byteColumn.js';
 import { ChangeBuffer } from '../segment/changeBuffer.js';
 import type { KeySchema } from '../segment/keySchema.js';
 import type { SegmentCompression } from '../segment/parquetEncoder.js';
@@ -86,10 +87,26 @@ interface ShardState {
   lastEventTimeMs: number | undefined;
   /** DynamoDB's time of the last empty read at the tip with nothing of the shard uncommitted. */
   caughtUpAtMs: number | undefined;
-  bufferedRows: number;
   pendingGaps: PendingGap[];
   /** Set when the shard's data was dropped: its reader is restarting. */
   dropped: Error | undefined;
+  /**
+   * The self-check's own account of what this session accepted and did not commit yet: runs of
+   * consecutive rows, in stream order, each naming the buffer it went to. Kept apart from the
+   * buffers on purpose, so a buffer that vanished or a segment that starts late is seen.
+   */
+  ledger: LedgerRun[];
+  /** Rows accepted in this session: accepted = committed + in the ledger (see checkAccounts). */
+  accepted: number;
+  committedRows: number;
+}
+
+/** Consecutive rows of one shard that went to one buffer. */
+interface LedgerRun {
+  buffer: WindowBuffer;
+  firstSequenceNumber: string;
+  lastSequenceNumber: string;
+  rows: number;
 }
 
 interface WindowBuffer {
@@ -101,6 +118,19 @@ interface WindowBuffer {
   sealed: boolean;
   /** The encoded segment, kept across retries of a failed write; cleared when rows are dropped. */
   encoded?: EncodedSegment | undefined;
+  /**
+   * The reader session each shard's rows came from. Rows of a session that is no longer open
+   * (its shard was dropped while this buffer was being committed) are purged before the next try.
+   */
+  sessions: Map<string, ShardSession>;
+  /** Rows per shard in this buffer (the buffer's side of the self-check). */
+  rowsByShard: Map<string, number>;
+}
+
+/** A shard of a segment whose commit the self-check refused. */
+export interface SelfCheckViolation {
+  shardId: string;
+  message: string;
 }
 
 const MAX_TRANSACTION_ITEMS = 100;
@@ -127,6 +157,8 @@ export class SegmentCommitter implements ShardSink {
   private readonly now: () => number;
   private readonly maxShards: number;
   private flushing: Promise<void> = Promise.resolve();
+  /** The buffer being committed now, if any: drop() leaves its rows until that try is over. */
+  private inFlight: WindowBuffer | undefined;
   /** Windows before this are closed (from the window state). */
   private openFromMs = 0;
   private watermarkMs: number | undefined;
@@ -176,9 +208,11 @@ export class SegmentCommitter implements ShardSink {
       hwm: lease.windowStartMs ?? 0,
       lastEventTimeMs: lease.lastEventTimeMs,
       caughtUpAtMs: undefined,
-      bufferedRows: 0,
       pendingGaps: [],
       dropped: undefined,
+      ledger: [],
+      accepted: 0,
+      committedRows: 0,
     });
   }
 
@@ -193,7 +227,11 @@ export class SegmentCommitter implements ShardSink {
     scratch.clear();
     const summary = decodePage(page, scratch);
     if (summary.records === 0) {
-      if (summary.nextShardIterator !== undefined && page.serverTime !== undefined && st.bufferedRows === 0) {
+      if (
+        summary.nextShardIterator !== undefined &&
+        page.serverTime !== undefined &&
+        st.ledger.length === 0
+      ) {
         st.caughtUpAtMs = page.serverTime.getTime();
       }
       return summary;
@@ -291,7 +329,7 @@ export class SegmentCommitter implements ShardSink {
 
   progress(shardId: string): RenewProgress | undefined {
     const st = this.shards.get(shardId);
-    if (st === undefined || st.dropped || st.bufferedRows > 0 || st.pendingGaps.length > 0) return undefined;
+    if (st === undefined || st.dropped || st.ledger.length > 0 || st.pendingGaps.length > 0) return undefined;
     return st.caughtUpAtMs === undefined ? undefined : { caughtUpAtMs: st.caughtUpAtMs };
   }
 
@@ -337,7 +375,17 @@ export class SegmentCommitter implements ShardSink {
   /** Copies the page's rows into window buffers: contiguous runs, windows never going back. */
   private route(st: ShardState, rows: ChangeBuffer): void {
     const shardId = st.session.shardId;
-    const firstRowSeq = Buffer.from(rows.sequenceNumber.value(0)).toString('latin1');
+    const seqAt = (r: number) => Buffer.from(rows.sequenceNumber.value(r)).toString('latin1');
+    const firstRowSeq = seqAt(0);
+    // The reader resumes after the committed checkpoint: a first row at or before it would be a
+    // repeat, and one the self-check must never let through.
+    const after = st.ledger.at(-1)?.lastSequenceNumber ?? st.committed;
+    if (/^\d+$/.test(after) && compareSequenceNumbers(firstRowSeq, after) <= 0) {
+      throw new ChangelogError(
+        `shard ${shardId} delivered ${firstRowSeq}, not after ${after} where this session stands`,
+        { retriable: true, shardId, sequenceNumber: firstRowSeq },
+      );
+    }
     for (const gap of st.pendingGaps) {
       if (gap.resumedAtSequenceNumber === undefined) {
         gap.resumedAtSequenceNumber = firstRowSeq;
@@ -345,15 +393,37 @@ export class SegmentCommitter implements ShardSink {
       }
     }
     let target: WindowBuffer | undefined;
+    let runStart = 0;
+    const closeRun = (end: number) => {
+      if (target === undefined || end === runStart) return;
+      this.record(st, target, seqAt(runStart), seqAt(end - 1), end - runStart);
+    };
     for (let r = 0; r < rows.rowCount; r++) {
       const w = Math.max(windowStartOf(rows.eventTimeMs(r), this.o.windowMs), st.hwm, this.openFromMs);
       if (target === undefined || target.startMs !== w || target.sealed) {
+        closeRun(r);
+        runStart = r;
         target = this.appendTarget(w, shardId);
+        target.sessions.set(shardId, st.session);
         st.hwm = w;
       }
       target.buffer.appendRowFrom(rows, r);
     }
-    st.bufferedRows += rows.rowCount;
+    closeRun(rows.rowCount);
+    st.accepted += rows.rowCount;
+  }
+
+  /** Adds rows to the shard's ledger and to the buffer's per-shard count. */
+  private record(st: ShardState, b: WindowBuffer, first: string, last: string, rows: number): void {
+    const shardId = st.session.shardId;
+    b.rowsByShard.set(shardId, (b.rowsByShard.get(shardId) ?? 0) + rows);
+    const tail = st.ledger.at(-1);
+    if (tail !== undefined && tail.buffer === b) {
+      tail.lastSequenceNumber = last;
+      tail.rows += rows;
+    } else {
+      st.ledger.push({ buffer: b, firstSequenceNumber: first, lastSequenceNumber: last, rows });
+    }
   }
 
   /** The buffer of window `w` that takes the shard's next rows. */
@@ -372,6 +442,8 @@ export class SegmentCommitter implements ShardSink {
       buffer: new ChangeBuffer(this.o.keySchema),
       firstArrival: this.now(),
       sealed: false,
+      sessions: new Map(),
+      rowsByShard: new Map(),
     };
     let at = this.queue.length;
     while (at > 0 && this.queue[at - 1]!.startMs > w) at--;
@@ -381,7 +453,7 @@ export class SegmentCommitter implements ShardSink {
 
   private lastBufferIndexOf(shardId: string): number {
     for (let i = this.queue.length - 1; i >= 0; i--)
-      if (this.queue[i]!.buffer.shards.includes(shardId)) return i;
+      if ((this.queue[i]!.rowsByShard.get(shardId) ?? 0) > 0) return i;
     return -1;
   }
 
@@ -434,22 +506,56 @@ export class SegmentCommitter implements ShardSink {
     return next;
   }
 
-  /** Commits the head buffer. False when it stays queued after a transient failure. */
+  /**
+   * Commits buffer `b` (the head). False when it stays queued after a transient failure. The
+   * buffer is removed from the queue by identity, never by position: while it is in flight other
+   * buffers may be added before it or removed.
+   */
   private async flushHead(b: WindowBuffer): Promise<boolean> {
-    const started = performance.now();
     b.sealed = true;
+    this.inFlight = b;
+    try {
+      for (;;) {
+        const outcome = await this.commitOnce(b);
+        if (outcome !== 'again') return outcome === 'done';
+      }
+    } finally {
+      this.inFlight = undefined;
+    }
+  }
+
+  /**
+   * One try at committing `b`: 'done' (committed or given up, removed from the queue), 'kept'
+   * (a transient failure: stays at the head), 'again' (some shards were refused and dropped: try
+   * again at once with the rest).
+   */
+  private async commitOnce(b: WindowBuffer): Promise<'done' | 'kept' | 'again'> {
+    const started = performance.now();
+    this.purge(b);
     if (b.buffer.rowCount === 0) {
-      this.queue.shift();
-      return true;
+      this.remove(b);
+      return 'done';
     }
-    const shardStates = b.buffer.shards.map((id) => this.shards.get(id));
-    if (shardStates.some((s) => s === undefined || s.dropped)) {
-      // Cannot happen: dropping a shard removes its rows. Refuse rather than commit blind.
-      throw new ChangelogError('a buffered segment holds rows of a shard that is no longer open', {
-        retriable: false,
-      });
+    const states = b.buffer.shards.map((id) => this.shards.get(id)!);
+    const refused = this.checkAccounts(b, states);
+    if (refused.length > 0) {
+      for (const v of refused) {
+        this.log.error(
+          { shardId: v.shardId, window: windowId(b.startMs), error: v.message },
+          'commit self-check failed: refusing the shard and reading it again from its checkpoint',
+        );
+        this.o.observer?.commitFailed?.('self-check');
+      }
+      this.drop(
+        refused.map((v) => v.shardId),
+        new ChangelogError(`commit self-check failed: ${refused.map((v) => v.message).join('; ')}`, {
+          retriable: true,
+          shardId: refused[0]!.shardId,
+        }),
+        true,
+      );
+      return 'again';
     }
-    const states = shardStates as ShardState[];
     const segment =
       b.encoded ??
       encodeSegment(b.buffer, {
@@ -474,7 +580,7 @@ export class SegmentCommitter implements ShardSink {
         'segment write failed; will retry',
       );
       this.o.observer?.commitFailed?.('write-failed');
-      if (isRetriable(error)) return false;
+      if (isRetriable(error)) return 'kept';
       throw error;
     }
 
@@ -486,6 +592,15 @@ export class SegmentCommitter implements ShardSink {
       lastSequenceNumber: range.lastSequenceNumber,
       records: range.records,
     }));
+    // The encoded segment must hold exactly what the self-check approved (it was encoded from
+    // this buffer's rows; a cached encoding is cleared whenever rows are removed).
+    const mismatch = this.checkRanges(b, entries, byShard);
+    if (mismatch.length > 0) {
+      throw new ChangelogError(`segment ${key} does not match its buffer: ${mismatch.join('; ')}`, {
+        retriable: false,
+        key,
+      });
+    }
     const maxTimes = maxEventTimeByShard(b.buffer);
     // Names this attempt: a registry item found after a lost answer is ours only if it has it.
     const commitId = requestToken(
@@ -515,8 +630,11 @@ export class SegmentCommitter implements ShardSink {
       this.o.registry.segmentPut(record),
       this.o.registry.windowOpenCheck(b.startMs),
     ];
+    /** The shard each lease update of `items` belongs to, by item index. */
+    const itemShard = new Map<number, string>();
     for (const entry of entries) {
       const st = byShard.get(entry.shardId)!;
+      itemShard.set(items.length, entry.shardId);
       items.push({
         Update: this.o.leases.checkpointUpdate(
           { ...st.session.lease, checkpoint: st.committed },
@@ -558,11 +676,40 @@ export class SegmentCommitter implements ShardSink {
         if (isRetriable(error) && !hasName(error, 'TransactionCanceledException')) {
           this.log.warn({ key, error: String(error) }, 'commit failed; will retry');
           this.o.observer?.commitFailed?.('transient');
-          b.sealed = true;
-          return false;
+          return 'kept';
         }
-        const explained = await this.explainFailure(error, items, states, key, b.startMs);
-        this.queue.shift();
+        const failure = classifyCommitFailure(error, itemShard);
+        this.o.observer?.commitFailed?.('refused');
+        if (failure.kind === 'shards') {
+          // Refuse only what was lost: those shards are read again, the rest is committed now.
+          const explained = await Promise.all(
+            failure.shardIds.map((shardId) => this.explainShardFailure(error, byShard.get(shardId)!, key)),
+          );
+          this.log.warn(
+            {
+              key,
+              window: windowId(b.startMs),
+              refused: failure.shardIds,
+              kept: entries.length - failure.shardIds.length,
+              error: explained.map((e) => e.message).join('; '),
+            },
+            'commit refused for some shards: they will be read again, the others are committed without them',
+          );
+          for (let i = 0; i < failure.shardIds.length; i++) {
+            this.drop([failure.shardIds[i]!], explained[i]!, true);
+          }
+          return 'again';
+        }
+        const explained =
+          failure.kind === 'window-closed'
+            ? new WindowClosedError(`window ${windowId(b.startMs)} was closed before the commit`, b.startMs, {
+                key,
+                cause: error,
+              })
+            : error instanceof Error
+              ? error
+              : new ChangelogError(String(error), { key });
+        this.remove(b);
         this.drop(
           states.map((s) => s.session.shardId),
           explained,
@@ -578,23 +725,40 @@ export class SegmentCommitter implements ShardSink {
           },
           'commit refused: segment left as an orphan, shards will be read again',
         );
-        this.o.observer?.commitFailed?.('refused');
         if (explained instanceof WindowClosedError) await this.refreshState(undefined, true);
-        return true;
+        return 'done';
       }
     }
 
-    this.queue.shift();
+    this.remove(b);
     let gapCount = 0;
     for (const entry of entries) {
       const st = byShard.get(entry.shardId)!;
       st.committed = entry.lastSequenceNumber;
+      st.committedRows += entry.records;
+      // The ledger's head runs are exactly this buffer's rows of the shard (checked before).
+      while (st.ledger[0]?.buffer === b) st.ledger.shift();
       const t = maxTimes.get(entry.shardId);
       if (t !== undefined) st.lastEventTimeMs = Math.max(st.lastEventTimeMs ?? 0, t);
-      st.bufferedRows -= entry.records;
       const taken = gapsCommitted.get(st) ?? [];
       st.pendingGaps = st.pendingGaps.filter((g) => !taken.includes(g));
       gapCount += taken.length;
+      // The shard was dropped while this commit was in flight and a new session has opened since:
+      // it may have started from the checkpoint this commit replaced. Rewind it.
+      const live = this.shards.get(entry.shardId);
+      if (live !== undefined && live !== st) {
+        this.drop(
+          [entry.shardId],
+          new ChangelogError(
+            `shard ${entry.shardId} was committed by an earlier session while it restarted`,
+            {
+              retriable: true,
+              shardId: entry.shardId,
+            },
+          ),
+          true,
+        );
+      }
     }
     const event: CommitEvent = {
       windowStartMs: b.startMs,
@@ -615,6 +779,7 @@ export class SegmentCommitter implements ShardSink {
         lateRecords: record.lateRecords,
         shards: entries.map((e) => ({
           shardId: e.shardId,
+          after: e.afterSequenceNumber,
           first: e.firstSequenceNumber,
           last: e.lastSequenceNumber,
         })),
@@ -632,7 +797,110 @@ export class SegmentCommitter implements ShardSink {
       shards: entries.length,
       seconds: (performance.now() - started) / 1000,
     });
-    return true;
+    return 'done';
+  }
+
+  /**
+   * The self-check, run before every commit: per shard of `b`, its rows must be exactly the first
+   * rows this session accepted after the committed checkpoint and not committed yet (the head of
+   * the shard's ledger), and accepted = committed + buffered. Returns the shards that fail it.
+   */
+  private checkAccounts(b: WindowBuffer, states: readonly ShardState[]): SelfCheckViolation[] {
+    const out: SelfCheckViolation[] = [];
+    for (const st of states) {
+      const shardId = st.session.shardId;
+      const problem = this.accountProblem(b, st);
+      if (problem !== undefined) out.push({ shardId, message: `shard ${shardId}: ${problem}` });
+    }
+    return out;
+  }
+
+  private accountProblem(b: WindowBuffer, st: ShardState): string | undefined {
+    const shardId = st.session.shardId;
+    const inBuffer = b.rowsByShard.get(shardId) ?? 0;
+    let headRows = 0;
+    let i = 0;
+    while (i < st.ledger.length && st.ledger[i]!.buffer === b) headRows += st.ledger[i++]!.rows;
+    if (i === 0) {
+      const head = st.ledger[0];
+      return head === undefined
+        ? `${inBuffer} rows buffered but none accepted and uncommitted`
+        : `the first uncommitted rows (from ${head.firstSequenceNumber}) are not in this segment`;
+    }
+    if (st.ledger.slice(i).some((run) => run.buffer === b)) {
+      return 'rows of this segment are not contiguous in the stream order';
+    }
+    if (headRows !== inBuffer) return `segment holds ${inBuffer} rows, the ledger ${headRows}`;
+    let ledgerRows = 0;
+    for (const run of st.ledger) ledgerRows += run.rows;
+    let queued = 0;
+    for (const q of this.queue)
+      if (q.sessions.get(shardId) === st.session) queued += q.rowsByShard.get(shardId) ?? 0;
+    if (ledgerRows !== queued) return `${ledgerRows} rows accepted and uncommitted, but ${queued} buffered`;
+    if (st.accepted !== st.committedRows + ledgerRows) {
+      return `accepted ${st.accepted} != committed ${st.committedRows} + buffered ${ledgerRows}`;
+    }
+    return undefined;
+  }
+
+  /** The encoded ranges against the ledger: first and last sequence number per shard. */
+  private checkRanges(
+    b: WindowBuffer,
+    entries: readonly RegistryShardEntry[],
+    byShard: ReadonlyMap<string, ShardState>,
+  ): string[] {
+    const problems: string[] = [];
+    if (entries.length !== byShard.size)
+      problems.push(`${entries.length} shard ranges for ${byShard.size} shards`);
+    for (const e of entries) {
+      const st = byShard.get(e.shardId);
+      const runs = st?.ledger.filter((run) => run.buffer === b) ?? [];
+      const first = runs[0]?.firstSequenceNumber;
+      const last = runs.at(-1)?.lastSequenceNumber;
+      if (first !== e.firstSequenceNumber || last !== e.lastSequenceNumber) {
+        problems.push(
+          `${e.shardId} spans ${e.firstSequenceNumber}..${e.lastSequenceNumber}, accepted ${first}..${last}`,
+        );
+      }
+      if (
+        st !== undefined &&
+        /^\d+$/.test(st.committed) &&
+        compareSequenceNumbers(e.firstSequenceNumber, st.committed) <= 0
+      ) {
+        problems.push(
+          `${e.shardId} starts at ${e.firstSequenceNumber}, not after its checkpoint ${st.committed}`,
+        );
+      }
+    }
+    return problems;
+  }
+
+  /** Removes the rows of shards whose session closed (dropped while `b` was in flight). */
+  private purge(b: WindowBuffer): void {
+    const stale = new Set<string>();
+    for (const [shardId, session] of b.sessions) {
+      if (this.shards.get(shardId)?.session !== session) stale.add(shardId);
+    }
+    if (stale.size === 0) return;
+    this.removeRows(b, stale);
+  }
+
+  private removeRows(b: WindowBuffer, shardIds: ReadonlySet<string>): void {
+    const kept = new ChangeBuffer(this.o.keySchema);
+    for (let r = 0; r < b.buffer.rowCount; r++) {
+      if (!shardIds.has(b.buffer.shards[b.buffer.shardOf(r)]!)) kept.appendRowFrom(b.buffer, r);
+    }
+    b.buffer = kept;
+    b.encoded = undefined;
+    for (const id of shardIds) {
+      b.sessions.delete(id);
+      b.rowsByShard.delete(id);
+    }
+  }
+
+  private remove(b: WindowBuffer): void {
+    const i = this.queue.indexOf(b);
+    if (i >= 0) this.queue.splice(i, 1);
   }
 
   /** After a failed commit: did an earlier attempt land (the registry item is there)? */
@@ -646,6 +914,22 @@ export class SegmentCommitter implements ShardSink {
     // Another holder may have committed the same records (same key) after taking the lease:
     // that commit is not ours, and our lease is gone.
     return (await this.o.registry.getSegment(windowStartMs, id))?.commitId === commitId;
+  }
+
+  /** Why a shard's fenced checkpoint update failed: the lease is gone, or its checkpoint moved. */
+  private async explainShardFailure(error: unknown, st: ShardState, key: string): Promise<Error> {
+    const shardId = st.session.shardId;
+    const current = await this.o.leases.getLease(shardId).catch(() => undefined);
+    const lost =
+      current === undefined ||
+      current.owner !== this.o.workerId ||
+      current.leaseEpoch !== st.session.lease.leaseEpoch;
+    return lost
+      ? new LeaseLostError(`lease of ${shardId} lost before the commit`, { shardId, key, cause: error })
+      : new ChangelogError(
+          `checkpoint of ${shardId} is ${current.checkpoint}, not ${st.committed} as this worker committed`,
+          { shardId, key, cause: error, retriable: false },
+        );
   }
 
   /** Turns a failed commit into the domain error that says why. */
@@ -691,35 +975,35 @@ export class SegmentCommitter implements ShardSink {
   }
 
   /**
-   * Forgets the shards' uncommitted rows (from every buffer) and pending gaps; with `restart`,
-   * stops their readers so they read again from the committed checkpoint.
+   * Forgets the shards' uncommitted rows and pending gaps, always together with a rewind: the
+   * shard's session ends (with `restart`, its reader is stopped and starts again from the
+   * committed checkpoint; without, the reader has already stopped). Rows in the buffer being
+   * committed stay until that commit is over: they are purged (by session) before its next try.
    */
   private drop(shardIds: string[], reason: Error, restart: boolean): void {
-    const set = new Set(shardIds);
-    for (let i = 0; i < this.queue.length; i++) {
-      const b = this.queue[i]!;
-      if (!b.buffer.shards.some((s) => set.has(s))) continue;
-      const kept = new ChangeBuffer(this.o.keySchema);
-      for (let r = 0; r < b.buffer.rowCount; r++) {
-        if (!set.has(b.buffer.shards[b.buffer.shardOf(r)]!)) kept.appendRowFrom(b.buffer, r);
-      }
-      b.buffer = kept;
-      b.encoded = undefined;
+    const set = new Set(shardIds.filter((id) => this.shards.has(id)));
+    if (set.size === 0) return;
+    for (const b of [...this.queue]) {
+      if (b === this.inFlight) continue;
+      const hit = [...set].filter((id) => this.shards.get(id)!.session === b.sessions.get(id));
+      if (hit.length === 0) continue;
+      this.removeRows(b, new Set(hit));
+      if (b.buffer.rowCount === 0) this.remove(b);
     }
-    for (let i = this.queue.length - 1; i >= 0; i--) {
-      if (this.queue[i]!.buffer.rowCount === 0 && !this.flushingHead(i)) this.queue.splice(i, 1);
-    }
-    for (const id of shardIds) {
-      const st = this.shards.get(id);
-      if (st === undefined) continue;
+    for (const id of set) {
+      const st = this.shards.get(id)!;
+      let discarded = 0;
+      for (const run of st.ledger) discarded += run.rows;
       st.dropped = reason;
       this.shards.delete(id);
+      if (discarded > 0 || st.pendingGaps.length > 0) {
+        this.log.info(
+          { shardId: id, discardedRows: discarded, checkpoint: st.committed, reason: reason.message },
+          'uncommitted rows discarded; the shard is read again from its checkpoint',
+        );
+      }
       if (restart) st.session.restart(reason);
     }
-  }
-
-  private flushingHead(index: number): boolean {
-    return index === 0 && this.queue[0]!.sealed && this.queue[0]!.buffer.rowCount > 0;
   }
 
   private gapRecord(shardId: string, gap: PendingGap, windowStartMs: number): GapRecord {
@@ -735,6 +1019,41 @@ export class SegmentCommitter implements ShardSink {
     };
   }
 }
+
+/** What a refused commit transaction says about its items. */
+export type CommitFailure =
+  /** These shards' fenced checkpoint updates failed (lease lost or checkpoint moved): only they are refused. */
+  | { kind: 'shards'; shardIds: string[] }
+  /** The window was closed (sealed) before the commit: nothing of it can go there any more. */
+  | { kind: 'window-closed' }
+  | { kind: 'other' };
+
+/**
+ * Classifies a refused transaction from its cancellation reasons. `itemShard` names the shard of
+ * each lease-update item by index. A failed window check wins over failed lease updates.
+ */
+export function classifyCommitFailure(error: unknown, itemShard: ReadonlyMap<number, string>): CommitFailure {
+  if (!hasName(error, 'TransactionCanceledException')) return { kind: 'other' };
+  const reasons = (error as { CancellationReasons?: { Code?: string }[] }).CancellationReasons ?? [];
+  const shardIds: string[] = [];
+  let other = false;
+  for (let i = 0; i < reasons.length; i++) {
+    const code = reasons[i]?.Code;
+    if (code === undefined || code === 'None') continue;
+    if (code !== 'ConditionalCheckFailed') other = true;
+    else if (i === WINDOW_CHECK_ITEM) return { kind: 'window-closed' };
+    else if (itemShard.has(i)) shardIds.push(itemShard.get(i)!);
+    // The segment item exists already: another holder committed the same shards' records, so
+    // their lease updates failed too (handled above); on its own it says nothing about a shard.
+    else if (i !== SEGMENT_ITEM) other = true;
+  }
+  return shardIds.length > 0 && !other ? { kind: 'shards', shardIds } : { kind: 'other' };
+}
+
+/** Index of the segment's registry item in a commit transaction. */
+const SEGMENT_ITEM = 0;
+/** Index of the window-open check in a commit transaction (after the segment's registry item). */
+const WINDOW_CHECK_ITEM = 1;
 
 function isTransactionConflict(error: unknown): boolean {
   if (hasName(error, 'TransactionConflictException')) return true;
