@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import {
   type AttributeValue,
   type DynamoDBClient,
@@ -10,15 +11,19 @@ import {
 import { ChangelogError, LeaseLostError } from '../errors.js';
 import type { RetryOptions } from '../retry.js';
 import { callDynamo } from './dynamoCall.js';
-import { compareCheckpoints, type Lease } from './lease.js';
+import { compareCheckpoints, type Lease, type LeaseStartAt } from './lease.js';
 import {
+  changelogStartKey,
   hasName,
   LEASE_PARTITION_KEY,
   LEASE_SORT_KEY,
   leaseFromItem,
   leaseItemKey,
   newLeaseItem,
+  readInteger,
   SHARD_LEASE_PREFIX,
+  START_CHUNK_SIZE,
+  startChunkPrefix,
 } from './leaseTable.js';
 
 export interface LeaseStoreOptions {
@@ -37,11 +42,54 @@ export interface LeaseStoreOptions {
   listPageSize?: number;
   /** Lease items ensureLeases creates at once. Default 8. */
   ensureConcurrency?: number;
+  /** Shard ids per changelog start item (default START_CHUNK_SIZE); tests lower it to exercise chunks. */
+  startChunkSize?: number;
+  /** Wall clock (ms since the epoch) for the changelog start time. Default Date.now. */
+  wallClock?: () => number;
+  /**
+   * The stream this one continues (a table's stream re-enabled after the changelog began on an
+   * earlier one): its changelog start then holds no shard, so none starts at TRIM_HORIZON.
+   */
+  continuesFrom?: string;
 }
 
 export interface ShardLineage {
   shardId: string;
   parentShardIds: readonly string[];
+  /** The shard's StartingSequenceNumber from DescribeStream; stored in its lease item. */
+  startingSequenceNumber?: string | undefined;
+}
+
+/** Where the changelog of a stream began: its changelog start item (see leaseTable.ts). */
+export interface ChangelogStart {
+  readonly startId: string;
+  readonly startedAtMs: number;
+  readonly startedBy: string;
+  /** The shards the stream listed then: they and their ancestors may start at TRIM_HORIZON. */
+  readonly shardIds: ReadonlySet<string>;
+  readonly continuesFrom?: string | undefined;
+}
+
+export interface EnsureLeasesHooks {
+  /** Called by the one call that wrote the stream's changelog start item (to log it, once). */
+  onChangelogStart?: (start: ChangelogStart, existingLeases: number) => void;
+}
+
+/** The line logged once when a stream's changelog start is written. */
+export function changelogStartMessage(start: ChangelogStart, existingLeases: number): string {
+  const at = new Date(start.startedAtMs).toISOString();
+  const what =
+    start.continuesFrom === undefined
+      ? `changelog starts at ${at} with ${start.shardIds.size} shards from TRIM_HORIZON`
+      : `changelog continues at ${at} from stream ${start.continuesFrom}: no shard starts at TRIM_HORIZON`;
+  return existingLeases === 0
+    ? what
+    : `${what} (recorded now for a changelog that already has ${existingLeases} shard leases)`;
+}
+
+/** A lease item ensureLeases is about to create. */
+export interface NewLease extends ShardLineage {
+  startAt: LeaseStartAt;
 }
 
 /** A checkpoint move: from the value the holder last committed to a strictly later one. */
@@ -68,6 +116,7 @@ const NAMES = {
   lastEventTime: '#lastEventTimeMs',
   caughtUpAt: '#caughtUpAtMs',
   windowStart: '#windowStartMs',
+  pendingOwner: '#pendingOwner',
 } as const;
 
 const ONE: AttributeValue = { N: '1' };
@@ -88,6 +137,11 @@ export class LeaseStore {
   private readonly retryOptions: RetryOptions;
   private readonly listPageSize: number | undefined;
   private readonly ensureConcurrency: number;
+  private readonly startChunkSize: number;
+  private readonly wallClock: () => number;
+  private readonly continuesFrom: string | undefined;
+  /** The changelog start once read or written: it never changes. */
+  private start: ChangelogStart | undefined;
 
   constructor(options: LeaseStoreOptions) {
     this.client = options.client;
@@ -97,6 +151,9 @@ export class LeaseStore {
     this.retryOptions = options.retry ?? {};
     this.listPageSize = options.listPageSize;
     this.ensureConcurrency = Math.max(1, options.ensureConcurrency ?? 8);
+    this.startChunkSize = Math.max(1, options.startChunkSize ?? START_CHUNK_SIZE);
+    this.wallClock = options.wallClock ?? Date.now;
+    this.continuesFrom = options.continuesFrom;
   }
 
   /**
@@ -104,26 +161,207 @@ export class LeaseStore {
    * Existing leases are left untouched, so calling it on every shard sync is safe.
    * Returns how many leases this call created.
    *
+   * The first call on a stream writes its changelog start (the shards of `shards`), or reads the
+   * one another worker wrote: it decides where each new lease starts reading (planNewLeases), so
+   * concurrent workers agree whoever creates the item. An empty listing creates nothing.
+   *
    * Parents are written before their children (level by level, each level concurrently): the
    * balancer reads a parent with no lease item as finished (trimmed), so a child item that
    * appeared first could be taken and read before its parent.
    */
-  async ensureLeases(shards: readonly ShardLineage[], signal?: AbortSignal): Promise<number> {
+  async ensureLeases(
+    shards: readonly ShardLineage[],
+    signal?: AbortSignal,
+    hooks: EnsureLeasesHooks = {},
+  ): Promise<number> {
+    if (shards.length === 0) return 0;
+    const existing = new Set((await this.listLeases(signal)).map((l) => l.shardId));
+    const start = await this.ensureChangelogStart(shards, existing.size, signal, hooks);
     let created = 0;
-    for (const level of lineageLevels(shards)) {
-      let next = 0;
-      const worker = async () => {
-        while (next < level.length) {
-          const shard = level[next++]!;
-          if (await this.createIfAbsent(shard, signal)) created++;
-        }
-      };
-      await Promise.all(Array.from({ length: Math.min(this.ensureConcurrency, level.length) }, worker));
+    for (const level of lineageLevels(planNewLeases(shards, existing, start.shardIds))) {
+      await this.eachConcurrently(level, async (shard) => {
+        if (await this.createIfAbsent(shard, signal)) created++;
+      });
     }
     return created;
   }
 
-  private async createIfAbsent(shard: ShardLineage, signal: AbortSignal | undefined): Promise<boolean> {
+  /** The stream's changelog start, read consistently (and kept: it never changes); undefined before it is written. */
+  async changelogStart(signal?: AbortSignal): Promise<ChangelogStart | undefined> {
+    if (this.start !== undefined) return this.start;
+    const out = await this.call('read changelog start', undefined, signal, (s) =>
+      this.client.send(
+        new GetItemCommand({
+          TableName: this.tableName,
+          Key: changelogStartKey(this.streamArn),
+          ConsistentRead: true,
+        }),
+        { abortSignal: s },
+      ),
+    );
+    if (out.Item === undefined) return undefined;
+    this.start = await this.parseStart(out.Item, signal);
+    return this.start;
+  }
+
+  /**
+   * The changelog start, written now (conditional put) when the stream has none. Chunk items go
+   * first, so a visible header always names chunks that exist; a loser's chunks stay unreferenced.
+   */
+  private async ensureChangelogStart(
+    shards: readonly ShardLineage[],
+    existingLeases: number,
+    signal: AbortSignal | undefined,
+    hooks: EnsureLeasesHooks,
+  ): Promise<ChangelogStart> {
+    const found = await this.changelogStart(signal);
+    if (found !== undefined) return found;
+    const continuesFrom = this.continuesFrom;
+    const ids = continuesFrom === undefined ? [...new Set(shards.map((s) => s.shardId))].sort() : [];
+    const mine: ChangelogStart = {
+      startId: randomBytes(8).toString('hex'),
+      startedAtMs: this.wallClock(),
+      startedBy: this.workerId,
+      shardIds: new Set(ids),
+      ...(continuesFrom !== undefined && { continuesFrom }),
+    };
+    const chunks: string[][] = [];
+    const size = this.startChunkSize;
+    if (ids.length > size) {
+      for (let i = 0; i < ids.length; i += size) chunks.push(ids.slice(i, i + size));
+    }
+    await this.eachConcurrently(chunks, async (chunk, index) => {
+      await this.call('write changelog start', undefined, signal, (s) =>
+        this.client.send(
+          new PutItemCommand({
+            TableName: this.tableName,
+            Item: {
+              ...changelogStartKey(this.streamArn, { startId: mine.startId, index }),
+              shardIds: { L: chunk.map((id) => ({ S: id })) },
+            },
+          }),
+          { abortSignal: s },
+        ),
+      );
+    });
+    const header: Record<string, AttributeValue> = {
+      ...changelogStartKey(this.streamArn),
+      startId: { S: mine.startId },
+      startedAtMs: { N: String(mine.startedAtMs) },
+      startedBy: { S: mine.startedBy },
+      shardCount: { N: String(ids.length) },
+      ...(chunks.length > 0
+        ? { chunkCount: { N: String(chunks.length) } }
+        : { shardIds: { L: ids.map((id) => ({ S: id })) } }),
+      ...(continuesFrom !== undefined && { continuesFrom: { S: continuesFrom } }),
+    };
+    let start: ChangelogStart | undefined = mine;
+    try {
+      await this.call('write changelog start', undefined, signal, (s) =>
+        this.client.send(
+          new PutItemCommand({
+            TableName: this.tableName,
+            Item: header,
+            ConditionExpression: 'attribute_not_exists(#sortKey)',
+            ExpressionAttributeNames: { '#sortKey': LEASE_SORT_KEY },
+          }),
+          { abortSignal: s },
+        ),
+      );
+      this.start = mine;
+    } catch (error) {
+      if (!isConditionFailed(error)) throw error;
+      // Another worker wrote it first (or an earlier attempt of ours landed): its item decides.
+      start = await this.changelogStart(signal);
+      if (start === undefined) {
+        throw new ChangelogError(`changelog start of ${this.streamArn} is missing after a failed create`, {
+          retriable: true,
+        });
+      }
+    }
+    if (start.startId === mine.startId) hooks.onChangelogStart?.(start, existingLeases);
+    return start;
+  }
+
+  private async parseStart(
+    item: Record<string, AttributeValue>,
+    signal: AbortSignal | undefined,
+  ): Promise<ChangelogStart> {
+    const fail = (what: string): never => {
+      throw new ChangelogError(`malformed changelog start of ${this.streamArn}: ${what}`, {
+        retriable: false,
+      });
+    };
+    const startId = item['startId']?.S ?? fail('startId is missing');
+    const startedBy = item['startedBy']?.S ?? fail('startedBy is missing');
+    const startedAtMs = readInteger(item['startedAtMs'], 'startedAtMs', fail);
+    const shardCount = readInteger(item['shardCount'], 'shardCount', fail);
+    const strings = (list: AttributeValue[] | undefined) =>
+      (list ?? fail('shardIds is not a list')).map((v) => v.S ?? fail('shardIds holds a non-string'));
+    let ids: string[];
+    if (item['chunkCount'] === undefined) {
+      ids = strings(item['shardIds']?.L);
+    } else {
+      const chunkCount = readInteger(item['chunkCount'], 'chunkCount', fail);
+      const chunks = await this.queryPrefix(startChunkPrefix(startId), signal);
+      if (chunks.length !== chunkCount) fail(`${chunks.length} of its ${chunkCount} chunk items found`);
+      ids = chunks.flatMap((chunk) => strings(chunk['shardIds']?.L));
+    }
+    if (ids.length !== shardCount) fail(`${ids.length} shard ids, expected ${shardCount}`);
+    const continuesFrom = item['continuesFrom']?.S;
+    return {
+      startId,
+      startedAtMs,
+      startedBy,
+      shardIds: new Set(ids),
+      ...(continuesFrom !== undefined && { continuesFrom }),
+    };
+  }
+
+  /** Every item of the stream's partition whose sort key begins with `prefix`, in key order. */
+  private async queryPrefix(
+    prefix: string,
+    signal: AbortSignal | undefined,
+  ): Promise<Record<string, AttributeValue>[]> {
+    const items: Record<string, AttributeValue>[] = [];
+    let startKey: Record<string, AttributeValue> | undefined;
+    do {
+      const page = await this.call('list', undefined, signal, (s) =>
+        this.client.send(
+          new QueryCommand({
+            TableName: this.tableName,
+            KeyConditionExpression: '#pk = :streamArn AND begins_with(#sk, :prefix)',
+            ExpressionAttributeNames: { '#pk': LEASE_PARTITION_KEY, '#sk': LEASE_SORT_KEY },
+            ExpressionAttributeValues: {
+              ':streamArn': { S: this.streamArn },
+              ':prefix': { S: prefix },
+            },
+            ConsistentRead: true,
+            ExclusiveStartKey: startKey,
+            Limit: this.listPageSize,
+          }),
+          { abortSignal: s },
+        ),
+      );
+      items.push(...(page.Items ?? []));
+      startKey = page.LastEvaluatedKey;
+    } while (startKey !== undefined);
+    return items;
+  }
+
+  /** Runs `fn` over `items`, at most ensureConcurrency at once. */
+  private async eachConcurrently<T>(items: readonly T[], fn: (item: T, index: number) => Promise<void>) {
+    let next = 0;
+    const worker = async () => {
+      while (next < items.length) {
+        const index = next++;
+        await fn(items[index]!, index);
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(this.ensureConcurrency, items.length) }, worker));
+  }
+
+  private async createIfAbsent(shard: NewLease, signal: AbortSignal | undefined): Promise<boolean> {
     try {
       await this.call('create', shard.shardId, signal, (s) =>
         this.client.send(
@@ -145,30 +383,7 @@ export class LeaseStore {
 
   /** Every shard lease of the stream, sorted by leaseKey (consistent reads). */
   async listLeases(signal?: AbortSignal): Promise<Lease[]> {
-    const leases: Lease[] = [];
-    let startKey: Record<string, AttributeValue> | undefined;
-    do {
-      const page = await this.call('list', undefined, signal, (s) =>
-        this.client.send(
-          new QueryCommand({
-            TableName: this.tableName,
-            KeyConditionExpression: '#pk = :streamArn AND begins_with(#sk, :prefix)',
-            ExpressionAttributeNames: { '#pk': LEASE_PARTITION_KEY, '#sk': LEASE_SORT_KEY },
-            ExpressionAttributeValues: {
-              ':streamArn': { S: this.streamArn },
-              ':prefix': { S: SHARD_LEASE_PREFIX },
-            },
-            ConsistentRead: true,
-            ExclusiveStartKey: startKey,
-            Limit: this.listPageSize,
-          }),
-          { abortSignal: s },
-        ),
-      );
-      for (const item of page.Items ?? []) leases.push(leaseFromItem(item));
-      startKey = page.LastEvaluatedKey;
-    } while (startKey !== undefined);
-    return leases;
+    return (await this.queryPrefix(SHARD_LEASE_PREFIX, signal)).map(leaseFromItem);
   }
 
   /** One shard's lease, read consistently; undefined when it has no item. */
@@ -206,9 +421,10 @@ export class LeaseStore {
     }
     try {
       return await this.update('take', observed.shardId, signal, {
-        UpdateExpression: `SET ${NAMES.owner} = :me, ${NAMES.counter} = ${NAMES.counter} + :one, ${NAMES.epoch} = ${NAMES.epoch} + :one`,
+        // A take also clears any hand-off request: it was addressed to the previous holder.
+        UpdateExpression: `SET ${NAMES.owner} = :me, ${NAMES.counter} = ${NAMES.counter} + :one, ${NAMES.epoch} = ${NAMES.epoch} + :one REMOVE ${NAMES.pendingOwner}`,
         ConditionExpression: condition,
-        ExpressionAttributeNames: pick(NAMES.owner, NAMES.counter, NAMES.epoch),
+        ExpressionAttributeNames: pick(NAMES.owner, NAMES.counter, NAMES.epoch, NAMES.pendingOwner),
         ExpressionAttributeValues: values,
       });
     } catch (error) {
@@ -217,6 +433,55 @@ export class LeaseStore {
       // Ours with exactly one acquisition more: an earlier attempt of this very call landed.
       if (current?.owner === this.workerId && current.leaseEpoch === observed.leaseEpoch + 1) return current;
       return undefined;
+    }
+  }
+
+  /**
+   * Balancing without a refusal: asks the live holder of `observed` to hand the lease over (KCL 3's
+   * graceful hand-off). Only while the lease is still held as observed and no other worker asked
+   * first. The holder sees the request on its next renewal, commits what it has of the shard and
+   * calls handOff. True when the request is recorded.
+   */
+  async requestHandoff(observed: Lease, signal?: AbortSignal): Promise<boolean> {
+    if (observed.owner === undefined || observed.owner === this.workerId) return false;
+    try {
+      await this.update('request-handoff', observed.shardId, signal, {
+        UpdateExpression: `SET ${NAMES.pendingOwner} = :me`,
+        ConditionExpression: `${NAMES.owner} = :observedOwner AND ${NAMES.epoch} = :observedEpoch AND (attribute_not_exists(${NAMES.pendingOwner}) OR ${NAMES.pendingOwner} = :me)`,
+        ExpressionAttributeNames: pick(NAMES.owner, NAMES.epoch, NAMES.pendingOwner),
+        ExpressionAttributeValues: {
+          ':me': { S: this.workerId },
+          ':observedOwner': { S: observed.owner },
+          ':observedEpoch': { N: String(observed.leaseEpoch) },
+        },
+      });
+      return true;
+    } catch (error) {
+      if (isConditionFailed(error)) return false;
+      throw error;
+    }
+  }
+
+  /**
+   * The holder gives the lease to the worker that asked for it (`pendingOwner`), after committing
+   * what it had read: the new owner holds it at the next epoch, so nothing this holder still has
+   * in flight can commit. Fenced like every holder write.
+   */
+  async handOff(held: Lease, to: string, signal?: AbortSignal): Promise<Lease> {
+    this.assertHolder(held, 'hand off');
+    try {
+      return await this.update('handoff', held.shardId, signal, {
+        UpdateExpression: `SET ${NAMES.owner} = :to, ${NAMES.counter} = ${NAMES.counter} + :one, ${NAMES.epoch} = ${NAMES.epoch} + :one REMOVE ${NAMES.pendingOwner}`,
+        ConditionExpression: `${this.fencing()} AND ${NAMES.pendingOwner} = :to`,
+        ExpressionAttributeNames: pick(NAMES.owner, NAMES.epoch, NAMES.counter, NAMES.pendingOwner),
+        ExpressionAttributeValues: { ...this.fencingValues(held), ':to': { S: to }, ':one': ONE },
+      });
+    } catch (error) {
+      if (!isConditionFailed(error)) throw error;
+      const current = await this.getLease(held.shardId, signal);
+      // An earlier attempt of this very call landed.
+      if (current?.owner === to && current.leaseEpoch === held.leaseEpoch + 1) return current;
+      throw this.lost(held, current, 'hand off');
     }
   }
 
@@ -439,12 +704,61 @@ function assertTime(value: number, name: string, shardId: string): void {
 }
 
 /**
+ * The lease items to create for `shards` (a listing, with lineage) given the leases that exist and
+ * the shards of the changelog start. Pure, so every worker decides the same from the same inputs:
+ * - a shard of the start set, or an ancestor of one, starts at TRIM_HORIZON: that is where the
+ *   changelog began, not a gap;
+ * - every other shard starts AT_SEQUENCE_NUMBER its startingSequenceNumber, so records trimmed
+ *   before they were read raise TrimmedDataAccessException and become a gap;
+ * - a parent of such a shard that is neither listed nor leased was trimmed away entirely while
+ *   unread: it gets a VANISHED lease (no parents of its own), created before the child, so the
+ *   child waits for its reader to record the whole shard as a gap and reach SHARD_END. Parents of
+ *   shards that already have a lease are left alone: their lineage was settled when they were
+ *   created.
+ */
+export function planNewLeases(
+  shards: readonly ShardLineage[],
+  existing: ReadonlySet<string>,
+  startShardIds: ReadonlySet<string>,
+): NewLease[] {
+  const listed = new Map(shards.map((s) => [s.shardId, s]));
+  const fromHorizon = new Set<string>();
+  const stack = shards.map((s) => s.shardId).filter((id) => startShardIds.has(id));
+  for (let id = stack.pop(); id !== undefined; id = stack.pop()) {
+    if (fromHorizon.has(id)) continue;
+    fromHorizon.add(id);
+    for (const parent of listed.get(id)?.parentShardIds ?? []) if (listed.has(parent)) stack.push(parent);
+  }
+  const planned = new Map<string, NewLease>();
+  for (const shard of shards) {
+    if (existing.has(shard.shardId) || planned.has(shard.shardId)) continue;
+    const lineage = { shardId: shard.shardId, parentShardIds: shard.parentShardIds };
+    if (fromHorizon.has(shard.shardId)) {
+      planned.set(shard.shardId, { ...lineage, startAt: 'TRIM_HORIZON' });
+      continue;
+    }
+    for (const parent of shard.parentShardIds) {
+      if (listed.has(parent) || existing.has(parent) || planned.has(parent)) continue;
+      planned.set(parent, { shardId: parent, parentShardIds: [], startAt: 'VANISHED' });
+    }
+    planned.set(shard.shardId, {
+      ...lineage,
+      startAt: 'AT_SEQUENCE_NUMBER',
+      ...(shard.startingSequenceNumber !== undefined && {
+        startingSequenceNumber: shard.startingSequenceNumber,
+      }),
+    });
+  }
+  return [...planned.values()];
+}
+
+/**
  * Splits shards into levels: first those whose parents are not in the list, then those whose
  * parents are all in earlier levels, and so on.
  */
-export function lineageLevels(shards: readonly ShardLineage[]): ShardLineage[][] {
+export function lineageLevels<T extends ShardLineage>(shards: readonly T[]): T[][] {
   const pending = new Map(shards.map((s) => [s.shardId, s]));
-  const levels: ShardLineage[][] = [];
+  const levels: T[][] = [];
   while (pending.size > 0) {
     const level = [...pending.values()].filter((s) => s.parentShardIds.every((p) => !pending.has(p)));
     // Lineage has no cycles; if a malformed listing had one, write the rest rather than stall.
@@ -467,6 +781,7 @@ const ATTRIBUTE_OF: Record<string, string> = {
   [NAMES.lastEventTime]: 'lastEventTimeMs',
   [NAMES.caughtUpAt]: 'caughtUpAtMs',
   [NAMES.windowStart]: 'windowStartMs',
+  [NAMES.pendingOwner]: 'pendingOwner',
 };
 
 /** ExpressionAttributeNames for exactly the placeholders an expression uses (DynamoDB rejects extras). */

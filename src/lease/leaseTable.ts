@@ -7,7 +7,14 @@ import {
 } from '@aws-sdk/client-dynamodb';
 import { ChangelogError, isRetriable } from '../errors.js';
 import { type RetryOptions, retry, sleep } from '../retry.js';
-import { isValidCheckpoint, type Lease, TRIM_HORIZON } from './lease.js';
+import {
+  isSequenceNumber,
+  isValidCheckpoint,
+  LEASE_START_AT,
+  type Lease,
+  type LeaseStartAt,
+  TRIM_HORIZON,
+} from './lease.js';
 
 /*
  * Lease table schema (one table per fleet; several streams may share it).
@@ -34,6 +41,25 @@ import { isValidCheckpoint, type Lease, TRIM_HORIZON } from './lease.js';
  *                          tip with nothing uncommitted (watermark input for idle shards).
  *   windowStartMs    N     optional: the window the last committed records went to; a shard's
  *                          records never go to an earlier window than that.
+ *   startAt          S     optional: where reading starts while checkpoint is TRIM_HORIZON, fixed
+ *                          when the item is created: TRIM_HORIZON (a shard of the changelog start
+ *                          or an ancestor of one), AT_SEQUENCE_NUMBER (every later shard: from
+ *                          startingSequenceNumber, so a trim is a gap) or VANISHED (an unlisted
+ *                          parent of a later child: the whole shard is a gap). Absent on items
+ *                          written before it existed: TRIM_HORIZON.
+ *   startingSequenceNumber S optional: the shard's StartingSequenceNumber from DescribeStream.
+ *
+ * Changelog start item (`leaseKey` = `changelog-start`), one per stream, written once (conditional
+ * put) by the first ensureLeases that finds it missing; it says where the changelog began:
+ *   startId          S     random id of the writer's attempt (names its chunk items).
+ *   startedAtMs      N     the writer's clock when the changelog began.
+ *   startedBy        S     the worker that wrote it.
+ *   shardCount       N     how many shards the stream listed then: those may start at TRIM_HORIZON.
+ *   shardIds         L(S)  their ids, when at most START_CHUNK_SIZE; otherwise
+ *   chunkCount       N     the number of chunk items `changelog-start#<startId>#<n>` (n from 0, five
+ *                          digits), each with `shardIds` L(S), written before the header.
+ *   continuesFrom    S     optional: the stream this one continues (a re-enabled table stream); its
+ *                          shards were created after the changelog began, so none is in the set.
  *
  * Changelog registry items (segments, gaps, window state, the sealer lease) share the table under
  * the partition `table#<name>`; see manifest/registryStore.ts.
@@ -42,6 +68,9 @@ import { isValidCheckpoint, type Lease, TRIM_HORIZON } from './lease.js';
 export const LEASE_PARTITION_KEY = 'streamArn';
 export const LEASE_SORT_KEY = 'leaseKey';
 export const SHARD_LEASE_PREFIX = 'shard#';
+export const CHANGELOG_START_KEY = 'changelog-start';
+/** Shard ids per changelog start item: ids are at most 65 characters, so a chunk stays far below 400 KB. */
+export const START_CHUNK_SIZE = 2000;
 
 export function shardLeaseKey(shardId: string): string {
   return SHARD_LEASE_PREFIX + shardId;
@@ -58,7 +87,12 @@ export function leaseItemKey(streamArn: string, shardId: string): Record<string,
 /** A new, free lease item: nothing read, never acquired. */
 export function newLeaseItem(
   streamArn: string,
-  shard: { shardId: string; parentShardIds: readonly string[] },
+  shard: {
+    shardId: string;
+    parentShardIds: readonly string[];
+    startAt?: LeaseStartAt | undefined;
+    startingSequenceNumber?: string | undefined;
+  },
 ): Record<string, AttributeValue> {
   return {
     ...leaseItemKey(streamArn, shard.shardId),
@@ -67,7 +101,33 @@ export function newLeaseItem(
     leaseEpoch: { N: '0' },
     checkpoint: { S: TRIM_HORIZON },
     parentShardIds: { L: shard.parentShardIds.map((id) => ({ S: id })) },
+    ...(shard.startAt !== undefined && { startAt: { S: shard.startAt } }),
+    ...(shard.startingSequenceNumber !== undefined && {
+      startingSequenceNumber: { S: shard.startingSequenceNumber },
+    }),
   };
+}
+
+/** The primary key of a stream's changelog start item (`chunk` = one of its chunk items). */
+export function changelogStartKey(
+  streamArn: string,
+  chunk?: { startId: string; index: number },
+): Record<string, AttributeValue> {
+  return {
+    [LEASE_PARTITION_KEY]: { S: streamArn },
+    [LEASE_SORT_KEY]: {
+      S: chunk === undefined ? CHANGELOG_START_KEY : startChunkKey(chunk.startId, chunk.index),
+    },
+  };
+}
+
+/** The sort key of a chunk item: `changelog-start#<startId>#<index, 5 digits>`, so they sort in order. */
+export function startChunkKey(startId: string, index: number): string {
+  return `${startChunkPrefix(startId)}${String(index).padStart(5, '0')}`;
+}
+
+export function startChunkPrefix(startId: string): string {
+  return `${CHANGELOG_START_KEY}#${startId}#`;
 }
 
 /** Parses a shard lease item; a malformed one is an error, never a guess. */
@@ -81,6 +141,8 @@ export function leaseFromItem(item: Record<string, AttributeValue>): Lease {
   if (shardId === undefined) return fail('shardId is missing');
   const owner = item['owner'];
   if (owner !== undefined && owner.S === undefined) return fail('owner is not a string');
+  const pendingOwner = item['pendingOwner'];
+  if (pendingOwner !== undefined && pendingOwner.S === undefined) return fail('pendingOwner is not a string');
   const checkpoint = item['checkpoint']?.S;
   if (checkpoint === undefined || !isValidCheckpoint(checkpoint))
     return fail('checkpoint is missing or invalid');
@@ -90,6 +152,14 @@ export function leaseFromItem(item: Record<string, AttributeValue>): Lease {
     const value = item[name];
     return value === undefined ? {} : { [name]: readInteger(value, name, fail) };
   };
+  const startAt = item['startAt'];
+  if (startAt !== undefined && !LEASE_START_AT.includes(startAt.S as LeaseStartAt)) {
+    return fail('startAt is not TRIM_HORIZON, AT_SEQUENCE_NUMBER or VANISHED');
+  }
+  const starting = item['startingSequenceNumber'];
+  if (starting !== undefined && (starting.S === undefined || !isSequenceNumber(starting.S))) {
+    return fail('startingSequenceNumber is not a sequence number');
+  }
   return {
     shardId,
     owner: owner?.S,
@@ -100,10 +170,17 @@ export function leaseFromItem(item: Record<string, AttributeValue>): Lease {
     ...optional('lastEventTimeMs'),
     ...optional('caughtUpAtMs'),
     ...optional('windowStartMs'),
+    ...(startAt !== undefined && { startAt: startAt.S as LeaseStartAt }),
+    ...(starting !== undefined && { startingSequenceNumber: starting.S }),
+    ...(pendingOwner !== undefined && { pendingOwner: pendingOwner.S }),
   };
 }
 
-function readInteger(value: AttributeValue | undefined, name: string, fail: (what: string) => never): number {
+export function readInteger(
+  value: AttributeValue | undefined,
+  name: string,
+  fail: (what: string) => never,
+): number {
   const n = value?.N === undefined ? Number.NaN : Number(value.N);
   return Number.isSafeInteger(n) && n >= 0 ? n : fail(`${name} is not a non-negative integer`);
 }

@@ -203,7 +203,9 @@ export class ChangelogMetrics implements PipelineObserver {
 
   leaseChanged(shardId: string, change: LeaseChange): void {
     this.leaseChanges.inc({ change });
-    if (change === 'lost' || change === 'released' || change === 'ended') this.forgetShard(shardId);
+    if (change === 'lost' || change === 'released' || change === 'ended' || change === 'handed-off') {
+      this.forgetShard(shardId);
+    }
     if (change === 'lost') this.errors.inc({ kind: 'lease_lost' });
   }
 

@@ -26,7 +26,8 @@ export interface SealedWindow {
 export type CommitFailureKind = 'conflict' | 'refused' | 'write-failed' | 'transient' | 'self-check';
 
 /** Where a lease change came from. */
-export type LeaseChange = 'taken' | 'stolen' | 'lost' | 'released' | 'ended';
+/** `handed-off`: given to the worker that asked for it (balancing), after committing what was read. */
+export type LeaseChange = 'taken' | 'stolen' | 'lost' | 'released' | 'ended' | 'handed-off';
 
 /**
  * Events the pipeline reports as it works: metrics and stall detection listen to them. Every

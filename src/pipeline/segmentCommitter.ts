@@ -273,7 +273,7 @@ export class SegmentCommitter implements ShardSink {
     const last = this.lastBufferIndexOf(session.shardId);
     if (last >= 0) await this.flushDue(true, last + 1);
     if (st.dropped) throw st.dropped;
-    if (this.lastBufferIndexOf(session.shardId) >= 0) {
+    if (this.lastBufferIndexOf(session.shardId) >= 0 || st.ledger.length > 0) {
       throw new ChangelogError(`shard ${session.shardId} still has uncommitted rows at its end`, {
         retriable: true,
         shardId: session.shardId,
@@ -318,6 +318,21 @@ export class SegmentCommitter implements ShardSink {
       'gap committed at shard end',
     );
     return { ...lease, checkpoint: SHARD_END, windowStartMs };
+  }
+
+  async handOff(session: ShardSession): Promise<void> {
+    const st = this.live(session);
+    const last = this.lastBufferIndexOf(session.shardId);
+    if (last >= 0) await this.flushDue(true, last + 1);
+    if (st.dropped) throw st.dropped;
+    if (this.lastBufferIndexOf(session.shardId) >= 0 || st.ledger.length > 0) {
+      throw new ChangelogError(`shard ${session.shardId} still has uncommitted rows at its hand-off`, {
+        retriable: true,
+        shardId: session.shardId,
+      });
+    }
+    // Pending gaps are not lost: the next holder resumes at the checkpoint, before the trimmed
+    // records, and meets the same TrimmedDataAccessException.
   }
 
   close(session: ShardSession, keep: boolean): void {

@@ -34,6 +34,12 @@ export interface ShardSink {
    * committed by `drain`); otherwise anything of the shard not yet committed is dropped.
    */
   close(session: ShardSession, keep: boolean): void;
+  /**
+   * The shard is being handed to another worker (balancing) and its reader has stopped: commit
+   * everything of it that is buffered, so the next holder starts where this one stopped. If this
+   * fails, the shard's uncommitted rows are dropped by `close` (the next holder reads them again).
+   */
+  handOff?(session: ShardSession): Promise<void>;
   /** What the shard's next lease renewal reports (e.g. caught up at the tip). */
   progress?(shardId: string): RenewProgress | undefined;
   /** Graceful stop: commit everything kept, while the leases are still held. */

@@ -2,10 +2,10 @@ import { setMaxListeners } from 'node:events';
 import type { DynamoDBStreamsClient } from '@aws-sdk/client-dynamodb-streams';
 import PQueue from 'p-queue';
 import { LeaseLostError } from '../errors.js';
-import { type Lease, SHARD_END } from '../lease/lease.js';
+import { type Lease, SHARD_END, startPositionOf } from '../lease/lease.js';
 import { planLeaseTakes } from '../lease/leaseBalancer.js';
 import { LeaseExpiryTracker } from '../lease/leaseExpiry.js';
-import type { LeaseStore } from '../lease/leaseStore.js';
+import { changelogStartMessage, type LeaseStore } from '../lease/leaseStore.js';
 import type { PipelineObserver } from '../observability/pipelineObserver.js';
 import { type RetryOptions, sleep } from '../retry.js';
 import type { RawGetRecordsClient } from '../stream/getRecordsClient.js';
@@ -65,6 +65,23 @@ interface HeldShard {
   ops: Promise<unknown>;
   reader: AbortController | undefined;
   running: Promise<void> | undefined;
+  /** Set while the lease is being handed to this worker id (its reader stays stopped). */
+  handingOff?: string | undefined;
+}
+
+/** Why a reader stopped: its lease is being handed to another worker. */
+class HandOff extends Error {
+  constructor(readonly to: string) {
+    super(`lease handed to ${to}`);
+    this.name = 'HandOff';
+  }
+}
+
+/** A hand-off this worker asked for: the lease as it was held then. */
+interface HandOffRequest {
+  owner: string;
+  leaseEpoch: number;
+  at: number;
 }
 
 /** Lease renewals in flight at once per worker. */
@@ -87,6 +104,9 @@ export class StreamWorker {
   private readonly discovery: ShardDiscovery;
   private readonly now: () => number;
   private readonly sink: ShardSink;
+  /** Hand-offs this worker asked for, by shard. */
+  private readonly requested = new Map<string, HandOffRequest>();
+  private readonly handOffs = new Set<Promise<void>>();
 
   constructor(options: StreamWorkerOptions) {
     this.o = options;
@@ -147,8 +167,20 @@ export class StreamWorker {
     const lineage = graph.shards().map((s) => ({
       shardId: s.shardId,
       parentShardIds: s.parentShardId ? [s.parentShardId] : [],
+      startingSequenceNumber: s.startingSequenceNumber,
     }));
-    await this.o.leases.ensureLeases(lineage, signal);
+    await this.o.leases.ensureLeases(lineage, signal, {
+      onChangelogStart: (start, existingLeases) =>
+        this.o.logger?.info(
+          {
+            streamArn: this.o.streamArn,
+            startedAt: new Date(start.startedAtMs).toISOString(),
+            shards: start.shardIds.size,
+            continuesFrom: start.continuesFrom,
+          },
+          changelogStartMessage(start, existingLeases),
+        ),
+    });
   }
 
   /** One renew + balance cycle. */
@@ -161,6 +193,9 @@ export class StreamWorker {
         await this.withLease(h, async () => {
           h.lease = await leases.renew(h.lease, signal, this.sink.progress?.(shardId));
         });
+        const to = h.lease.pendingOwner;
+        if (to !== undefined && to !== workerId && h.handingOff === undefined)
+          this.handOff(shardId, h, to, signal);
       } catch (error) {
         if (!(error instanceof LeaseLostError)) throw error;
         this.lose(shardId, 'renew');
@@ -175,20 +210,60 @@ export class StreamWorker {
     const now = this.now();
     this.expiry.observe(all, now);
     for (const lease of all) {
+      const h = this.held.get(lease.shardId);
       // Another worker took a lease we think we hold (we missed renewals, e.g. paused).
-      if (this.held.has(lease.shardId) && lease.owner !== workerId) this.lose(lease.shardId, 'listing');
+      if (h !== undefined && lease.owner !== workerId && h.handingOff === undefined) {
+        this.lose(lease.shardId, 'listing');
+      }
+      const request = this.requested.get(lease.shardId);
+      if (request === undefined) continue;
+      if (lease.owner === workerId && h === undefined) {
+        // Handed over to us: the holder committed what it had read.
+        this.requested.delete(lease.shardId);
+        this.adopt(lease, signal, 'handed over');
+      } else if (lease.owner !== request.owner || lease.leaseEpoch !== request.leaseEpoch) {
+        this.requested.delete(lease.shardId); // taken by someone else, or released: the plan decides again
+      }
     }
-    const plan = planLeaseTakes({ leases: all, workerId, expiry: this.expiry, now });
-    for (const observed of plan.steal ? [...plan.take, plan.steal] : plan.take) {
+    const plan = planLeaseTakes({
+      leases: all.filter((l) => !(l.owner === workerId && !this.held.has(l.shardId))),
+      workerId,
+      expiry: this.expiry,
+      now,
+    });
+    let steal = plan.steal;
+    if (steal !== undefined) {
+      // Balancing asks the holder to hand the lease over instead of taking it mid-work (which
+      // refuses its buffered commit). Only a holder that ignores the request for a failover period
+      // (an older version, or stuck) has it taken the hard way.
+      const request = this.requested.get(steal.shardId);
+      const asked =
+        request !== undefined && request.owner === steal.owner && request.leaseEpoch === steal.leaseEpoch;
+      if (!asked) {
+        if (await leases.requestHandoff(steal, signal)) {
+          this.requested.set(steal.shardId, { owner: steal.owner!, leaseEpoch: steal.leaseEpoch, at: now });
+          this.o.logger?.info(
+            { shardId: steal.shardId, from: steal.owner, leaseEpoch: steal.leaseEpoch },
+            'lease hand-off requested',
+          );
+        }
+        steal = undefined;
+      } else if (now - request.at < (this.o.failoverMs ?? 10_000)) {
+        steal = undefined;
+      } else {
+        this.requested.delete(steal.shardId);
+      }
+    }
+    for (const observed of steal ? [...plan.take, steal] : plan.take) {
       const taken = await leases.take(observed, signal);
       if (!taken) continue;
-      this.o.observer?.leaseChanged?.(taken.shardId, observed === plan.steal ? 'stolen' : 'taken');
+      this.o.observer?.leaseChanged?.(taken.shardId, observed === steal ? 'stolen' : 'taken');
       this.o.logger?.info(
         {
           shardId: taken.shardId,
           leaseEpoch: taken.leaseEpoch,
           from: observed.owner ?? null,
-          stolen: observed === plan.steal,
+          stolen: observed === steal,
         },
         'lease taken',
       );
@@ -200,7 +275,9 @@ export class StreamWorker {
       });
     }
     for (const [shardId, h] of this.held) {
-      if (h.running === undefined && h.lease.checkpoint !== SHARD_END) this.startReader(shardId, h, signal);
+      if (h.running === undefined && h.handingOff === undefined && h.lease.checkpoint !== SHARD_END) {
+        this.startReader(shardId, h, signal);
+      }
     }
     this.o.observer?.leaseCycle?.({
       held: [...this.held].filter(([, h]) => h.lease.checkpoint !== SHARD_END).map(([shardId]) => shardId),
@@ -258,6 +335,7 @@ export class StreamWorker {
         streams: this.o.streams,
         raw: this.o.raw,
         afterSequenceNumber: /^\d+$/.test(current.checkpoint) ? current.checkpoint : undefined,
+        startAt: startPositionOf(current),
         consume: (page) => this.sink.accept(opened, page),
         onGap: (gap) => this.sink.gap(opened, gap),
         limiter: this.limiter,
@@ -268,6 +346,10 @@ export class StreamWorker {
         observer: this.o.observer,
       });
       const result = await reader.run(controller.signal);
+      if (result.outcome !== 'shard-end' && controller.signal.reason instanceof HandOff) {
+        await this.sink.handOff?.(opened);
+        return;
+      }
       if (result.outcome !== 'shard-end') {
         keep = workerSignal.aborted && !(controller.signal.reason instanceof LeaseLostError);
         return;
@@ -277,6 +359,12 @@ export class StreamWorker {
       this.o.logger?.info({ shardId, records: result.records }, 'shard fully read');
       this.o.observer?.leaseChanged?.(shardId, 'ended');
       this.discovery.requestResync();
+      // Children start now, not on the next lease cycle: their parent's SHARD_END is committed.
+      await this.startChildren(shardId, workerSignal).catch((error: unknown) => {
+        if (!workerSignal.aborted) {
+          this.o.logger?.warn({ shardId, error: String(error) }, 'could not start child shards at once');
+        }
+      });
     } catch (error) {
       if (error instanceof LeaseLostError) this.lose(shardId, 'commit');
       else if (!controller.signal.aborted) {
@@ -286,6 +374,84 @@ export class StreamWorker {
     } finally {
       if (session !== undefined) this.sink.close(session, keep);
     }
+  }
+
+  /**
+   * After `parentId` reached SHARD_END: takes its children that are free and whose parents have
+   * all ended, and starts their readers at once (KCL waits for the next shard sync; a child then
+   * sat unread for up to a lease cycle or more). Children whose lease items do not exist yet are
+   * created from a fresh listing first. Balancing later hands them on if this worker has too many.
+   */
+  private async startChildren(parentId: string, signal: AbortSignal): Promise<void> {
+    let all = await this.o.leases.listLeases(signal);
+    if (!all.some((l) => l.parentShardIds.includes(parentId))) {
+      const graph = await this.discovery.refresh(signal);
+      if (graph.childrenOf(parentId).length === 0) return; // none yet: the next cycle takes them
+      await this.onGraph(graph, signal);
+      all = await this.o.leases.listLeases(signal);
+    }
+    const byId = new Map(all.map((l) => [l.shardId, l]));
+    const ended = (id: string) => {
+      const lease = byId.get(id);
+      return lease === undefined || lease.checkpoint === SHARD_END;
+    };
+    for (const child of all) {
+      if (!child.parentShardIds.includes(parentId) || child.owner !== undefined) continue;
+      if (
+        child.checkpoint === SHARD_END ||
+        !child.parentShardIds.every(ended) ||
+        this.held.has(child.shardId)
+      ) {
+        continue;
+      }
+      const taken = await this.o.leases.take(child, signal);
+      if (!taken || signal.aborted) continue;
+      this.o.observer?.leaseChanged?.(taken.shardId, 'taken');
+      this.o.logger?.info(
+        { shardId: taken.shardId, leaseEpoch: taken.leaseEpoch, from: null, stolen: false, parent: parentId },
+        'lease taken',
+      );
+      const h: HeldShard = { lease: taken, ops: Promise.resolve(), reader: undefined, running: undefined };
+      this.held.set(taken.shardId, h);
+      this.startReader(taken.shardId, h, signal);
+    }
+  }
+
+  /** Holds `lease` (just acquired) and starts its reader. */
+  private adopt(lease: Lease, signal: AbortSignal, how: string): void {
+    this.o.observer?.leaseChanged?.(lease.shardId, 'taken');
+    this.o.logger?.info({ shardId: lease.shardId, leaseEpoch: lease.leaseEpoch, how }, 'lease taken');
+    const h: HeldShard = { lease, ops: Promise.resolve(), reader: undefined, running: undefined };
+    this.held.set(lease.shardId, h);
+    if (lease.checkpoint !== SHARD_END) this.startReader(lease.shardId, h, signal);
+  }
+
+  /**
+   * Hands the shard to `to`, which asked for it: stops the reader, commits what it read (the
+   * sink's handOff), then transfers the lease (fenced). Runs in the background of the lease cycle.
+   */
+  private handOff(shardId: string, h: HeldShard, to: string, signal: AbortSignal): void {
+    h.handingOff = to;
+    const task = (async () => {
+      h.reader?.abort(new HandOff(to));
+      await h.running;
+      if (this.held.get(shardId) !== h || signal.aborted) return;
+      try {
+        await this.withLease(h, async () => {
+          h.lease = await this.o.leases.handOff(h.lease, to, signal);
+        });
+        this.held.delete(shardId);
+        this.o.logger?.info({ shardId, to, leaseEpoch: h.lease.leaseEpoch }, 'lease handed off');
+        this.o.observer?.leaseChanged?.(shardId, 'handed-off');
+      } catch (error) {
+        h.handingOff = undefined;
+        if (error instanceof LeaseLostError) this.lose(shardId, 'hand-off');
+        else if (!signal.aborted)
+          this.o.logger?.warn({ shardId, to, error: String(error) }, 'lease hand-off failed');
+      }
+    })();
+    this.handOffs.add(task);
+    void task.finally(() => this.handOffs.delete(task));
   }
 
   private withLease<T>(h: HeldShard, op: () => Promise<T>): Promise<T> {
@@ -306,6 +472,7 @@ export class StreamWorker {
 
   /** Stops every reader; releases the leases (unless configured to behave like a crash). */
   private async stop(): Promise<void> {
+    await Promise.all([...this.handOffs]);
     const shards = [...this.held.entries()];
     for (const [, h] of shards) h.reader?.abort(new Error('worker stopping'));
     await Promise.all(shards.map(([, h]) => h.running));

@@ -40,6 +40,12 @@ export interface TableWorkerOptions
   pollIntervalMs?: number;
 }
 
+interface ActiveStream {
+  arn: string;
+  /** The earlier stream of the table the changelog already read, if any. */
+  continuesFrom: string | undefined;
+}
+
 export interface DrainCheck {
   streamArn: string;
   /** DescribeTable's view, taken for this check. */
@@ -97,7 +103,7 @@ export class TableWorker {
 
   async run(signal: AbortSignal): Promise<void> {
     while (!signal.aborted) {
-      let active: string | undefined;
+      let active: ActiveStream | undefined;
       try {
         active = await this.pickActive(signal);
       } catch (error) {
@@ -108,7 +114,7 @@ export class TableWorker {
         await sleep(this.pollMs, signal).catch(() => undefined);
         continue;
       }
-      await this.follow(active, signal);
+      await this.follow(active.arn, active.continuesFrom, signal);
     }
   }
 
@@ -116,12 +122,13 @@ export class TableWorker {
     return this.o.pollIntervalMs ?? 5_000;
   }
 
-  private leaseStore(streamArn: string): LeaseStore {
+  private leaseStore(streamArn: string, continuesFrom?: string): LeaseStore {
     return new LeaseStore({
       client: this.o.leaseClient ?? this.o.dynamodb,
       tableName: this.o.leaseTableName,
       streamArn,
       workerId: this.o.workerId,
+      ...(continuesFrom !== undefined && { continuesFrom }),
     });
   }
 
@@ -148,16 +155,43 @@ export class TableWorker {
   }
 
   /** The oldest stream not drained yet; the newest when all are (it may still get shards). */
-  private async pickActive(signal: AbortSignal): Promise<string | undefined> {
+  private async pickActive(signal: AbortSignal): Promise<ActiveStream | undefined> {
     const { arns, table } = await this.tableStreams(signal);
+    let active = arns.at(-1);
     for (const arn of arns.slice(0, -1)) {
-      if (!(await this.drained(arn, table, signal))) return arn;
+      if (!(await this.drained(arn, table, signal))) {
+        active = arn;
+        break;
+      }
     }
-    return arns.at(-1);
+    if (active === undefined) return undefined;
+    return { arn: active, continuesFrom: await this.startedBefore(arns, active, signal) };
+  }
+
+  /**
+   * The latest stream before `streamArn` that this changelog read (it has a changelog start or
+   * shard leases): `streamArn` then continues the changelog, and none of its shards may start at
+   * TRIM_HORIZON (its first records, if trimmed unread, are a gap, not the changelog's start).
+   */
+  private async startedBefore(
+    arns: readonly string[],
+    streamArn: string,
+    signal: AbortSignal,
+  ): Promise<string | undefined> {
+    for (const older of arns.slice(0, arns.indexOf(streamArn)).reverse()) {
+      const store = this.leaseStore(older);
+      if ((await store.changelogStart(signal)) !== undefined) return older;
+      if ((await store.listLeases(signal)).length > 0) return older;
+    }
+    return undefined;
   }
 
   /** Runs a StreamWorker on `streamArn` until it is drained and a newer stream exists, or abort. */
-  private async follow(streamArn: string, signal: AbortSignal): Promise<void> {
+  private async follow(
+    streamArn: string,
+    continuesFrom: string | undefined,
+    signal: AbortSignal,
+  ): Promise<void> {
     const stop = new AbortController();
     const onAbort = () => stop.abort(signal.reason);
     signal.addEventListener('abort', onAbort, { once: true });
@@ -175,7 +209,7 @@ export class TableWorker {
       logger: o.logger,
       onCheckpoint: o.onCheckpoint,
       streamArn,
-      leases: this.leaseStore(streamArn),
+      leases: this.leaseStore(streamArn, continuesFrom),
       discovery: new ShardDiscovery({ streamsClient: this.o.streams, streamArn }),
     });
     o.logger?.info({ streamArn, tableName: o.tableName }, 'following stream');

@@ -2,6 +2,7 @@ import {
   type DynamoDBStreamsClient,
   GetRecordsCommand,
   GetShardIteratorCommand,
+  type Shard,
   type ShardIteratorType,
 } from '@aws-sdk/client-dynamodb-streams';
 import type PQueue from 'p-queue';
@@ -62,6 +63,27 @@ export interface StreamGap {
   detectedAt: Date | undefined;
 }
 
+/**
+ * Where a shard with no checkpoint starts reading (see lease.ts, LeaseStartAt):
+ * - `TRIM_HORIZON`: the oldest record retained. Only for the shards the changelog began with:
+ *   whatever the stream trimmed before that is before the changelog, not a gap.
+ * - `AT_SEQUENCE_NUMBER`: the shard's first record (its StartingSequenceNumber). When the stream
+ *   trimmed it already, TrimmedDataAccessException makes it a gap, then reading goes on from
+ *   TRIM_HORIZON.
+ * - `VANISHED`: the shard was not listed (trimmed away entirely), or listed without a starting
+ *   sequence number. Gone (ResourceNotFoundException) means a gap for the whole shard, then
+ *   shard-end; if it exists after all, it is looked up in DescribeStream and read from its
+ *   StartingSequenceNumber, or, when no listing has it, a gap is recorded (its start is unknown)
+ *   and it is read from TRIM_HORIZON.
+ */
+export type ShardStart =
+  | { readonly type: 'TRIM_HORIZON' }
+  | { readonly type: 'AT_SEQUENCE_NUMBER'; readonly sequenceNumber: string }
+  | { readonly type: 'VANISHED' };
+
+/** Where the next iterator opens: the start, or after the last record read. */
+type Position = ShardStart | { readonly type: 'AFTER_SEQUENCE_NUMBER'; readonly sequenceNumber: string };
+
 export interface ReaderLogger {
   error(details: Record<string, unknown>, message: string): void;
   warn(details: Record<string, unknown>, message: string): void;
@@ -74,8 +96,10 @@ export interface ShardReaderOptions {
   streams: DynamoDBStreamsClient;
   /** The fast path for GetRecords; without it the SDK's GetRecords is used. */
   raw?: RawGetRecordsClient;
-  /** Resume after this sequence number (the checkpoint); absent = TRIM_HORIZON (new shard). */
+  /** Resume after this sequence number (the checkpoint); absent = from `startAt` (nothing read yet). */
   afterSequenceNumber?: string;
+  /** Where to start when there is no checkpoint. Default TRIM_HORIZON. */
+  startAt?: ShardStart;
   /**
    * Receives every page, in order, and resolves when the next stage has taken it: the reader does
    * not fetch again until then (backpressure). It decodes the page where it wants it (decodePage).
@@ -115,31 +139,45 @@ const errorCode = (e: unknown): string =>
  * Reads one shard from its checkpoint to its end (or until aborted): GetShardIterator, then
  * GetRecords in a loop, handing each page to `consume` and waiting for it.
  *
+ * Start: AFTER the checkpoint, or at `startAt` when there is none (see ShardStart).
+ *
  * Failure handling:
- * - ExpiredIteratorException: a new iterator AFTER the last sequence number read (or the start
- *   position if nothing was read yet): no gap, no repeat.
+ * - ExpiredIteratorException: a new iterator AFTER the last sequence number read (or at the start
+ *   position if nothing was read yet; TRIM_HORIZON after a gap): no gap, no repeat.
  * - Throttling, LimitExceeded, 5xx, network: jittered exponential back-off (retry.ts), then on.
  * - TrimmedDataAccessException: records were lost before they were read. The gap is reported
- *   (`onGap`, error log), then reading restarts at TRIM_HORIZON. Never skipped silently.
- * - ResourceNotFoundException: confirmed with DescribeStream; only a shard that is gone or closed
- *   counts as ended, otherwise the error is raised.
+ *   (`onGap`, error log), then reading restarts at TRIM_HORIZON. Never skipped silently. One gap
+ *   is reported until a record is read again, however often the trim is met meanwhile.
+ * - ResourceNotFoundException from GetRecords: confirmed with DescribeStream; only a shard that is
+ *   gone or closed counts as ended, otherwise the error is raised.
+ * - ResourceNotFoundException from GetShardIterator: a shard DescribeStream no longer lists was
+ *   trimmed away before the rest of it was read: a gap, then shard-end.
  * - No NextShardIterator: the shard is closed; the last page was delivered first.
  */
 export class ShardReader {
   private readonly o: ShardReaderOptions;
   private lastSequenceNumber: string | undefined;
+  private position: Position;
+  /** A gap was reported and no record read since: meeting the trim again is the same gap. */
+  private inGap = false;
   private readonly stats = { records: 0, pages: 0, gaps: 0, iteratorRenewals: 0 };
 
   constructor(options: ShardReaderOptions) {
     this.o = options;
     this.lastSequenceNumber = options.afterSequenceNumber;
+    this.position =
+      options.afterSequenceNumber === undefined
+        ? (options.startAt ?? { type: 'TRIM_HORIZON' })
+        : { type: 'AFTER_SEQUENCE_NUMBER', sequenceNumber: options.afterSequenceNumber };
   }
 
   async run(signal: AbortSignal): Promise<ShardReadResult> {
     const { idleMinMs = 250, idleMaxMs = 1000 } = this.o;
     let idleMs = 0;
     try {
-      let iterator = await this.openIterator(signal);
+      const opened = await this.openIterator(signal);
+      if (opened === 'ended') return this.result('shard-end');
+      let iterator = opened;
       for (;;) {
         signal.throwIfAborted();
         let page: FetchedPage;
@@ -163,6 +201,10 @@ export class ShardReader {
         if (summary.records > 0) {
           this.stats.records += summary.records;
           this.lastSequenceNumber = summary.lastSequenceNumber;
+          if (summary.lastSequenceNumber !== undefined) {
+            this.position = { type: 'AFTER_SEQUENCE_NUMBER', sequenceNumber: summary.lastSequenceNumber };
+          }
+          this.inGap = false;
           idleMs = 0;
         }
         if (summary.nextShardIterator === undefined) return this.result('shard-end');
@@ -182,17 +224,58 @@ export class ShardReader {
     return { outcome, lastSequenceNumber: this.lastSequenceNumber, ...this.stats };
   }
 
-  /** Iterator at the checkpoint, or TRIM_HORIZON; a trimmed checkpoint becomes a gap. */
-  private async openIterator(signal: AbortSignal): Promise<string> {
-    const after = this.lastSequenceNumber;
-    if (after === undefined) return this.iterator('TRIM_HORIZON', undefined, signal);
+  /**
+   * An iterator at the current position (after the last record read, or the start); 'ended' for a
+   * shard that is gone. A trimmed position becomes a gap, then TRIM_HORIZON.
+   */
+  private async openIterator(signal: AbortSignal): Promise<string | 'ended'> {
+    const position = this.position;
+    if (position.type === 'VANISHED') return this.openVanished(signal);
     try {
-      return await this.iterator('AFTER_SEQUENCE_NUMBER', after, signal);
+      return await this.iterator(
+        position.type,
+        position.type === 'TRIM_HORIZON' ? undefined : position.sequenceNumber,
+        signal,
+      );
     } catch (error) {
-      if (errorCode(error) !== 'TrimmedDataAccessException') throw error;
-      await this.reportGap(undefined, signal);
-      return this.iterator('TRIM_HORIZON', undefined, signal);
+      const code = errorCode(error);
+      if (code === 'TrimmedDataAccessException' && position.type !== 'TRIM_HORIZON') {
+        await this.reportGap(undefined, signal);
+        return this.openIterator(signal);
+      }
+      if (code === 'ResourceNotFoundException' && (await this.listedShard(signal)) === undefined) {
+        await this.reportGap(
+          undefined,
+          signal,
+          'the shard is gone: trimmed away before it was read to its end',
+        );
+        return 'ended';
+      }
+      throw error;
     }
+  }
+
+  /**
+   * A shard no listing showed (or showed without a start). Gone: the whole rest of it is a gap.
+   * Still there: read from its StartingSequenceNumber if DescribeStream now lists it, otherwise
+   * from TRIM_HORIZON after a gap, since nothing proves its oldest records were not trimmed.
+   */
+  private async openVanished(signal: AbortSignal): Promise<string | 'ended'> {
+    let horizon: string;
+    try {
+      horizon = await this.iterator('TRIM_HORIZON', undefined, signal);
+    } catch (error) {
+      if (errorCode(error) !== 'ResourceNotFoundException') throw error;
+      await this.reportGap(undefined, signal, 'the shard was trimmed away entirely before it was read');
+      return 'ended';
+    }
+    const starting = (await this.listedShard(signal))?.SequenceNumberRange?.StartingSequenceNumber;
+    if (starting !== undefined) {
+      this.position = { type: 'AT_SEQUENCE_NUMBER', sequenceNumber: starting };
+      return this.openIterator(signal);
+    }
+    await this.reportGap(undefined, signal, 'the shard is not listed, so where it starts is unknown');
+    return horizon;
   }
 
   private async iterator(type: ShardIteratorType, sequenceNumber: string | undefined, signal: AbortSignal) {
@@ -284,7 +367,7 @@ export class ShardReader {
     }
     if (code === 'TrimmedDataAccessException') {
       await this.reportGap(undefined, signal);
-      return this.iterator('TRIM_HORIZON', undefined, signal);
+      return this.openIterator(signal);
     }
     if (code === 'ResourceNotFoundException') {
       const gone = await (this.o.confirmShardGone ?? this.describeSaysGone.bind(this))(
@@ -320,8 +403,23 @@ export class ShardReader {
     return shard === undefined || shard.SequenceNumberRange?.EndingSequenceNumber !== undefined;
   }
 
-  private async reportGap(detectedAt: Date | undefined, signal: AbortSignal): Promise<void> {
+  /** The shard as DescribeStream lists it now; undefined when it (or its whole stream) is gone. */
+  private async listedShard(signal: AbortSignal): Promise<Shard | undefined> {
+    try {
+      const { shards } = await describeAllShards(this.o.streams, this.o.streamArn, { signal });
+      return shards.find((s) => s.ShardId === this.o.shardId);
+    } catch (error) {
+      if (errorCode(error) === 'ResourceNotFoundException') return undefined;
+      throw error;
+    }
+  }
+
+  /** Reports a gap (once until a record is read again); reading then goes on from TRIM_HORIZON. */
+  private async reportGap(detectedAt: Date | undefined, signal: AbortSignal, detail?: string): Promise<void> {
     signal.throwIfAborted();
+    this.position = { type: 'TRIM_HORIZON' };
+    if (this.inGap) return;
+    this.inGap = true;
     this.stats.gaps++;
     const gap: StreamGap = {
       shardId: this.o.shardId,
@@ -330,7 +428,10 @@ export class ShardReader {
       detectedAt,
     };
     // Loud on purpose: data was lost before it was read. The gap goes into the manifest.
-    this.o.logger?.error({ ...gap }, 'stream data was trimmed before it was read: recording a gap');
+    this.o.logger?.error(
+      { ...gap, ...(detail !== undefined && { detail }) },
+      'stream data was trimmed before it was read: recording a gap',
+    );
     this.o.observer?.gapRecorded?.(this.o.shardId);
     await this.o.onGap(gap);
   }

@@ -7,8 +7,10 @@ import {
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ChangelogError, LeaseLostError } from '../../../src/errors.js';
 import { compareCheckpoints, type Lease, SHARD_END, TRIM_HORIZON } from '../../../src/lease/lease.js';
-import { LeaseStore } from '../../../src/lease/leaseStore.js';
-import { createLeaseTable, leaseItemKey } from '../../../src/lease/leaseTable.js';
+import { planLeaseTakes } from '../../../src/lease/leaseBalancer.js';
+import { LeaseExpiryTracker } from '../../../src/lease/leaseExpiry.js';
+import { type ChangelogStart, LeaseStore } from '../../../src/lease/leaseStore.js';
+import { changelogStartKey, createLeaseTable, leaseItemKey } from '../../../src/lease/leaseTable.js';
 import { type DynamoDbLocal, startDynamoDbLocal } from '../../helpers/dynamoDbLocal.js';
 
 const TABLE = 'changelog-leases';
@@ -30,7 +32,12 @@ function newStream(): string {
   return `arn:aws:dynamodb:us-east-1:000000000000:table/orders/stream/2024-01-0${streamCounter}T00:00:00.000`;
 }
 
-function storeFor(streamArn: string, workerId: string, listPageSize?: number): LeaseStore {
+function storeFor(
+  streamArn: string,
+  workerId: string,
+  listPageSize?: number,
+  options: { startChunkSize?: number; continuesFrom?: string } = {},
+): LeaseStore {
   return new LeaseStore({
     client: local.client,
     tableName: TABLE,
@@ -38,7 +45,17 @@ function storeFor(streamArn: string, workerId: string, listPageSize?: number): L
     workerId,
     retry: { baseDelayMs: 5, retries: 3 },
     listPageSize,
+    ...options,
   });
+}
+
+/** A shard as ensureLeases gets it from the graph; sequence numbers follow the shard's number. */
+function listed(shardId: string, parent?: string) {
+  return {
+    shardId,
+    parentShardIds: parent === undefined ? [] : [parent],
+    startingSequenceNumber: `${100 + Number(shardId.replace(/\D/g, '') || 0)}000000000000000000`,
+  };
 }
 
 async function storedCheckpoint(store: LeaseStore, shardId: string): Promise<string | undefined> {
@@ -97,6 +114,7 @@ describe('lease table on DynamoDB Local', () => {
         leaseEpoch: 0,
         checkpoint: TRIM_HORIZON,
         parentShardIds: [],
+        startAt: TRIM_HORIZON,
       },
       {
         shardId: 'shard-2',
@@ -105,6 +123,7 @@ describe('lease table on DynamoDB Local', () => {
         leaseEpoch: 0,
         checkpoint: TRIM_HORIZON,
         parentShardIds: [],
+        startAt: TRIM_HORIZON,
       },
       {
         shardId: 'shard-3',
@@ -113,9 +132,130 @@ describe('lease table on DynamoDB Local', () => {
         leaseEpoch: 0,
         checkpoint: TRIM_HORIZON,
         parentShardIds: ['shard-1', 'shard-2'],
+        startAt: TRIM_HORIZON,
       },
     ]);
     expect(await storeFor(other, 'worker-b').listLeases()).toHaveLength(1);
+  });
+
+  it('writes the changelog start once under concurrent ensureLeases, and both workers classify alike', async () => {
+    const stream = newStream();
+    const a = storeFor(stream, 'worker-a');
+    const b = storeFor(stream, 'worker-b');
+    // The two workers listed the stream a moment apart: B also saw shard-3, a new child of shard-1.
+    const listingA = [listed('shard-1'), listed('shard-2')];
+    const listingB = [...listingA, listed('shard-3', 'shard-1')];
+    const started: [string, ChangelogStart][] = [];
+    await Promise.all([
+      a.ensureLeases(listingA, undefined, { onChangelogStart: (s) => started.push(['a', s]) }),
+      b.ensureLeases(listingB, undefined, { onChangelogStart: (s) => started.push(['b', s]) }),
+    ]);
+    // Only the winner logs, and both stores hold the item it wrote.
+    expect(started).toHaveLength(1);
+    const [winner, start] = started[0]!;
+    expect([...start.shardIds]).toEqual(
+      winner === 'a' ? ['shard-1', 'shard-2'] : ['shard-1', 'shard-2', 'shard-3'],
+    );
+    expect(start.startedBy).toBe(`worker-${winner}`);
+    for (const store of [a, b, storeFor(stream, 'worker-c')]) {
+      expect(await store.changelogStart()).toEqual(start);
+    }
+    const raw = await local.client.send(
+      new GetItemCommand({ TableName: TABLE, Key: changelogStartKey(stream), ConsistentRead: true }),
+    );
+    expect(raw.Item?.['startId']?.S).toBe(start.startId);
+
+    // Every lease follows the stored start, whoever created it.
+    await a.ensureLeases(listingB);
+    const leases = await b.listLeases();
+    expect(leases.map((l) => [l.shardId, l.startAt])).toEqual([
+      ['shard-1', TRIM_HORIZON],
+      ['shard-2', TRIM_HORIZON],
+      ['shard-3', start.shardIds.has('shard-3') ? TRIM_HORIZON : 'AT_SEQUENCE_NUMBER'],
+    ]);
+  });
+
+  it('starts a shard discovered after the changelog began AT_SEQUENCE_NUMBER its first sequence number', async () => {
+    const stream = newStream();
+    const a = storeFor(stream, 'worker-a');
+    expect(await a.ensureLeases([listed('shard-1', 'trimmed-0')])).toBe(1);
+    // shard-1 splits; a second worker (fresh store) lists the stream later.
+    const later = storeFor(stream, 'worker-b');
+    expect(await later.ensureLeases([listed('shard-1', 'trimmed-0'), listed('shard-2', 'shard-1')])).toBe(1);
+    expect(await later.getLease('shard-1')).toMatchObject({
+      startAt: TRIM_HORIZON,
+      parentShardIds: ['trimmed-0'],
+    });
+    expect(await later.getLease('shard-2')).toMatchObject({
+      startAt: 'AT_SEQUENCE_NUMBER',
+      startingSequenceNumber: listed('shard-2').startingSequenceNumber,
+      checkpoint: TRIM_HORIZON,
+    });
+    // A start-set shard's missing parent was trimmed before the changelog began: no lease for it.
+    expect(await later.getLease('trimmed-0')).toBeUndefined();
+  });
+
+  it('creates a VANISHED lease for the unlisted parent of a later child, read before the child', async () => {
+    const stream = newStream();
+    const a = storeFor(stream, 'worker-a');
+    await a.ensureLeases([listed('shard-1')]);
+    // Much later (the fleet was down): shard-1 split into shard-2, which split into shard-3 and
+    // shard-4; shard-2 was trimmed away entirely meanwhile, unread. shard-1 is still listed.
+    const created = await a.ensureLeases([
+      listed('shard-1'),
+      listed('shard-3', 'shard-2'),
+      listed('shard-4', 'shard-2'),
+    ]);
+    expect(created).toBe(3);
+    const leases = await a.listLeases();
+    expect(leases.find((l) => l.shardId === 'shard-2')).toEqual({
+      shardId: 'shard-2',
+      owner: undefined,
+      leaseCounter: 0,
+      leaseEpoch: 0,
+      checkpoint: TRIM_HORIZON,
+      parentShardIds: [],
+      startAt: 'VANISHED',
+    });
+    expect(leases.find((l) => l.shardId === 'shard-3')).toMatchObject({
+      parentShardIds: ['shard-2'],
+      startAt: 'AT_SEQUENCE_NUMBER',
+    });
+    // The balancer reads the vanished parent first; its children wait for its SHARD_END.
+    const expiry = new LeaseExpiryTracker({ failoverMs: 10_000, now: () => 0 });
+    const plan = planLeaseTakes({ leases, workerId: 'worker-a', expiry, now: 0 });
+    expect(plan.available.map((l) => l.shardId)).toEqual(['shard-1', 'shard-2']);
+    const held = await a.take(leases.find((l) => l.shardId === 'shard-2')!);
+    await a.checkpoint(held!, { from: TRIM_HORIZON, to: SHARD_END });
+    const after = planLeaseTakes({ leases: await a.listLeases(), workerId: 'worker-a', expiry, now: 0 });
+    expect(after.available.map((l) => l.shardId)).toEqual(['shard-1', 'shard-3', 'shard-4']);
+    // Children that already have leases get no parent lease made up later.
+    const b = storeFor(stream, 'worker-b');
+    expect(await b.ensureLeases([listed('shard-3', 'shard-9'), listed('shard-4', 'shard-2')])).toBe(0);
+    expect(await b.getLease('shard-9')).toBeUndefined();
+  });
+
+  it('keeps a start of many shards in chunk items and reads it back', async () => {
+    const stream = newStream();
+    const shards = Array.from({ length: 30 }, (_, i) => listed(`shard-${i}`));
+    const a = storeFor(stream, 'worker-a', undefined, { startChunkSize: 7 });
+    expect(await a.ensureLeases(shards)).toBe(30);
+    const start = await storeFor(stream, 'worker-b', 2).changelogStart();
+    expect(start?.shardIds).toEqual(new Set(shards.map((s) => s.shardId)));
+    // The chunk items are not shard leases.
+    expect(await storeFor(stream, 'worker-b').listLeases()).toHaveLength(30);
+  });
+
+  it('a stream that continues an earlier one starts no shard at TRIM_HORIZON', async () => {
+    const earlier = newStream();
+    const stream = newStream();
+    const a = storeFor(stream, 'worker-a', undefined, { continuesFrom: earlier });
+    const messages: string[] = [];
+    await a.ensureLeases([listed('shard-1')], undefined, {
+      onChangelogStart: (s) => messages.push(String(s.continuesFrom)),
+    });
+    expect(messages).toEqual([earlier]);
+    expect(await a.getLease('shard-1')).toMatchObject({ startAt: 'AT_SEQUENCE_NUMBER' });
   });
 
   it('fences a worker whose lease was taken: its checkpoint, renew and release fail and change nothing', async () => {

@@ -49,55 +49,60 @@ function history(): Map<string, WireRecord[][]> {
   ]);
 }
 
+/** A DynamoDBStreamsClient whose stream is scripted: P split into C1 and C2, serving `pages`. */
+function mockSplitStream(pages: Map<string, WireRecord[][]>): DynamoDBStreamsClient {
+  const streams = new DynamoDBStreamsClient({ region: 'us-east-1', credentials });
+  const mock = mockClient(streams);
+  mock.on(DescribeStreamCommand).resolves({
+    StreamDescription: {
+      StreamArn: STREAM,
+      StreamStatus: 'ENABLED',
+      Shards: [
+        {
+          ShardId: P,
+          SequenceNumberRange: {
+            StartingSequenceNumber: '1',
+            EndingSequenceNumber: '99999999999999999999999',
+          },
+        },
+        { ShardId: C1, ParentShardId: P, SequenceNumberRange: { StartingSequenceNumber: '2' } },
+        { ShardId: C2, ParentShardId: P, SequenceNumberRange: { StartingSequenceNumber: '3' } },
+      ],
+    },
+  });
+  // Iterators are `<shard>#<page>#<after>`: the page to serve, and the sequence number the
+  // records must follow (AFTER_SEQUENCE_NUMBER), as GetShardIterator positions them.
+  mock
+    .on(GetShardIteratorCommand)
+    .callsFake((input: { ShardId: string; ShardIteratorType: string; SequenceNumber?: string }) => {
+      const after = input.ShardIteratorType === 'AFTER_SEQUENCE_NUMBER' ? input.SequenceNumber! : '';
+      const shardPages = pages.get(input.ShardId)!;
+      let page = 0;
+      if (after !== '') {
+        page = shardPages.findIndex((p) => p.some((r) => BigInt(r.dynamodb.SequenceNumber) > BigInt(after)));
+        if (page < 0) page = shardPages.length;
+      }
+      return { ShardIterator: `${input.ShardId}#${page}#${after}` };
+    });
+  mock.on(GetRecordsCommand).callsFake(async (input: { ShardIterator: string }) => {
+    const [shard, n, after] = input.ShardIterator.split('#') as [string, string, string];
+    const index = Number(n);
+    const shardPages = pages.get(shard)!;
+    const records = (shardPages[index] ?? []).filter(
+      (r) => after === '' || BigInt(r.dynamodb.SequenceNumber) > BigInt(after),
+    );
+    // The parent ends after its pages; open children keep answering empty pages.
+    const next = shard === P && index + 1 >= shardPages.length ? undefined : `${shard}#${index + 1}#`;
+    return sdkDeserializeGetRecords(getRecordsResponse(records, next));
+  });
+
+  return streams;
+}
+
 describe('StreamWorker across a shard split', () => {
   it('reads children only after the parent’s SHARD_END, keeping per-item order', async () => {
     const pages = history();
-    const streams = new DynamoDBStreamsClient({ region: 'us-east-1', credentials });
-    const mock = mockClient(streams);
-    mock.on(DescribeStreamCommand).resolves({
-      StreamDescription: {
-        StreamArn: STREAM,
-        StreamStatus: 'ENABLED',
-        Shards: [
-          {
-            ShardId: P,
-            SequenceNumberRange: {
-              StartingSequenceNumber: '1',
-              EndingSequenceNumber: '99999999999999999999999',
-            },
-          },
-          { ShardId: C1, ParentShardId: P, SequenceNumberRange: { StartingSequenceNumber: '2' } },
-          { ShardId: C2, ParentShardId: P, SequenceNumberRange: { StartingSequenceNumber: '3' } },
-        ],
-      },
-    });
-    // Iterators are `<shard>#<page>#<after>`: the page to serve, and the sequence number the
-    // records must follow (AFTER_SEQUENCE_NUMBER), as GetShardIterator positions them.
-    mock
-      .on(GetShardIteratorCommand)
-      .callsFake((input: { ShardId: string; ShardIteratorType: string; SequenceNumber?: string }) => {
-        const after = input.ShardIteratorType === 'AFTER_SEQUENCE_NUMBER' ? input.SequenceNumber! : '';
-        const shardPages = pages.get(input.ShardId)!;
-        let page = 0;
-        if (after !== '') {
-          page = shardPages.findIndex((p) =>
-            p.some((r) => BigInt(r.dynamodb.SequenceNumber) > BigInt(after)),
-          );
-          if (page < 0) page = shardPages.length;
-        }
-        return { ShardIterator: `${input.ShardId}#${page}#${after}` };
-      });
-    mock.on(GetRecordsCommand).callsFake(async (input: { ShardIterator: string }) => {
-      const [shard, n, after] = input.ShardIterator.split('#') as [string, string, string];
-      const index = Number(n);
-      const shardPages = pages.get(shard)!;
-      const records = (shardPages[index] ?? []).filter(
-        (r) => after === '' || BigInt(r.dynamodb.SequenceNumber) > BigInt(after),
-      );
-      // The parent ends after its pages; open children keep answering empty pages.
-      const next = shard === P && index + 1 >= shardPages.length ? undefined : `${shard}#${index + 1}#`;
-      return sdkDeserializeGetRecords(getRecordsResponse(records, next));
-    });
+    const streams = mockSplitStream(pages);
 
     const leaseTable = `split-leases-${Date.now()}`;
     await createLeaseTable(local().client, leaseTable);
@@ -178,4 +183,58 @@ describe('StreamWorker across a shard split', () => {
     expect(new Set(delivered.map((d) => d.shardId))).toEqual(new Set([P, C1, C2]));
     streams.destroy();
   }, 120_000);
+
+  it('starts the children as soon as the parent’s SHARD_END is committed, not on the next lease cycle', async () => {
+    const pages = history();
+    const streams = mockSplitStream(pages);
+    const leaseTable = `split-prompt-${Date.now()}`;
+    await createLeaseTable(local().client, leaseTable);
+    const leases = new LeaseStore({
+      client: local().client,
+      tableName: leaseTable,
+      streamArn: STREAM,
+      workerId: 'w1',
+    });
+    // The lease items exist before the worker starts, so its first cycle takes P (the children
+    // are not readable yet); the next cycle is a minute away, past the test's deadline.
+    await leases.ensureLeases([
+      { shardId: P, parentShardIds: [] },
+      { shardId: C1, parentShardIds: [P] },
+      { shardId: C2, parentShardIds: [P] },
+    ]);
+    const delivered = new Set<string>();
+    const cycles: number[] = [];
+    const worker = new StreamWorker({
+      workerId: 'w1',
+      streamArn: STREAM,
+      streams,
+      leases,
+      failoverMs: 180_000,
+      renewIntervalMs: 60_000,
+      idleMinMs: 10,
+      idleMaxMs: 40,
+      consume: async (page, shardId) => {
+        const buffer = new ChangeBuffer(parseKeySchema('pk:S,sk:N'));
+        const summary = decodePage(page, buffer);
+        if (summary.records > 0) delivered.add(shardId);
+        return summary;
+      },
+      observer: { leaseCycle: () => cycles.push(Date.now()) },
+    });
+    const controller = new AbortController();
+    const running = worker.run(controller.signal);
+    try {
+      const deadline = Date.now() + 30_000;
+      while (!(delivered.has(C1) && delivered.has(C2))) {
+        if (Date.now() > deadline) throw new Error(`children not read; delivered from ${[...delivered]}`);
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+      expect(cycles).toHaveLength(1);
+      expect(worker.heldShards).toEqual([P, C1, C2].sort());
+    } finally {
+      controller.abort(new Error('test over'));
+      await running;
+      streams.destroy();
+    }
+  }, 60_000);
 });

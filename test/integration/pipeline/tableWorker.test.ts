@@ -218,6 +218,22 @@ describe('TableWorker across stream disable / re-enable', () => {
     expect(s2Leases.map((l) => l.shardId)).toEqual([SHARD2]);
     expect(s2Leases[0]!.checkpoint).toBe(all.at(-1)!.dynamodb.SequenceNumber);
 
+    // The changelog began on S1 (its shard may start at TRIM_HORIZON); S2 continues it, so its
+    // first shard starts at its first sequence number: records trimmed unread would be a gap.
+    const startOf = (streamArn: string) =>
+      new LeaseStore({
+        client: local().client,
+        tableName: leaseTableName,
+        streamArn,
+        workerId: 'inspector',
+      }).changelogStart();
+    const [s1Start, s2Start] = await Promise.all([startOf(S1), startOf(S2)]);
+    expect(s1Start).toMatchObject({ shardIds: new Set([SHARD1]) });
+    expect(s1Start?.continuesFrom).toBeUndefined();
+    expect(s2Start).toMatchObject({ shardIds: new Set(), continuesFrom: S1 });
+    expect(s1Leases[0]!.startAt).toBe('TRIM_HORIZON');
+    expect(s2Leases[0]).toMatchObject({ startAt: 'AT_SEQUENCE_NUMBER', startingSequenceNumber: '2' });
+
     describer.destroy();
     streams.destroy();
   }, 120_000);

@@ -13,8 +13,13 @@ import {
 import { mockClient } from 'aws-sdk-client-mock';
 import { beforeEach, describe, expect, it } from 'vitest';
 import { ChangelogError, LeaseLostError } from '../../../src/errors.js';
-import { type Lease, SHARD_END, TRIM_HORIZON } from '../../../src/lease/lease.js';
-import { LeaseStore } from '../../../src/lease/leaseStore.js';
+import { type Lease, SHARD_END, startPositionOf, TRIM_HORIZON } from '../../../src/lease/lease.js';
+import {
+  type ChangelogStart,
+  changelogStartMessage,
+  LeaseStore,
+  planNewLeases,
+} from '../../../src/lease/leaseStore.js';
 import { newLeaseItem } from '../../../src/lease/leaseTable.js';
 
 const STREAM = 'arn:aws:dynamodb:us-east-1:123456789012:table/orders/stream/2024-01-01T00:00:00.000';
@@ -358,7 +363,25 @@ describe('LeaseStore (mocked client)', () => {
   });
 
   describe('ensureLeases and listLeases', () => {
+    /** The stream's changelog start item as stored, listing `shardIds`. */
+    const startItem = (shardIds: string[]) => ({
+      Item: {
+        streamArn: { S: STREAM },
+        leaseKey: { S: 'changelog-start' },
+        startId: { S: 'abc' },
+        startedAtMs: { N: '1700000000000' },
+        startedBy: { S: 'worker-z' },
+        shardCount: { N: String(shardIds.length) },
+        shardIds: { L: shardIds.map((id) => ({ S: id })) },
+      },
+    });
+    const noLeases = () => ddb.on(QueryCommand).resolves({ Items: [] });
+
     it('writes parents before children, so no child lease exists without its parent', async () => {
+      noLeases();
+      ddb
+        .on(GetItemCommand)
+        .resolves(startItem(['child-1', 'grandchild', 'child-2', 'orphan', 'parent-a', 'parent-b']));
       const events: string[] = [];
       ddb.on(PutItemCommand).callsFake(async (input: { Item: { shardId: { S: string } } }) => {
         const id = input.Item.shardId.S;
@@ -388,6 +411,8 @@ describe('LeaseStore (mocked client)', () => {
     });
 
     it('creates missing leases only, and counts them', async () => {
+      noLeases();
+      ddb.on(GetItemCommand).resolves(startItem(['shard-1', 'shard-2']));
       ddb
         .on(PutItemCommand, { Item: { shardId: { S: 'shard-1' } } }, false)
         .rejects(conditionFailed())
@@ -410,9 +435,158 @@ describe('LeaseStore (mocked client)', () => {
           leaseEpoch: { N: '0' },
           leaseCounter: { N: '0' },
           parentShardIds: { L: [{ S: 'shard-1' }] },
+          startAt: { S: 'TRIM_HORIZON' },
         },
       });
       expect(put.args[0].input.Item?.['owner']).toBeUndefined();
+    });
+
+    it('skips shards whose lease is listed, writing nothing for them', async () => {
+      ddb.on(QueryCommand).resolves({ Items: [item({ shardId: 'shard-1', owner: undefined })] });
+      ddb.on(GetItemCommand).resolves(startItem(['shard-1']));
+      ddb.on(PutItemCommand).resolves({});
+      expect(await store.ensureLeases([{ shardId: 'shard-1', parentShardIds: [] }])).toBe(0);
+      expect(ddb.commandCalls(PutItemCommand)).toHaveLength(0);
+    });
+
+    it('writes the changelog start once, conditionally, from the first listing', async () => {
+      noLeases();
+      ddb.on(GetItemCommand).resolves({});
+      ddb.on(PutItemCommand).resolves({});
+      const started: string[] = [];
+      const timed = new LeaseStore({
+        client,
+        tableName: 'leases',
+        streamArn: STREAM,
+        workerId: ME,
+        retry: { baseDelayMs: 1, retries: 3 },
+        wallClock: () => Date.UTC(2026, 0, 2, 3, 4, 5),
+      });
+      const onChangelogStart = (start: ChangelogStart, existing: number) =>
+        started.push(changelogStartMessage(start, existing));
+      await timed.ensureLeases(
+        [
+          { shardId: 'b', parentShardIds: [], startingSequenceNumber: '200' },
+          { shardId: 'a', parentShardIds: [], startingSequenceNumber: '100' },
+        ],
+        undefined,
+        { onChangelogStart },
+      );
+      const puts = ddb.commandCalls(PutItemCommand).map((c) => c.args[0].input);
+      const header = puts.find((p) => p.Item?.['leaseKey']?.S === 'changelog-start')!;
+      expect(header).toMatchObject({
+        ConditionExpression: 'attribute_not_exists(#sortKey)',
+        Item: {
+          streamArn: { S: STREAM },
+          startedAtMs: { N: String(Date.UTC(2026, 0, 2, 3, 4, 5)) },
+          startedBy: { S: ME },
+          shardCount: { N: '2' },
+          shardIds: { L: [{ S: 'a' }, { S: 'b' }] },
+        },
+      });
+      // The start is written before any lease, and the listed shards start at TRIM_HORIZON.
+      expect(puts[0]).toBe(header);
+      expect(puts.filter((p) => p.Item?.['startAt']?.S === 'TRIM_HORIZON')).toHaveLength(2);
+      expect(started).toEqual([
+        'changelog starts at 2026-01-02T03:04:05.000Z with 2 shards from TRIM_HORIZON',
+      ]);
+
+      // Kept: a later call reads nothing again and writes no second start.
+      ddb.resetHistory();
+      ddb.on(QueryCommand).resolves({ Items: [item({ shardId: 'a', owner: undefined })] });
+      await timed.ensureLeases(
+        [
+          { shardId: 'a', parentShardIds: [], startingSequenceNumber: '100' },
+          { shardId: 'c', parentShardIds: ['a'], startingSequenceNumber: '300' },
+        ],
+        undefined,
+        { onChangelogStart },
+      );
+      expect(ddb.commandCalls(GetItemCommand)).toHaveLength(0);
+      expect(ddb.commandCalls(PutItemCommand).map((c) => c.args[0].input.Item?.['startAt'])).toEqual([
+        { S: 'AT_SEQUENCE_NUMBER' },
+      ]);
+      expect(started).toHaveLength(1);
+    });
+
+    it('adopts the start another worker wrote first, and does not log it', async () => {
+      noLeases();
+      ddb
+        .on(GetItemCommand)
+        .resolvesOnce({})
+        .resolves(startItem(['a']));
+      ddb
+        .on(PutItemCommand, { Item: { leaseKey: { S: 'changelog-start' } } }, false)
+        .rejects(conditionFailed())
+        .on(PutItemCommand, { Item: { shardId: { S: 'a' } } }, false)
+        .resolves({})
+        .on(PutItemCommand, { Item: { shardId: { S: 'b' } } }, false)
+        .resolves({});
+      const started: unknown[] = [];
+      await store.ensureLeases(
+        [
+          { shardId: 'a', parentShardIds: [], startingSequenceNumber: '100' },
+          { shardId: 'b', parentShardIds: [], startingSequenceNumber: '200' },
+        ],
+        undefined,
+        { onChangelogStart: (start) => started.push(start) },
+      );
+      const startAt = (id: string) =>
+        ddb.commandCalls(PutItemCommand).find((c) => c.args[0].input.Item?.['shardId']?.S === id)!.args[0]
+          .input.Item;
+      // The stored start holds only `a`: `b` was not listed when the changelog began.
+      expect(startAt('a')).toMatchObject({ startAt: { S: 'TRIM_HORIZON' } });
+      expect(startAt('b')).toMatchObject({
+        startAt: { S: 'AT_SEQUENCE_NUMBER' },
+        startingSequenceNumber: { S: '200' },
+      });
+      expect(started).toEqual([]);
+      expect(await store.changelogStart()).toMatchObject({ startId: 'abc', shardIds: new Set(['a']) });
+    });
+
+    it('splits a start of many shards into chunk items written before the header, and reads them back', async () => {
+      noLeases();
+      ddb.on(GetItemCommand).resolves({});
+      const written: Record<string, AttributeValue>[] = [];
+      ddb.on(PutItemCommand).callsFake(async (input: { Item: Record<string, AttributeValue> }) => {
+        written.push(input.Item);
+        return {};
+      });
+      const shards = Array.from({ length: 4500 }, (_, i) => ({
+        shardId: `shard-${String(i).padStart(5, '0')}`,
+        parentShardIds: [],
+      }));
+      await store.ensureLeases(shards);
+      const headerAt = written.findIndex((i) => i['leaseKey']?.S === 'changelog-start');
+      const chunks = written.filter((i) => i['leaseKey']?.S?.startsWith('changelog-start#'));
+      expect(chunks.map((c) => c['shardIds']?.L?.length)).toEqual([2000, 2000, 500]);
+      expect(written.slice(0, headerAt)).toEqual(chunks);
+      const header = written[headerAt]!;
+      expect(header['shardIds']).toBeUndefined();
+      expect(header).toMatchObject({ shardCount: { N: '4500' }, chunkCount: { N: '3' } });
+
+      const reader = new LeaseStore({ client, tableName: 'leases', streamArn: STREAM, workerId: 'worker-b' });
+      ddb.on(GetItemCommand).resolves({ Item: header });
+      ddb.on(QueryCommand).resolves({ Items: chunks });
+      const start = await reader.changelogStart();
+      expect(start?.shardIds.size).toBe(4500);
+      const query = ddb.commandCalls(QueryCommand).at(-1)!.args[0].input;
+      expect(query.ExpressionAttributeValues?.[':prefix']).toEqual({
+        S: `changelog-start#${header['startId']?.S}#`,
+      });
+    });
+
+    it('refuses a changelog start whose chunks are missing', async () => {
+      ddb.on(GetItemCommand).resolves({
+        Item: {
+          ...startItem([]).Item,
+          shardIds: undefined,
+          shardCount: { N: '4000' },
+          chunkCount: { N: '2' },
+        },
+      } as never);
+      ddb.on(QueryCommand).resolves({ Items: [] });
+      await expect(store.changelogStart()).rejects.toThrow(/0 of its 2 chunk items/);
     });
 
     it('queries the stream partition for shard# keys, page by page', async () => {
@@ -442,5 +616,74 @@ describe('LeaseStore (mocked client)', () => {
       ddb.on(QueryCommand).resolves({ Items: [bad] });
       await expect(store.listLeases()).rejects.toThrow(/leaseEpoch/);
     });
+  });
+});
+
+describe('planNewLeases (where each new lease starts reading)', () => {
+  const lineage = (shardId: string, parent?: string, startingSequenceNumber?: string) => ({
+    shardId,
+    parentShardIds: parent === undefined ? [] : [parent],
+    ...(startingSequenceNumber !== undefined && { startingSequenceNumber }),
+  });
+
+  it('starts the start set and its ancestors at TRIM_HORIZON, every later shard at its first sequence number', () => {
+    const plan = planNewLeases(
+      [
+        lineage('grandparent', undefined, '1'),
+        lineage('parent', 'grandparent', '2'),
+        lineage('start', 'parent', '3'),
+        lineage('child', 'start', '4'),
+        lineage('later-root', undefined, '5'),
+      ],
+      new Set(),
+      new Set(['start']),
+    );
+    expect(Object.fromEntries(plan.map((l) => [l.shardId, [l.startAt, l.startingSequenceNumber]]))).toEqual({
+      grandparent: ['TRIM_HORIZON', undefined],
+      parent: ['TRIM_HORIZON', undefined],
+      start: ['TRIM_HORIZON', undefined],
+      child: ['AT_SEQUENCE_NUMBER', '4'],
+      'later-root': ['AT_SEQUENCE_NUMBER', '5'],
+    });
+  });
+
+  it('adds a VANISHED lease for an unlisted, unleased parent of a later shard, not of a start shard', () => {
+    const plan = planNewLeases(
+      [lineage('start', 'trimmed-before-start', '1'), lineage('child', 'trimmed-unread', '2')],
+      new Set(),
+      new Set(['start']),
+    );
+    expect(plan).toEqual([
+      { shardId: 'start', parentShardIds: ['trimmed-before-start'], startAt: 'TRIM_HORIZON' },
+      { shardId: 'trimmed-unread', parentShardIds: [], startAt: 'VANISHED' },
+      {
+        shardId: 'child',
+        parentShardIds: ['trimmed-unread'],
+        startAt: 'AT_SEQUENCE_NUMBER',
+        startingSequenceNumber: '2',
+      },
+    ]);
+  });
+
+  it('leaves leased shards and the parents of leased children alone', () => {
+    const plan = planNewLeases(
+      [lineage('read-child', 'trimmed-after-read', '1'), lineage('new-child', 'leased-parent', '2')],
+      new Set(['read-child', 'leased-parent']),
+      new Set(),
+    );
+    expect(plan.map((l) => l.shardId)).toEqual(['new-child']);
+  });
+
+  it('maps a lease to its reader start, old items (no startAt) keeping TRIM_HORIZON', () => {
+    expect(startPositionOf({})).toEqual({ type: 'TRIM_HORIZON' });
+    expect(startPositionOf({ startAt: 'TRIM_HORIZON', startingSequenceNumber: '7' })).toEqual({
+      type: 'TRIM_HORIZON',
+    });
+    expect(startPositionOf({ startAt: 'AT_SEQUENCE_NUMBER', startingSequenceNumber: '7' })).toEqual({
+      type: 'AT_SEQUENCE_NUMBER',
+      sequenceNumber: '7',
+    });
+    expect(startPositionOf({ startAt: 'AT_SEQUENCE_NUMBER' })).toEqual({ type: 'VANISHED' });
+    expect(startPositionOf({ startAt: 'VANISHED' })).toEqual({ type: 'VANISHED' });
   });
 });

@@ -8,7 +8,8 @@ import {
 import { mockClient } from 'aws-sdk-client-mock';
 import { beforeEach, describe, expect, it } from 'vitest';
 import { ChangelogError } from '../../../src/errors.js';
-import { createLeaseTable } from '../../../src/lease/leaseTable.js';
+import { startPositionOf } from '../../../src/lease/lease.js';
+import { createLeaseTable, leaseFromItem, newLeaseItem } from '../../../src/lease/leaseTable.js';
 
 const KEY_SCHEMA = [
   { AttributeName: 'streamArn', KeyType: 'HASH' as const },
@@ -73,5 +74,44 @@ describe('createLeaseTable (mocked client)', () => {
     const waiting = createLeaseTable(client, 'leases', { pollIntervalMs: 5, signal: controller.signal });
     controller.abort(new Error('shutting down'));
     await expect(waiting).rejects.toThrow('shutting down');
+  });
+});
+
+describe('lease items: where a shard starts reading', () => {
+  const STREAM = 'arn:aws:dynamodb:us-east-1:123456789012:table/orders/stream/2024-01-01T00:00:00.000';
+
+  it('round-trips startAt and startingSequenceNumber', () => {
+    const item = newLeaseItem(STREAM, {
+      shardId: 'child',
+      parentShardIds: ['parent'],
+      startAt: 'AT_SEQUENCE_NUMBER',
+      startingSequenceNumber: '100000000000000000001',
+    });
+    expect(item['startAt']).toEqual({ S: 'AT_SEQUENCE_NUMBER' });
+    expect(leaseFromItem(item)).toEqual({
+      shardId: 'child',
+      owner: undefined,
+      leaseCounter: 0,
+      leaseEpoch: 0,
+      checkpoint: 'TRIM_HORIZON',
+      parentShardIds: ['parent'],
+      startAt: 'AT_SEQUENCE_NUMBER',
+      startingSequenceNumber: '100000000000000000001',
+    });
+  });
+
+  it('reads an item written before the attributes existed, without them', () => {
+    const lease = leaseFromItem(newLeaseItem(STREAM, { shardId: 'old', parentShardIds: [] }));
+    expect(lease).not.toHaveProperty('startAt');
+    expect(lease).not.toHaveProperty('startingSequenceNumber');
+    expect(startPositionOf(lease)).toEqual({ type: 'TRIM_HORIZON' });
+  });
+
+  it('refuses an unknown startAt or a startingSequenceNumber that is not one', () => {
+    const item = newLeaseItem(STREAM, { shardId: 's', parentShardIds: [] });
+    expect(() => leaseFromItem({ ...item, startAt: { S: 'LATEST' } })).toThrow(/startAt/);
+    expect(() => leaseFromItem({ ...item, startingSequenceNumber: { S: 'x1' } })).toThrow(
+      /startingSequenceNumber/,
+    );
   });
 });

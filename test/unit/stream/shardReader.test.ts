@@ -184,6 +184,213 @@ describe('ShardReader', () => {
     expect(gaps[0]!.afterSequenceNumber).toBe('5');
   });
 
+  describe('a shard with no checkpoint starts where its lease says', () => {
+    const FIRST = wirePages[0]![0]!.dynamodb.SequenceNumber;
+    const trimmed = () => new TrimmedDataAccessException({ message: 'trimmed', $metadata: {} });
+    const notFound = () => new ResourceNotFoundException({ message: 'Shard does not exist', $metadata: {} });
+    const iteratorTypes = () =>
+      mock.commandCalls(GetShardIteratorCommand).map((c) => {
+        const { ShardIteratorType, SequenceNumber } = c.args[0].input;
+        return SequenceNumber === undefined ? ShardIteratorType : `${ShardIteratorType} ${SequenceNumber}`;
+      });
+
+    it('a later shard whose first records were trimmed: AT_SEQUENCE_NUMBER, a gap, then TRIM_HORIZON', async () => {
+      mock
+        .on(GetShardIteratorCommand, { ShardIteratorType: 'AT_SEQUENCE_NUMBER' })
+        .rejects(trimmed())
+        .on(GetShardIteratorCommand, { ShardIteratorType: 'TRIM_HORIZON' })
+        .resolves({ ShardIterator: 'horizon' });
+      mock
+        .on(GetRecordsCommand, { ShardIterator: 'horizon' })
+        .resolves(await sdkPage(wirePages[1]!, undefined));
+      const errors: string[] = [];
+      const { r, delivered, gaps } = reader({
+        startAt: { type: 'AT_SEQUENCE_NUMBER', sequenceNumber: FIRST },
+        logger: { error: (_d, m) => errors.push(m), warn: () => {} },
+      });
+      const result = await r.run(new AbortController().signal);
+      expect(iteratorTypes()).toEqual([`AT_SEQUENCE_NUMBER ${FIRST}`, 'TRIM_HORIZON']);
+      expect(gaps).toEqual([
+        {
+          shardId: SHARD,
+          afterSequenceNumber: undefined,
+          reason: 'TrimmedDataAccessException',
+          detectedAt: undefined,
+        },
+      ]);
+      expect(errors.some((m) => m.includes('trimmed'))).toBe(true);
+      expect(delivered).toEqual(seqs(wirePages[1]!));
+      expect(result).toMatchObject({ outcome: 'shard-end', gaps: 1, records: 50 });
+    });
+
+    it('a later shard read in time: from its first record, no gap', async () => {
+      mock.on(GetShardIteratorCommand).resolves({ ShardIterator: 'first' });
+      mock
+        .on(GetRecordsCommand, { ShardIterator: 'first' })
+        .resolves(await sdkPage(wirePages[0]!, undefined));
+      const { r, delivered, gaps } = reader({
+        startAt: { type: 'AT_SEQUENCE_NUMBER', sequenceNumber: FIRST },
+      });
+      await r.run(new AbortController().signal);
+      expect(iteratorTypes()).toEqual([`AT_SEQUENCE_NUMBER ${FIRST}`]);
+      expect(gaps).toEqual([]);
+      expect(delivered).toEqual(seqs(wirePages[0]!));
+    });
+
+    it('a trim met on the first GetRecords at AT_SEQUENCE_NUMBER is a gap too', async () => {
+      mock
+        .on(GetShardIteratorCommand, { ShardIteratorType: 'AT_SEQUENCE_NUMBER' })
+        .resolves({ ShardIterator: 'first' })
+        .on(GetShardIteratorCommand, { ShardIteratorType: 'TRIM_HORIZON' })
+        .resolves({ ShardIterator: 'horizon' });
+      mock.on(GetRecordsCommand, { ShardIterator: 'first' }).rejects(trimmed());
+      mock
+        .on(GetRecordsCommand, { ShardIterator: 'horizon' })
+        .resolves(await sdkPage(wirePages[1]!, undefined));
+      const { r, gaps, delivered } = reader({
+        startAt: { type: 'AT_SEQUENCE_NUMBER', sequenceNumber: FIRST },
+      });
+      await r.run(new AbortController().signal);
+      expect(gaps.map((g) => g.afterSequenceNumber)).toEqual([undefined]);
+      expect(delivered).toEqual(seqs(wirePages[1]!));
+    });
+
+    it('a shard of the changelog start: TRIM_HORIZON, and no gap', async () => {
+      mock.on(GetShardIteratorCommand).resolves({ ShardIterator: 'horizon' });
+      mock.on(GetRecordsCommand).resolves(await sdkPage(wirePages[0]!, undefined));
+      const { r, gaps, delivered } = reader({ startAt: { type: 'TRIM_HORIZON' } });
+      await r.run(new AbortController().signal);
+      expect(iteratorTypes()).toEqual(['TRIM_HORIZON']);
+      expect(gaps).toEqual([]);
+      expect(delivered).toEqual(seqs(wirePages[0]!));
+    });
+
+    it('a vanished shard: a gap for the whole shard, then shard-end without reading', async () => {
+      mock.on(GetShardIteratorCommand).rejects(notFound());
+      const { r, gaps } = reader({ startAt: { type: 'VANISHED' } });
+      const result = await r.run(new AbortController().signal);
+      expect(result).toMatchObject({ outcome: 'shard-end', records: 0, pages: 0, gaps: 1 });
+      expect(gaps).toEqual([
+        {
+          shardId: SHARD,
+          afterSequenceNumber: undefined,
+          reason: 'TrimmedDataAccessException',
+          detectedAt: undefined,
+        },
+      ]);
+      expect(mock.commandCalls(GetRecordsCommand)).toHaveLength(0);
+    });
+
+    it('a "vanished" shard that DescribeStream does list after all is read from its first record', async () => {
+      mock
+        .on(GetShardIteratorCommand, { ShardIteratorType: 'TRIM_HORIZON' })
+        .resolves({ ShardIterator: 'horizon' })
+        .on(GetShardIteratorCommand, { ShardIteratorType: 'AT_SEQUENCE_NUMBER' })
+        .resolves({ ShardIterator: 'first' });
+      mock.on(DescribeStreamCommand).resolves({
+        StreamDescription: {
+          StreamArn: STREAM,
+          Shards: [{ ShardId: SHARD, SequenceNumberRange: { StartingSequenceNumber: FIRST } }],
+        },
+      });
+      mock
+        .on(GetRecordsCommand, { ShardIterator: 'first' })
+        .resolves(await sdkPage(wirePages[0]!, undefined));
+      const { r, gaps, delivered } = reader({ startAt: { type: 'VANISHED' } });
+      await r.run(new AbortController().signal);
+      expect(iteratorTypes()).toEqual(['TRIM_HORIZON', `AT_SEQUENCE_NUMBER ${FIRST}`]);
+      expect(gaps).toEqual([]);
+      expect(delivered).toEqual(seqs(wirePages[0]!));
+    });
+
+    it('a shard no listing shows but GetShardIterator finds: a gap (its start is unknown), then read', async () => {
+      mock.on(GetShardIteratorCommand).resolves({ ShardIterator: 'horizon' });
+      mock.on(DescribeStreamCommand).resolves({ StreamDescription: { StreamArn: STREAM, Shards: [] } });
+      mock
+        .on(GetRecordsCommand, { ShardIterator: 'horizon' })
+        .resolves(await sdkPage(wirePages[0]!, undefined));
+      const { r, gaps, delivered } = reader({ startAt: { type: 'VANISHED' } });
+      await r.run(new AbortController().signal);
+      expect(gaps.map((g) => g.afterSequenceNumber)).toEqual([undefined]);
+      expect(delivered).toEqual(seqs(wirePages[0]!));
+    });
+
+    it('a later shard trimmed away entirely before it was read: a gap, then shard-end', async () => {
+      mock.on(GetShardIteratorCommand).rejects(notFound());
+      mock.on(DescribeStreamCommand).resolves({ StreamDescription: { StreamArn: STREAM, Shards: [] } });
+      const { r, gaps } = reader({ startAt: { type: 'AT_SEQUENCE_NUMBER', sequenceNumber: FIRST } });
+      await expect(r.run(new AbortController().signal)).resolves.toMatchObject({ outcome: 'shard-end' });
+      expect(gaps.map((g) => g.afterSequenceNumber)).toEqual([undefined]);
+    });
+
+    it('GetShardIterator ResourceNotFound for a shard DescribeStream still lists is an error, not an end', async () => {
+      mock.on(GetShardIteratorCommand).rejects(notFound());
+      mock.on(DescribeStreamCommand).resolves({
+        StreamDescription: {
+          StreamArn: STREAM,
+          Shards: [{ ShardId: SHARD, SequenceNumberRange: { StartingSequenceNumber: FIRST } }],
+        },
+      });
+      const { r, gaps } = reader({ startAt: { type: 'AT_SEQUENCE_NUMBER', sequenceNumber: FIRST } });
+      await expect(r.run(new AbortController().signal)).rejects.toThrow(/Shard does not exist/);
+      expect(gaps).toEqual([]);
+    });
+
+    it('an iterator that expires before any record is read reopens AT_SEQUENCE_NUMBER, not TRIM_HORIZON', async () => {
+      mock
+        .on(GetShardIteratorCommand, { ShardIteratorType: 'AT_SEQUENCE_NUMBER' })
+        .resolvesOnce({ ShardIterator: 'first' })
+        .resolves({ ShardIterator: 'fresh' });
+      mock
+        .on(GetShardIteratorCommand, { ShardIteratorType: 'TRIM_HORIZON' })
+        .resolves({ ShardIterator: 'horizon' });
+      mock.on(GetRecordsCommand, { ShardIterator: 'first' }).resolves(await sdkPage([], 'stale'));
+      mock
+        .on(GetRecordsCommand, { ShardIterator: 'stale' })
+        .rejects(new ExpiredIteratorException({ message: 'expired', $metadata: {} }));
+      mock
+        .on(GetRecordsCommand, { ShardIterator: 'fresh' })
+        .resolves(await sdkPage(wirePages[0]!, undefined));
+      const { r, gaps, delivered } = reader({
+        startAt: { type: 'AT_SEQUENCE_NUMBER', sequenceNumber: FIRST },
+      });
+      const result = await r.run(new AbortController().signal);
+      expect(iteratorTypes()).toEqual([`AT_SEQUENCE_NUMBER ${FIRST}`, `AT_SEQUENCE_NUMBER ${FIRST}`]);
+      expect(result.iteratorRenewals).toBe(1);
+      expect(gaps).toEqual([]);
+      expect(delivered).toEqual(seqs(wirePages[0]!));
+    });
+
+    it('the checkpoint wins over the start position', async () => {
+      mock.on(GetShardIteratorCommand).resolves({ ShardIterator: 'it-0' });
+      mock.on(GetRecordsCommand).resolves(await sdkPage(wirePages[1]!, undefined));
+      const { r } = reader({
+        afterSequenceNumber: '12345678901234567890',
+        startAt: { type: 'AT_SEQUENCE_NUMBER', sequenceNumber: FIRST },
+      });
+      await r.run(new AbortController().signal);
+      expect(iteratorTypes()).toEqual(['AFTER_SEQUENCE_NUMBER 12345678901234567890']);
+    });
+  });
+
+  it('reports a trimmed checkpoint once: an iterator expiring before a record is read reopens at TRIM_HORIZON', async () => {
+    mock
+      .on(GetShardIteratorCommand, { ShardIteratorType: 'AFTER_SEQUENCE_NUMBER' })
+      .rejects(new TrimmedDataAccessException({ message: 'trimmed', $metadata: {} }));
+    mock
+      .on(GetShardIteratorCommand, { ShardIteratorType: 'TRIM_HORIZON' })
+      .resolvesOnce({ ShardIterator: 'horizon' })
+      .resolves({ ShardIterator: 'fresh' });
+    mock
+      .on(GetRecordsCommand, { ShardIterator: 'horizon' })
+      .rejects(new ExpiredIteratorException({ message: 'expired', $metadata: {} }));
+    mock.on(GetRecordsCommand, { ShardIterator: 'fresh' }).resolves(await sdkPage(wirePages[0]!, undefined));
+    const { r, gaps, delivered } = reader({ afterSequenceNumber: '5' });
+    await r.run(new AbortController().signal);
+    expect(gaps.map((g) => g.afterSequenceNumber)).toEqual(['5']);
+    expect(delivered).toEqual(seqs(wirePages[0]!));
+  });
+
   it.each([
     [
       true,
