@@ -1,10 +1,14 @@
+import { DynamoDBStreamsClient } from '@aws-sdk/client-dynamodb-streams';
 import { type Command, CommanderError, Option } from 'commander';
-import { parseDuration } from '../config/duration.js';
+import { formatDuration, parseDuration } from '../config/duration.js';
 import { ConfigError } from '../errors.js';
-import { manifestPrefix } from '../manifest/layout.js';
+import { manifestPrefix, tableOfStreamArn } from '../manifest/layout.js';
+import { DEFAULT_LATE_GRACE_MS, type StreamAuditOptions } from '../manifest/streamAudit.js';
 import { type VerifyReport, verifyChangelog } from '../manifest/verifier.js';
 import { parseDestination } from '../sink/objectStore.js';
 import { openObjectStore } from '../sink/openObjectStore.js';
+import { RawGetRecordsClient } from '../stream/getRecordsClient.js';
+import { AUDIT_DEFAULTS } from '../stream/streamAuditReader.js';
 
 interface VerifyFlags {
   destination?: string;
@@ -13,6 +17,21 @@ interface VerifyFlags {
   until?: string;
   s3ForcePathStyle?: boolean;
   json?: boolean;
+  stream?: boolean;
+  streamArn?: string;
+  lateGrace?: string;
+  streamRate?: string;
+  streamTotalRate?: string;
+  streamConcurrency?: string;
+}
+
+/** What `--stream` options amount to, once checked. */
+interface StreamFlags {
+  streamArn: string | undefined;
+  lateGraceMs: number;
+  shardRate: number;
+  totalRate: number;
+  concurrency: number;
 }
 
 /**
@@ -51,6 +70,20 @@ export function parseTimeOption(text: string, nowMs: number): number | undefined
 export interface VerifyCommandOptions {
   /** The clock for relative times; tests pass a fixed one. */
   now?: () => number;
+  /**
+   * The DynamoDB Streams clients for `--stream` (tests pass mocked ones). Default: built from the
+   * AWS SDK's environment (AWS_ENDPOINT_URL_DYNAMODB_STREAMS, AWS_REGION, credentials), with the
+   * raw GetRecords path, as the daemon does.
+   */
+  streamClients?: () => { streams: DynamoDBStreamsClient; raw?: RawGetRecordsClient };
+}
+
+const STREAM_ARN = /^arn:aws[a-z-]*:dynamodb:[a-z0-9-]+:\d{12}:table\/[A-Za-z0-9_.-]{3,255}\/stream\/.+$/;
+
+function defaultStreamClients(): { streams: DynamoDBStreamsClient; raw: RawGetRecordsClient } {
+  // No SDK retries: the audit's reader retries itself (retry.ts), so the two never multiply.
+  const streams = new DynamoDBStreamsClient({ maxAttempts: 1 });
+  return { streams, raw: new RawGetRecordsClient(streams) };
 }
 
 /** `verify`: checks a range of sealed windows against the changelog's invariants. */
@@ -69,14 +102,50 @@ export function registerVerifyCommand(program: Command, options: VerifyCommandOp
     .option('--until <time>', 'check windows starting before this time (default: all from --since on)')
     .option('--s3-force-path-style', 'use path-style S3 URLs (for S3-compatible stores)')
     .option('--json', 'print the report as JSON')
+    .option(
+      '--stream',
+      'also re-read what the stream still retains and prove the sealed manifests hold it exactly once',
+    )
+    .option('--stream-arn <arn>', "with --stream: read this stream instead of the manifests' streamArn")
+    .option(
+      '--late-grace <duration>',
+      `with --stream: records older than the last sealed window's end minus this must be sealed (default ${formatDuration(DEFAULT_LATE_GRACE_MS)})`,
+    )
+    .option(
+      '--stream-rate <calls>',
+      `with --stream: GetRecords calls per second on one shard (default ${AUDIT_DEFAULTS.shardRate})`,
+    )
+    .option(
+      '--stream-total-rate <calls>',
+      `with --stream: GetRecords calls per second over all shards (default ${AUDIT_DEFAULTS.totalRate})`,
+    )
+    .option(
+      '--stream-concurrency <shards>',
+      `with --stream: shards read at the same time (default ${AUDIT_DEFAULTS.concurrency})`,
+    )
     .action(async (flags: VerifyFlags) => {
-      const { destination, table, sinceMs, untilMs } = validate(flags, now());
+      const { destination, table, sinceMs, untilMs, stream } = validate(flags, now());
       const store = openObjectStore(destination, { s3: { forcePathStyle: flags.s3ForcePathStyle === true } });
+      const clients = stream === undefined ? undefined : (options.streamClients ?? defaultStreamClients)();
+      const audit: StreamAuditOptions | undefined = stream &&
+        clients && {
+          streams: clients.streams,
+          ...(clients.raw !== undefined && { raw: clients.raw }),
+          ...(stream.streamArn !== undefined && { streamArn: stream.streamArn }),
+          lateGraceMs: stream.lateGraceMs,
+          shardRate: stream.shardRate,
+          totalRate: stream.totalRate,
+          concurrency: stream.concurrency,
+        };
       let report: VerifyReport;
       try {
-        report = await verifyChangelog({ store, table, sinceMs, untilMs });
+        report = await verifyChangelog({ store, table, sinceMs, untilMs, ...(audit && { stream: audit }) });
       } finally {
         store.close?.();
+        if (clients !== undefined && options.streamClients === undefined) {
+          clients.raw?.destroy();
+          clients.streams.destroy();
+        }
       }
       process.stdout.write(flags.json ? `${JSON.stringify(report, null, 2)}\n` : formatReport(report));
       if (report.violations.length > 0) throw new VerifyFailedError(report.violations.length);
@@ -87,7 +156,13 @@ export function registerVerifyCommand(program: Command, options: VerifyCommandOp
 function validate(
   flags: VerifyFlags,
   nowMs: number,
-): { destination: string; table: string; sinceMs: number; untilMs: number | undefined } {
+): {
+  destination: string;
+  table: string;
+  sinceMs: number;
+  untilMs: number | undefined;
+  stream: StreamFlags | undefined;
+} {
   const problems: string[] = [];
   if (flags.destination === undefined || flags.destination.trim() === '') {
     problems.push(
@@ -126,8 +201,61 @@ function validate(
       `--until: ${JSON.stringify(flags.until)} (${new Date(untilMs).toISOString()}) must be after --since (${new Date(sinceMs).toISOString()})`,
     );
   }
+  const stream = validateStream(flags, problems);
   if (problems.length > 0 || sinceMs === undefined) throw new ConfigError(problems);
-  return { destination: flags.destination!, table: flags.table!, sinceMs, untilMs };
+  return { destination: flags.destination!, table: flags.table!, sinceMs, untilMs, stream };
+}
+
+/** The `--stream` options; problems are added to `problems`. Undefined without --stream. */
+function validateStream(flags: VerifyFlags, problems: string[]): StreamFlags | undefined {
+  const given = (
+    [
+      ['--stream-arn', flags.streamArn],
+      ['--late-grace', flags.lateGrace],
+      ['--stream-rate', flags.streamRate],
+      ['--stream-total-rate', flags.streamTotalRate],
+      ['--stream-concurrency', flags.streamConcurrency],
+    ] as const
+  ).filter(([, value]) => value !== undefined);
+  if (flags.stream !== true) {
+    for (const [name] of given) problems.push(`${name}: only with --stream`);
+    return undefined;
+  }
+  const streamArn = flags.streamArn?.trim();
+  if (streamArn !== undefined) {
+    if (!STREAM_ARN.test(streamArn)) {
+      problems.push(
+        `--stream-arn: ${JSON.stringify(streamArn)} is not a DynamoDB Stream ARN (arn:aws:dynamodb:<region>:<account>:table/<name>/stream/<label>)`,
+      );
+    } else if (flags.table !== undefined && tableOfStreamArn(streamArn) !== flags.table) {
+      problems.push(
+        `--stream-arn: the stream belongs to table ${tableOfStreamArn(streamArn)}, not ${JSON.stringify(flags.table)}`,
+      );
+    }
+  }
+  let lateGraceMs = DEFAULT_LATE_GRACE_MS;
+  if (flags.lateGrace !== undefined) {
+    const ms = parseDuration(flags.lateGrace);
+    if (ms === undefined) {
+      problems.push(`--late-grace: ${JSON.stringify(flags.lateGrace)} is not a duration (e.g. 15m, 1h, 0s)`);
+    } else lateGraceMs = ms;
+  }
+  const positive = (name: string, value: string | undefined, fallback: number, integer: boolean): number => {
+    if (value === undefined) return fallback;
+    const n = Number(value.trim());
+    if (value.trim() === '' || !Number.isFinite(n) || n <= 0 || (integer && !Number.isInteger(n))) {
+      problems.push(`${name}: ${JSON.stringify(value)} is not a positive ${integer ? 'whole ' : ''}number`);
+      return fallback;
+    }
+    return n;
+  };
+  return {
+    streamArn,
+    lateGraceMs,
+    shardRate: positive('--stream-rate', flags.streamRate, AUDIT_DEFAULTS.shardRate, false),
+    totalRate: positive('--stream-total-rate', flags.streamTotalRate, AUDIT_DEFAULTS.totalRate, false),
+    concurrency: positive('--stream-concurrency', flags.streamConcurrency, AUDIT_DEFAULTS.concurrency, true),
+  };
 }
 
 /** The human summary: counts, then the gaps and violations one per line. */
@@ -145,8 +273,27 @@ export function formatReport(report: VerifyReport): string {
     `records:      ${report.records}`,
     `gaps:         ${report.gaps.length}`,
     `late records: ${report.lateRecords}`,
-    `violations:   ${report.violations.length}`,
   );
+  const s = report.stream;
+  if (s !== undefined) {
+    const notFound =
+      s.streamsNotFound.length > 0 ? ` (no longer exists: ${s.streamsNotFound.join(', ')})` : '';
+    lines.push(
+      `stream audit: ${s.streamArns.length === 0 ? '(no stream: no sealed window in range)' : s.streamArns.join(', ')}${notFound}`,
+      `  shards read:    ${s.shardsRead} (${s.getRecordsCalls} GetRecords calls)`,
+      `  records read:   ${s.recordsRead}`,
+      `  checked:        ${s.recordsChecked}`,
+      `  matched:        ${s.recordsMatched}`,
+      `  missing:        ${s.recordsMissing}`,
+      `  duplicated:     ${s.recordsDuplicated}`,
+      `  mismatched:     ${s.recordsMismatched}`,
+      `  in gaps:        ${s.recordsInGaps}`,
+      `  not checked:    ${s.recordsNotChecked} (no rule asks for them: outside the chains${s.timeRuleThrough ? ` and newer than ${s.timeRuleThrough}` : ''})`,
+      `  not auditable:  ${s.rowsNotAuditable} (manifest rows the stream no longer retains)`,
+      `  unknown rows:   ${s.rowsUnknown}`,
+    );
+  }
+  lines.push(`violations:   ${report.violations.length}`);
   for (const gap of report.gaps) {
     const resumed = gap.resumedAtSequenceNumber ? `, resumed at ${gap.resumedAtSequenceNumber}` : '';
     lines.push(

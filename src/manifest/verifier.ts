@@ -5,6 +5,12 @@ import { assertValidKey, type ObjectStore, sha256Checksum } from '../sink/object
 import { isoTime, windowDataPrefix, windowSizeProblem, windowStartOf } from './layout.js';
 import { type Manifest, type ManifestGap, type ManifestSegment, parseManifest } from './manifest.js';
 import { listManifests } from './manifestReader.js';
+import {
+  type SegmentRow,
+  StreamAudit,
+  type StreamAuditOptions,
+  type StreamAuditReport,
+} from './streamAudit.js';
 
 /** Every kind of finding `verify` reports; stable names for scripts and alerts. */
 export const VIOLATION_KINDS = [
@@ -48,6 +54,17 @@ export const VIOLATION_KINDS = [
   'sequence-overlap',
   /** A segment of a shard that does not start right after the previous one, with no gap listed. */
   'sequence-discontinuity',
+  /**
+   * `--stream`: a record the stream still retains, which the manifests of the range must hold (see
+   * streamAudit.ts for the rule), is in none of them and no listed gap covers it.
+   */
+  'stream-record-missing',
+  /** `--stream`: a stream record in more than one sealed segment row of the range. */
+  'stream-record-duplicated',
+  /** `--stream`: a segment row whose event_id, op or keys differ from the stream record at its sequence number. */
+  'stream-record-mismatch',
+  /** `--stream`: a segment row at a sequence number the stream does not hold, in a part of the shard the audit read. */
+  'stream-record-unknown',
 ] as const;
 
 export type ViolationKind = (typeof VIOLATION_KINDS)[number];
@@ -60,6 +77,10 @@ export interface Violation {
   shardId?: string;
   /** Start of the window concerned (ISO-8601 UTC). */
   window?: string;
+  /** `--stream` findings: the stream records (or rows) concerned, a run in sequence order. */
+  firstSequenceNumber?: string;
+  lastSequenceNumber?: string;
+  records?: number;
 }
 
 /** A gap listed in a manifest in the range: data the stream trimmed before it was read. */
@@ -83,6 +104,8 @@ export interface VerifyReport {
   lateRecords: number;
   gaps: VerifyGap[];
   violations: Violation[];
+  /** With `--stream`: what the audit against the stream read and matched. */
+  stream?: StreamAuditReport;
 }
 
 export interface VerifyProgress {
@@ -102,9 +125,15 @@ export interface VerifyOptions {
   untilMs?: number;
   signal?: AbortSignal;
   onProgress?: (progress: VerifyProgress) => void;
+  /**
+   * Also re-read what the stream still retains and prove the manifests hold it exactly once
+   * (`verify --stream`; see streamAudit.ts).
+   */
+  stream?: StreamAuditOptions;
 }
 
 const COLUMNS = ['event_id', 'shard_id', 'sequence_number', 'event_time'];
+const AUDIT_COLUMNS = [...COLUMNS, 'op', 'keys'];
 
 interface ShardEntry {
   after: string;
@@ -129,6 +158,8 @@ const normalise = (sequence: string) =>
  * violation found (it does not stop at the first). Reads each listed segment once, one at a time;
  * what it keeps across segments is the event ids seen and one entry per segment and shard.
  * Store errors (other than a missing object) are thrown: a verify that could not read is no verdict.
+ * With `stream`, it also keeps every row's identity (event id, sequence number, op, keys) and then
+ * audits the range against what the stream still retains (streamAudit.ts).
  */
 export async function verifyChangelog(options: VerifyOptions): Promise<VerifyReport> {
   return new Verification(options).run();
@@ -144,8 +175,10 @@ class Verification {
   private readonly eventIds = new Map<string, number>();
   private readonly segmentKeys: string[] = [];
   private readonly seenSegments = new Set<string>();
+  private readonly audit: StreamAudit | undefined;
 
   constructor(private readonly options: VerifyOptions) {
+    this.audit = options.stream === undefined ? undefined : new StreamAudit(options.stream);
     this.report = {
       table: options.table,
       destination: options.store.url,
@@ -185,13 +218,20 @@ class Verification {
       } catch (error) {
         if (!(error instanceof ChangelogError)) throw error;
         this.violation('manifest-invalid', error.message, { key: listing.key, window });
+        this.audit?.addInvalidWindow(listing.windowStartMs);
         continue;
       }
+      this.audit?.addManifest(manifest);
       await this.checkManifest(listing.key, listing.windowStartMs, manifest);
       this.progress(listing.key);
     }
     this.checkWindowsConsecutive();
     this.checkShardContiguity();
+    if (this.audit !== undefined) {
+      const { report, violations } = await this.audit.run(signal);
+      this.report.stream = report;
+      this.report.violations.push(...violations);
+    }
     return this.report;
   }
 
@@ -346,6 +386,7 @@ class Verification {
       assertValidKey(key);
     } catch (error) {
       this.violation('segment-key', (error as Error).message, where);
+      this.audit?.addUnreadableSegment(segment.shards);
       return;
     }
     const prefix = windowDataPrefix(this.options.table, windowStartMs);
@@ -363,6 +404,7 @@ class Verification {
     const bytes = await this.options.store.get(key, this.options.signal);
     if (bytes === undefined) {
       this.violation('object-missing', `segment ${key} (window ${window}) does not exist`, where);
+      this.audit?.addUnreadableSegment(segment.shards);
       return;
     }
     if (bytes.length !== segment.bytes) {
@@ -379,6 +421,7 @@ class Verification {
         `segment ${key} has checksum ${checksum}, the manifest says ${segment.checksum}; its rows were not checked`,
         where,
       );
+      this.audit?.addUnreadableSegment(segment.shards);
       return;
     }
     this.checkSegmentRows(segment, bytes, window, windowStartMs);
@@ -401,13 +444,17 @@ class Verification {
     let late = 0;
     let minTime = Number.POSITIVE_INFINITY;
     let maxTime = Number.NEGATIVE_INFINITY;
+    // With --stream, every row's identity is kept for the audit (added once the file read in full).
+    const auditRows: SegmentRow[] | undefined = this.audit === undefined ? undefined : [];
     try {
-      for (const batch of readSegmentBatches(bytes, COLUMNS, key)) {
+      for (const batch of readSegmentBatches(bytes, auditRows ? AUDIT_COLUMNS : COLUMNS, key)) {
         const {
           event_id: ids,
           shard_id: shardIds,
           sequence_number: sequences,
           event_time: times,
+          op: ops,
+          keys,
         } = batch.columns;
         for (let r = 0; r < batch.rows; r++) {
           const id = ids![r];
@@ -437,14 +484,24 @@ class Verification {
           if (time < minTime) minTime = time;
           if (time > maxTime) maxTime = time;
           if (time < windowStartMs) late++;
+          if (auditRows) {
+            const op = ops![r];
+            const rowKeys = keys![r];
+            if (typeof op !== 'string' || typeof rowKeys !== 'string') {
+              throw new ChangelogError(`segment ${key} row ${rows + r} has a null op or keys`);
+            }
+            auditRows.push({ shardId, sequenceNumber: sequence, eventId: id, op, keys: rowKeys });
+          }
         }
         rows += batch.rows;
       }
     } catch (error) {
       if (!(error instanceof ChangelogError)) throw error;
       this.violation('segment-unreadable', error.message, where);
+      this.audit?.addUnreadableSegment(segment.shards);
       return;
     }
+    if (auditRows) this.audit!.addSegmentRows(key, window, auditRows);
 
     for (const [earlier, d] of duplicates) {
       const other = this.segmentKeys[earlier]!;
