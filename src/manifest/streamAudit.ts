@@ -1,9 +1,5 @@
-import type { DynamoDBStreamsClient } from '@aws-sdk/client-dynamodb-streams';
 import { formatDuration } from '../config/duration.js';
-import type { RetryOptions } from '../retry.js';
 import { compareSequenceNumbers } from '../segment/byteColumn.js';
-import type { RawGetRecordsClient } from '../stream/getRecordsClient.js';
-import type { Sleeper } from '../stream/shardDiscovery.js';
 import type { ShardGraph } from '../stream/shardGraph.js';
 import {
   type AuditRecord,
@@ -11,6 +7,7 @@ import {
   type ReadSpan,
   type ShardReadPlan,
   StreamAuditReader,
+  type StreamAuditReaderOptions,
 } from '../stream/streamAuditReader.js';
 import { isoTime, windowStartOf } from './layout.js';
 import type { Manifest, ManifestGap } from './manifest.js';
@@ -57,26 +54,12 @@ import type { Violation } from './verifier.js';
  * stream's trim horizon (or of shards the stream no longer lists) are "not auditable".
  */
 
-export interface StreamAuditOptions {
-  streams: DynamoDBStreamsClient;
-  raw?: RawGetRecordsClient;
+/** The reader's options (rates, concurrency, clients), plus what the audit itself needs. */
+export interface StreamAuditOptions extends StreamAuditReaderOptions {
   /** Read this stream instead of the ones the manifests name. */
   streamArn?: string;
   /** G above: records newer than the last sealed window's end minus this are not held to rule (3). */
   lateGraceMs?: number;
-  /** GetRecords calls per second per shard (default 5). */
-  shardRate?: number;
-  /** GetRecords calls per second over all shards (default 20). */
-  totalRate?: number;
-  /** Shards read at once (default 4). */
-  concurrency?: number;
-  /** GetRecords Limit (default 1000). */
-  limit?: number;
-  /** Empty answers in a row that end an open shard (default 5). */
-  emptyReads?: number;
-  retry?: Omit<RetryOptions, 'signal'>;
-  now?: () => number;
-  sleep?: Sleeper;
 }
 
 export const DEFAULT_LATE_GRACE_MS = 15 * 60_000;
@@ -269,18 +252,7 @@ export class StreamAudit {
     };
     if (!haveRange) return { report: this.report, violations: this.violations };
 
-    const reader = new StreamAuditReader({
-      streams: o.streams,
-      ...(o.raw !== undefined && { raw: o.raw }),
-      ...(o.shardRate !== undefined && { shardRate: o.shardRate }),
-      ...(o.totalRate !== undefined && { totalRate: o.totalRate }),
-      ...(o.concurrency !== undefined && { concurrency: o.concurrency }),
-      ...(o.limit !== undefined && { limit: o.limit }),
-      ...(o.emptyReads !== undefined && { emptyReads: o.emptyReads }),
-      ...(o.retry !== undefined && { retry: o.retry }),
-      ...(o.now !== undefined && { now: o.now }),
-      ...(o.sleep !== undefined && { sleep: o.sleep }),
-    });
+    const reader = new StreamAuditReader(o);
     const chains = this.chains();
     const audited = new Set<string>();
     for (const arn of arns) {

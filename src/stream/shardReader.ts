@@ -278,27 +278,9 @@ export class ShardReader {
     return horizon;
   }
 
-  private async iterator(type: ShardIteratorType, sequenceNumber: string | undefined, signal: AbortSignal) {
+  private iterator(type: ShardIteratorType, sequenceNumber: string | undefined, signal: AbortSignal) {
     const { streams, streamArn, shardId } = this.o;
-    const output = await retry(
-      () =>
-        streams.send(
-          new GetShardIteratorCommand({
-            StreamArn: streamArn,
-            ShardId: shardId,
-            ShardIteratorType: type,
-            SequenceNumber: sequenceNumber,
-          }),
-          { abortSignal: signal },
-        ),
-      { ...this.o.retry, signal },
-    );
-    if (!output.ShardIterator) {
-      throw new StreamError('NoShardIterator', `GetShardIterator returned no iterator for ${shardId}`, {
-        shardId,
-      });
-    }
-    return output.ShardIterator;
+    return getShardIterator(streams, { streamArn, shardId, type, sequenceNumber }, this.o.retry, signal);
   }
 
   private async fetch(iterator: string, signal: AbortSignal): Promise<FetchedPage> {
@@ -435,4 +417,33 @@ export class ShardReader {
     this.o.observer?.gapRecorded?.(this.o.shardId);
     await this.o.onGap(gap);
   }
+}
+
+/** GetShardIterator under retry(); a missing iterator in the answer is an error. */
+export async function getShardIterator(
+  streams: DynamoDBStreamsClient,
+  at: { streamArn: string; shardId: string; type: ShardIteratorType; sequenceNumber?: string | undefined },
+  retryOptions: RetryOptions | undefined,
+  signal: AbortSignal,
+): Promise<string> {
+  const { streamArn, shardId, type, sequenceNumber } = at;
+  const output = await retry(
+    () =>
+      streams.send(
+        new GetShardIteratorCommand({
+          StreamArn: streamArn,
+          ShardId: shardId,
+          ShardIteratorType: type,
+          ...(sequenceNumber !== undefined && { SequenceNumber: sequenceNumber }),
+        }),
+        { abortSignal: signal },
+      ),
+    { ...retryOptions, signal },
+  );
+  if (!output.ShardIterator) {
+    throw new StreamError('NoShardIterator', `GetShardIterator returned no iterator for ${shardId}`, {
+      shardId,
+    });
+  }
+  return output.ShardIterator;
 }

@@ -1,7 +1,6 @@
 import {
   type DynamoDBStreamsClient,
   GetRecordsCommand,
-  GetShardIteratorCommand,
   type ShardIteratorType,
 } from '@aws-sdk/client-dynamodb-streams';
 import { MalformedRecordError, StreamError } from '../errors.js';
@@ -11,6 +10,7 @@ import type { RawGetRecordsClient } from './getRecordsClient.js';
 import type { StreamRecordObject } from './sdkRecordDecoder.js';
 import { ShardDiscovery, type Sleeper } from './shardDiscovery.js';
 import type { ShardGraph } from './shardGraph.js';
+import { getShardIterator } from './shardReader.js';
 
 /*
  * A read-only, lease-free reader of a stream's shards for `verify --stream`. It takes no lease and
@@ -345,32 +345,19 @@ export class StreamAuditReader {
     }
   }
 
-  private async iterator(
+  private iterator(
     streamArn: string,
     shardId: string,
     type: ShardIteratorType,
     sequenceNumber: string | undefined,
     signal: AbortSignal,
   ): Promise<string> {
-    const output = await retry(
-      () =>
-        this.o.streams.send(
-          new GetShardIteratorCommand({
-            StreamArn: streamArn,
-            ShardId: shardId,
-            ShardIteratorType: type,
-            ...(sequenceNumber !== undefined && { SequenceNumber: sequenceNumber }),
-          }),
-          { abortSignal: signal },
-        ),
-      { ...this.o.retry, signal },
+    return getShardIterator(
+      this.o.streams,
+      { streamArn, shardId, type, sequenceNumber },
+      this.o.retry,
+      signal,
     );
-    if (!output.ShardIterator) {
-      throw new StreamError('NoShardIterator', `GetShardIterator returned no iterator for ${shardId}`, {
-        shardId,
-      });
-    }
-    return output.ShardIterator;
   }
 
   /** One GetRecords answer; every attempt waits for the shard's pacer, then the global one. */
