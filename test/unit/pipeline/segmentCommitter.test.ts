@@ -6,6 +6,7 @@ import { LeaseStore } from '../../../src/lease/leaseStore.js';
 import { RegistryStore, requestToken } from '../../../src/manifest/registryStore.js';
 import {
   type CommitEvent,
+  classifyCommitFailure,
   SegmentCommitter,
   type SegmentCommitterOptions,
 } from '../../../src/pipeline/segmentCommitter.js';
@@ -360,5 +361,59 @@ describe('SegmentCommitter backpressure', () => {
     // back to back (no back-off), instead of giving up: a worker stopping during an object store
     // outage cannot stop its readers until the store recovers.
     expect(stillWaiting).toBe(false);
+  });
+});
+
+describe('classifyCommitFailure', () => {
+  // Items of a commit transaction: [segment put, window check, lease updates..., gap puts...].
+  const itemShard = new Map([
+    [2, 'shard-a'],
+    [3, 'shard-b'],
+    [4, 'shard-c'],
+  ]);
+  const canceled = (...codes: string[]) =>
+    Object.assign(new Error('Transaction cancelled'), {
+      name: 'TransactionCanceledException',
+      CancellationReasons: codes.map((Code) => ({ Code })),
+    });
+
+  it('refuses only the shards whose fenced checkpoint updates failed', () => {
+    expect(
+      classifyCommitFailure(canceled('None', 'None', 'None', 'ConditionalCheckFailed', 'None'), itemShard),
+    ).toEqual({ kind: 'shards', shardIds: ['shard-b'] });
+    expect(
+      classifyCommitFailure(
+        canceled('None', 'None', 'ConditionalCheckFailed', 'None', 'ConditionalCheckFailed'),
+        itemShard,
+      ),
+    ).toEqual({ kind: 'shards', shardIds: ['shard-a', 'shard-c'] });
+  });
+
+  it('a segment item that exists already goes with the lease updates that failed beside it', () => {
+    expect(
+      classifyCommitFailure(canceled('ConditionalCheckFailed', 'None', 'ConditionalCheckFailed'), itemShard),
+    ).toEqual({ kind: 'shards', shardIds: ['shard-a'] });
+    expect(classifyCommitFailure(canceled('ConditionalCheckFailed', 'None', 'None'), itemShard)).toEqual({
+      kind: 'other',
+    });
+  });
+
+  it('a closed window refuses the whole buffer, whatever else failed', () => {
+    expect(
+      classifyCommitFailure(canceled('None', 'ConditionalCheckFailed', 'ConditionalCheckFailed'), itemShard),
+    ).toEqual({ kind: 'window-closed' });
+  });
+
+  it('anything it cannot attribute (a failed gap put, another code, another error) refuses everything', () => {
+    expect(
+      classifyCommitFailure(
+        canceled('None', 'None', 'ConditionalCheckFailed', 'None', 'None', 'ConditionalCheckFailed'),
+        itemShard,
+      ),
+    ).toEqual({ kind: 'other' });
+    expect(classifyCommitFailure(canceled('None', 'None', 'ValidationError'), itemShard)).toEqual({
+      kind: 'other',
+    });
+    expect(classifyCommitFailure(new Error('boom'), itemShard)).toEqual({ kind: 'other' });
   });
 });
