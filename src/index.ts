@@ -93,7 +93,14 @@ export {
 } from './pipeline/segmentCommitter.js';
 export type { ShardSession, ShardSink } from './pipeline/shardSink.js';
 export { type CheckpointEvent, StreamWorker, type StreamWorkerOptions } from './pipeline/streamWorker.js';
-export { isStreamDrained, TableWorker, type TableWorkerOptions } from './pipeline/tableWorker.js';
+export {
+  type FollowedStream,
+  isStreamDrained,
+  type StreamRunner,
+  type StreamRunnerFactory,
+  TableWorker,
+  type TableWorkerOptions,
+} from './pipeline/tableWorker.js';
 export { type RetryOptions, retry, sleep } from './retry.js';
 export { segmentSchema } from './segment/arrowBatch.js';
 export { ChangeBuffer, OP_NAMES } from './segment/changeBuffer.js';

@@ -12,6 +12,7 @@ import { combineObservers } from '../observability/pipelineObserver.js';
 import { StallDetector } from '../observability/stallDetector.js';
 import { ChangelogWorker } from '../pipeline/changelogWorker.js';
 import type { CommitEvent } from '../pipeline/segmentCommitter.js';
+import { type FollowedStream, type StreamRunner, TableWorker } from '../pipeline/tableWorker.js';
 import { retry } from '../retry.js';
 import { keySchemaFromTable } from '../segment/keySchema.js';
 import { openObjectStore } from '../sink/openObjectStore.js';
@@ -29,8 +30,13 @@ export interface DaemonOptions {
   metrics?: ChangelogMetrics;
   onCommit?: (event: CommitEvent) => void;
   onSeal?: (event: SealEvent) => void;
-  /** Called once the worker is about to start (metrics server up, stream resolved). */
-  onStarted?: (info: { metricsUrl: string; streamArn: string }) => void;
+  /**
+   * Called once the worker is about to start (metrics server up). `streamArn` is the stream given
+   * with --stream-arn; undefined when the daemon follows the table's streams.
+   */
+  onStarted?: (info: { metricsUrl: string; streamArn: string | undefined }) => void;
+  /** Following a table: how often the active stream is checked for being drained (default 5 s). */
+  streamPollIntervalMs?: number;
 }
 
 export interface DaemonResult {
@@ -42,6 +48,12 @@ export interface DaemonResult {
 
 /**
  * The tailing daemon: metrics server, worker, graceful shutdown.
+ *
+ * With --stream-arn it reads that one stream. With only --table it follows the table across stream
+ * disable / re-enable (TableWorker): a ChangelogWorker on the oldest stream of the table not yet
+ * drained; once that one is drained and a newer stream exists, it is stopped (commits, releases
+ * its leases and the sealer lease) and a ChangelogWorker on the next stream starts, with a window
+ * floor so that no item's new records land in an earlier window than its old ones.
  *
  * On SIGTERM/SIGINT (or `signal`): readiness turns false, the worker stops taking leases and
  * reading, commits what is buffered, releases its leases (so another worker takes them on its next
@@ -99,7 +111,10 @@ export async function runDaemon(
     },
   });
   let server: ObservabilityServer | undefined;
-  let worker: ChangelogWorker | undefined;
+  /** What runs until the stop: one ChangelogWorker, or a TableWorker running one per stream. */
+  let worker: StreamRunner | undefined;
+  /** The ChangelogWorker reading now (following a table: the active stream's). */
+  let current: ChangelogWorker | undefined;
   try {
     server = await startObservabilityServer({
       port: config.metricsPort,
@@ -121,42 +136,75 @@ export async function runDaemon(
     if (config.createLeaseTable) {
       await retry(() => createLeaseTable(dynamodb, config.leaseTable, { signal }), { signal });
     }
-    // One DescribeTable gives the key schema and, without --stream-arn, the stream to read.
+    // One DescribeTable gives the key schema and, without --stream-arn, whether the table has a
+    // stream to follow.
     const described = await retry(() => describeTableStream(dynamodb, config.table, { signal }), { signal });
-    const streamArn = config.streamArn ?? enabledStreamArn(described);
     const keySchema = keySchemaFromTable(described.description ?? {});
-    worker = new ChangelogWorker({
-      workerId: config.workerId,
-      table: config.table,
-      streamArn,
-      keySchema,
-      dynamodb,
-      streams,
-      raw,
-      leaseTableName: config.leaseTable,
-      store,
-      windowMs: config.windowMs,
-      allowedLatenessMs: config.allowedLatenessMs,
-      flushIntervalMs: config.flushIntervalMs,
-      maxSegmentBytes: config.maxSegmentBytes,
-      maxBufferBytes: config.maxBufferBytes,
-      compression: config.compression,
-      failoverMs: config.failoverMs,
-      orphanGraceMs: config.orphanGraceMs,
-      logger,
-      observer: combineObservers(metrics, stall),
-      onCommit: options.onCommit,
-      onSeal: options.onSeal,
-    });
-    const committer = worker.committer;
+    const observer = combineObservers(metrics, stall);
+    // One observer for every stream's worker: metrics and stall detection carry on across a switch.
+    const changelogWorker = (streamArn: string, follow?: FollowedStream) =>
+      new ChangelogWorker({
+        workerId: config.workerId,
+        table: config.table,
+        streamArn,
+        keySchema,
+        dynamodb,
+        streams,
+        raw,
+        leaseTableName: config.leaseTable,
+        store,
+        windowMs: config.windowMs,
+        allowedLatenessMs: config.allowedLatenessMs,
+        flushIntervalMs: config.flushIntervalMs,
+        maxSegmentBytes: config.maxSegmentBytes,
+        maxBufferBytes: config.maxBufferBytes,
+        compression: config.compression,
+        failoverMs: config.failoverMs,
+        orphanGraceMs: config.orphanGraceMs,
+        logger,
+        observer,
+        onCommit: options.onCommit,
+        onSeal: options.onSeal,
+        continuesFrom: follow?.continuesFrom,
+        windowFloorMs: follow?.windowFloorMs,
+      });
+    if (config.streamArn !== undefined) {
+      current = changelogWorker(config.streamArn);
+      worker = current;
+    } else {
+      // A table that never had a stream fails at once; one whose stream is disabled is followed:
+      // what is left of its stream is read, then the daemon waits for a new one.
+      if (described.latestStreamArn === undefined) enabledStreamArn(described);
+      if (!described.streamEnabled) {
+        logger.warn(
+          { table: config.table, streamArn: described.latestStreamArn },
+          'the table’s stream is disabled: reading what is left of it, then waiting for a new stream',
+        );
+      }
+      worker = new TableWorker({
+        workerId: config.workerId,
+        tableName: config.table,
+        dynamodb,
+        streams,
+        leaseTableName: config.leaseTable,
+        failoverMs: config.failoverMs,
+        logger,
+        pollIntervalMs: options.streamPollIntervalMs,
+        worker: (stream) => {
+          current = changelogWorker(stream.streamArn, stream);
+          return current;
+        },
+      });
+    }
     metrics.bind({
-      bufferedBytes: () => committer.bufferedBytes,
-      bufferedWindows: () => committer.bufferedWindows,
+      bufferedBytes: () => current?.committer.bufferedBytes ?? 0,
+      bufferedWindows: () => current?.committer.bufferedWindows ?? 0,
       stalledShards: () => stall.stalled(),
     });
     logger.info(
       {
-        streamArn,
+        streamArn: config.streamArn ?? null,
+        follows: config.streamArn === undefined ? 'table' : 'stream',
         leaseTable: config.leaseTable,
         destination: config.destination,
         window: formatDuration(config.windowMs),
@@ -165,14 +213,17 @@ export async function runDaemon(
       },
       'worker starting',
     );
-    options.onStarted?.({ metricsUrl: server.url, streamArn });
+    options.onStarted?.({ metricsUrl: server.url, streamArn: config.streamArn });
     const running = worker.run(signal);
     const outcome = await untilDeadline(running, signal, config.shutdownTimeoutMs);
     const shutdownMs =
       stopRequestedAt === undefined ? undefined : Math.round(performance.now() - stopRequestedAt);
     if (outcome === 'deadline') {
       logger.error(
-        { deadline: formatDuration(config.shutdownTimeoutMs), buffered: committer.bufferedBytes },
+        {
+          deadline: formatDuration(config.shutdownTimeoutMs),
+          buffered: current?.committer.bufferedBytes ?? 0,
+        },
         'shutdown deadline passed: exiting with uncommitted data, which the next lease holders read again',
       );
       return { exitCode: 1, shutdownMs };

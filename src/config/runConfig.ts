@@ -64,13 +64,13 @@ export const RUN_OPTIONS = {
     flag: '--table',
     env: 'CHANGELOG_TABLE',
     arg: '<name>',
-    help: 'source DynamoDB table (its latest stream is read)',
+    help: 'source DynamoDB table (its streams are followed across disable / re-enable)',
   },
   streamArn: {
     flag: '--stream-arn',
     env: 'CHANGELOG_STREAM_ARN',
     arg: '<arn>',
-    help: "read this stream instead of the table's latest",
+    help: "read only this stream instead of following the table's streams",
   },
   destination: {
     flag: '--destination',

@@ -303,11 +303,16 @@ export class Sealer {
     segments: SegmentRecord[],
     gaps: GapRecord[],
   ): Manifest {
+    // A window holds segments of two streams only where `run` moved from a table's stream to the
+    // next (re-enabled) one. The manifest names the oldest of them: a table's stream ARNs differ
+    // only in their label, its creation time, so they sort by age. Each segment's own stream is in
+    // its Parquet metadata (`stream_arn`), and shard ids are unique across a table's streams.
     const streamArns = [...new Set(segments.map((s) => s.streamArn))].sort();
     return {
       formatVersion: MANIFEST_FORMAT_VERSION,
       table: this.o.table,
-      // From the registry, not this worker's config, so every sealer writes the same bytes.
+      // From the registry, not this worker's config, so every sealer writes the same bytes. An
+      // empty window names the stream the window state was created with.
       streamArn: streamArns[0] ?? state.streamArn,
       window: { start: isoTime(start), end: isoTime(start + this.o.windowMs) },
       sealedAt: isoTime(state.closedAtMs),
@@ -421,22 +426,33 @@ export class Sealer {
 /**
  * Within a window, a shard's segments must chain: sorted by first sequence number, each starts
  * right after the previous one's last (its `after` is that last), and none overlaps.
+ *
+ * Shards are told apart by stream and shard id: a window may hold segments of two streams of the
+ * table (the old one's last records and the new one's first, when `run` moved across a stream
+ * re-enable), and sequence numbers of different streams are not comparable.
  */
 export function checkContiguity(windowStartMs: number, segments: readonly SegmentRecord[]): void {
-  const byShard = new Map<string, { after: string; first: string; last: string; key: string }[]>();
+  const byShard = new Map<
+    string,
+    { shardId: string; entries: { after: string; first: string; last: string; key: string }[] }
+  >();
   for (const s of segments) {
     for (const h of s.shards) {
-      const list = byShard.get(h.shardId) ?? [];
-      list.push({
+      const id = `${s.streamArn}\n${h.shardId}`;
+      let shard = byShard.get(id);
+      if (shard === undefined) {
+        shard = { shardId: h.shardId, entries: [] };
+        byShard.set(id, shard);
+      }
+      shard.entries.push({
         after: h.afterSequenceNumber,
         first: h.firstSequenceNumber,
         last: h.lastSequenceNumber,
         key: s.key,
       });
-      byShard.set(h.shardId, list);
     }
   }
-  for (const [shardId, entries] of byShard) {
+  for (const { shardId, entries } of byShard.values()) {
     entries.sort((a, b) => compareCheckpoints(a.first, b.first));
     for (let i = 0; i < entries.length; i++) {
       const e = entries[i]!;

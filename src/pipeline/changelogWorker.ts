@@ -42,13 +42,27 @@ export interface ChangelogWorkerOptions {
   onSeal?: (event: SealEvent) => void;
   /** Told of what the pipeline does (metrics, stall detection): see PipelineObserver. */
   observer?: PipelineObserver;
+  /**
+   * The table's earlier stream this one continues (set by TableWorker on a re-enabled stream):
+   * none of this stream's shards starts at TRIM_HORIZON.
+   */
+  continuesFrom?: string | undefined;
+  /**
+   * The earliest window this worker commits rows to (TableWorker: the latest window the earlier
+   * streams' leases committed to), so per item, the new stream's records never land in an earlier
+   * window than the old stream's. See SegmentCommitterOptions.windowFloorMs.
+   */
+  windowFloorMs?: number | undefined;
 }
 
 /**
  * One worker of the fleet for one stream: keeps shard leases and reads (StreamWorker), buffers
  * and commits segments exactly once (SegmentCommitter), and seals windows when it holds the
  * sealer lease (Sealer). On abort it stops reading, commits what is buffered, releases its
- * leases, then stops committing and sealing.
+ * leases, then stops committing and sealing (releasing the sealer lease).
+ *
+ * `run` following a table runs one of these per stream, one stream at a time (TableWorker): the
+ * registry and the window state are the table's, so they carry on across streams.
  */
 export class ChangelogWorker {
   readonly leases: LeaseStore;
@@ -56,16 +70,19 @@ export class ChangelogWorker {
   readonly committer: SegmentCommitter;
   readonly sealer: Sealer;
   readonly streamWorker: StreamWorker;
+  readonly streamArn: string;
   private readonly log: Logger;
 
   constructor(o: ChangelogWorkerOptions) {
     this.log = o.logger ?? silentLogger;
+    this.streamArn = o.streamArn;
     this.leases = new LeaseStore({
       client: o.dynamodb,
       tableName: o.leaseTableName,
       streamArn: o.streamArn,
       workerId: o.workerId,
       retry: o.retry,
+      continuesFrom: o.continuesFrom,
     });
     this.registry = new RegistryStore({
       client: o.dynamodb,
@@ -92,6 +109,7 @@ export class ChangelogWorker {
       retry: o.retry,
       onCommit: o.onCommit,
       observer: o.observer,
+      windowFloorMs: o.windowFloorMs,
     });
     this.sealer = new Sealer({
       workerId: o.workerId,
@@ -134,7 +152,7 @@ export class ChangelogWorker {
     } finally {
       background.abort(signal.reason);
       await Promise.all([committing, sealing]);
-      this.log.info({}, 'worker stopped');
+      this.log.info({ streamArn: this.streamArn }, 'worker stopped');
     }
   }
 }

@@ -68,6 +68,13 @@ export interface SegmentCommitterOptions {
   observer?: PipelineObserver;
   /** Monotonic ms, for buffer ages. */
   now?: () => number;
+  /**
+   * No shard opened by this committer puts rows in a window before this one (its initial `hwm`).
+   * Set when a table's new stream continues an earlier one (TableWorker): the latest window any
+   * lease of the earlier streams committed to, so an item's new records never land in an earlier
+   * window than its old ones.
+   */
+  windowFloorMs?: number | undefined;
 }
 
 interface PendingGap {
@@ -205,7 +212,7 @@ export class SegmentCommitter implements ShardSink {
     this.shards.set(session.shardId, {
       session,
       committed: lease.checkpoint,
-      hwm: lease.windowStartMs ?? 0,
+      hwm: Math.max(lease.windowStartMs ?? 0, this.o.windowFloorMs ?? 0),
       lastEventTimeMs: lease.lastEventTimeMs,
       caughtUpAtMs: undefined,
       pendingGaps: [],

@@ -38,13 +38,37 @@ export interface TableWorkerOptions
   leaseTableName: string;
   /** How often the active stream is checked for being drained. Default 5 s. */
   pollIntervalMs?: number;
+  /**
+   * Builds the worker for one stream (the daemon: a ChangelogWorker, with committer and sealer).
+   * Without it, a StreamWorker delivers pages to `consume` (at-least-once, per page).
+   */
+  worker?: StreamRunnerFactory;
 }
 
-interface ActiveStream {
-  arn: string;
-  /** The earlier stream of the table the changelog already read, if any. */
+/** The stream TableWorker makes active, as handed to the per-stream worker. */
+export interface FollowedStream {
+  streamArn: string;
+  /**
+   * The latest earlier stream of the table that this changelog read (it has a changelog start or
+   * shard leases), if any: `streamArn` continues it, so none of its shards starts at TRIM_HORIZON
+   * (LeaseStoreOptions.continuesFrom).
+   */
   continuesFrom: string | undefined;
+  /**
+   * The latest window (`windowStartMs`) any shard lease of the table's earlier streams committed
+   * to, if any: the per-stream worker must put no row of this stream in an earlier window
+   * (SegmentCommitterOptions.windowFloorMs). The earlier streams are drained when this stream
+   * becomes active, so their leases no longer move.
+   */
+  windowFloorMs: number | undefined;
 }
+
+/** One stream's worker: runs until the signal aborts, then stops cleanly (commits, releases leases). */
+export interface StreamRunner {
+  run(signal: AbortSignal): Promise<void>;
+}
+
+export type StreamRunnerFactory = (stream: FollowedStream) => StreamRunner;
 
 export interface DrainCheck {
   streamArn: string;
@@ -88,8 +112,10 @@ export async function isStreamDrained(check: DrainCheck): Promise<boolean> {
  * Follows a table's stream across disable / re-enable. Disabling closes the stream's shards;
  * enabling again creates a new stream (new ARN). Per-item order across the two needs the old
  * stream fully read first, so one stream is active at a time: the oldest not yet drained. A
- * StreamWorker reads it (leases keyed by its ARN, so the two streams' leases never mix); once it
- * is drained and a newer stream exists, that worker stops and the next stream becomes active.
+ * per-stream worker reads it (the `worker` factory's, e.g. the daemon's ChangelogWorker, or a
+ * StreamWorker feeding `consume`; leases keyed by its ARN, so the two streams' leases never mix);
+ * once it is drained and a newer stream exists, that worker is stopped (it commits and releases
+ * its leases) and the next stream becomes active.
  *
  * Every worker of the fleet decides from the shared lease table, so none starts the new stream
  * before every old shard's SHARD_END is committed, which is only after its records were consumed.
@@ -98,12 +124,15 @@ export class TableWorker {
   private readonly o: TableWorkerOptions;
 
   constructor(options: TableWorkerOptions) {
+    if (options.worker === undefined && options.consume === undefined) {
+      throw new TypeError('TableWorker needs a worker factory or a consume function');
+    }
     this.o = options;
   }
 
   async run(signal: AbortSignal): Promise<void> {
     while (!signal.aborted) {
-      let active: ActiveStream | undefined;
+      let active: FollowedStream | undefined;
       try {
         active = await this.pickActive(signal);
       } catch (error) {
@@ -114,7 +143,7 @@ export class TableWorker {
         await sleep(this.pollMs, signal).catch(() => undefined);
         continue;
       }
-      await this.follow(active.arn, active.continuesFrom, signal);
+      await this.follow(active, signal);
     }
   }
 
@@ -155,7 +184,7 @@ export class TableWorker {
   }
 
   /** The oldest stream not drained yet; the newest when all are (it may still get shards). */
-  private async pickActive(signal: AbortSignal): Promise<ActiveStream | undefined> {
+  private async pickActive(signal: AbortSignal): Promise<FollowedStream | undefined> {
     const { arns, table } = await this.tableStreams(signal);
     let active = arns.at(-1);
     for (const arn of arns.slice(0, -1)) {
@@ -165,38 +194,45 @@ export class TableWorker {
       }
     }
     if (active === undefined) return undefined;
-    return { arn: active, continuesFrom: await this.startedBefore(arns, active, signal) };
+    return { streamArn: active, ...(await this.earlierStreams(arns, active, signal)) };
   }
 
   /**
-   * The latest stream before `streamArn` that this changelog read (it has a changelog start or
-   * shard leases): `streamArn` then continues the changelog, and none of its shards may start at
-   * TRIM_HORIZON (its first records, if trimmed unread, are a gap, not the changelog's start).
+   * What the table's streams before `streamArn` leave to it:
+   * - `continuesFrom`: the latest one this changelog read (it has a changelog start or shard
+   *   leases). `streamArn` then continues the changelog, and none of its shards may start at
+   *   TRIM_HORIZON (its first records, if trimmed unread, are a gap, not the changelog's start).
+   * - `windowFloorMs`: the latest window any of their shard leases committed to. A shard may have
+   *   committed records to a window later than their event time (lateness, its windows never
+   *   going back), so the new stream's records of the same items must not go to earlier ones.
    */
-  private async startedBefore(
+  private async earlierStreams(
     arns: readonly string[],
     streamArn: string,
     signal: AbortSignal,
-  ): Promise<string | undefined> {
+  ): Promise<Pick<FollowedStream, 'continuesFrom' | 'windowFloorMs'>> {
+    let continuesFrom: string | undefined;
+    let windowFloorMs: number | undefined;
     for (const older of arns.slice(0, arns.indexOf(streamArn)).reverse()) {
       const store = this.leaseStore(older);
-      if ((await store.changelogStart(signal)) !== undefined) return older;
-      if ((await store.listLeases(signal)).length > 0) return older;
+      const leases = await store.listLeases(signal);
+      for (const lease of leases) {
+        const w = lease.windowStartMs;
+        if (w !== undefined && (windowFloorMs === undefined || w > windowFloorMs)) windowFloorMs = w;
+      }
+      if (continuesFrom === undefined) {
+        if (leases.length > 0 || (await store.changelogStart(signal)) !== undefined) continuesFrom = older;
+      }
     }
-    return undefined;
+    return { continuesFrom, windowFloorMs };
   }
 
-  /** Runs a StreamWorker on `streamArn` until it is drained and a newer stream exists, or abort. */
-  private async follow(
-    streamArn: string,
-    continuesFrom: string | undefined,
-    signal: AbortSignal,
-  ): Promise<void> {
-    const stop = new AbortController();
-    const onAbort = () => stop.abort(signal.reason);
-    signal.addEventListener('abort', onAbort, { once: true });
+  /** The worker for one stream: the factory's, or a StreamWorker feeding `consume`. */
+  private streamRunner(stream: FollowedStream): StreamRunner {
     const o = this.o;
-    const worker = new StreamWorker({
+    if (o.worker !== undefined) return o.worker(stream);
+    const { streamArn, continuesFrom } = stream;
+    return new StreamWorker({
       workerId: o.workerId,
       streams: o.streams,
       raw: o.raw,
@@ -210,21 +246,64 @@ export class TableWorker {
       onCheckpoint: o.onCheckpoint,
       streamArn,
       leases: this.leaseStore(streamArn, continuesFrom),
-      discovery: new ShardDiscovery({ streamsClient: this.o.streams, streamArn }),
+      discovery: new ShardDiscovery({ streamsClient: o.streams, streamArn }),
     });
-    o.logger?.info({ streamArn, tableName: o.tableName }, 'following stream');
-    const running = worker.run(stop.signal);
+  }
+
+  /** Runs the stream's worker until the stream is drained and a newer one exists, or abort. */
+  private async follow(stream: FollowedStream, signal: AbortSignal): Promise<void> {
+    const { streamArn } = stream;
+    const stop = new AbortController();
+    const onAbort = () => stop.abort(signal.reason);
+    signal.addEventListener('abort', onAbort, { once: true });
+    const o = this.o;
+    o.logger?.info(
+      {
+        streamArn,
+        tableName: o.tableName,
+        continuesFrom: stream.continuesFrom ?? null,
+        windowFloor: stream.windowFloorMs === undefined ? null : new Date(stream.windowFloorMs).toISOString(),
+      },
+      'following stream',
+    );
+    let running: Promise<void>;
     try {
-      while (!stop.signal.aborted) {
-        await sleep(this.pollMs, stop.signal).catch(() => undefined);
-        if (stop.signal.aborted) break;
+      running = this.streamRunner(stream).run(stop.signal);
+    } catch (error) {
+      signal.removeEventListener('abort', onAbort);
+      throw error;
+    }
+    // A worker that stops by itself (it failed) ends the follow: its error goes to the caller.
+    let ended = false;
+    const settled = running.then(
+      () => {
+        ended = true;
+      },
+      () => {
+        ended = true;
+      },
+    );
+    try {
+      while (!stop.signal.aborted && !ended) {
+        await Promise.race([sleep(this.pollMs, stop.signal).catch(() => undefined), settled]);
+        if (stop.signal.aborted || ended) break;
         try {
+          // Only a newer stream ends this one's turn: while it is still the table's latest (the
+          // common case), DescribeTable alone says so, without ListStreams.
+          const latest = await describeTableStream(o.dynamodb, o.tableName, { signal: stop.signal });
+          if (latest.latestStreamArn === streamArn) continue;
           const { arns, table } = await this.tableStreams(stop.signal);
-          const newer = arns.indexOf(streamArn) < arns.length - 1;
-          if (newer && (await this.drained(streamArn, table, stop.signal))) {
+          const at = arns.indexOf(streamArn);
+          // A stream ListStreams no longer shows (past retention) is followed by the latest.
+          const next = at < 0 ? arns.at(-1) : arns[at + 1];
+          if (
+            next !== undefined &&
+            next !== streamArn &&
+            (await this.drained(streamArn, table, stop.signal))
+          ) {
             this.o.logger?.info(
-              { streamArn, tableName: o.tableName },
-              'stream drained; moving to the next stream',
+              { streamArn, nextStreamArn: next, tableName: o.tableName },
+              'stream drained, moving to the next stream',
             );
             break;
           }

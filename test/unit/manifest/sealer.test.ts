@@ -122,6 +122,24 @@ describe('checkContiguity', () => {
       checkContiguity(W(0), [twice, { ...twice, segmentId: 's1b', key: 'x/s1b.parquet' }]),
     ).toThrow(/not contiguous/);
   });
+
+  it('keys shards by stream too: a window holding segments of a table’s old and new stream', () => {
+    // `run` moved from one stream to the next inside this window. Sequence numbers of two streams
+    // are not comparable; even a (hypothetical) repeated shard id is two shards.
+    const NEXT = `${ARN.slice(0, -'2026-01-01T00:00:00.000'.length)}2026-01-02T00:00:00.000`;
+    const segments = [
+      segment(W(0), 'old', [entry(A, seq(1, 4), seq(1, 5), seq(1, 9))]),
+      segment(W(0), 'new', [entry(A, TRIM_HORIZON, seq(1, 1), seq(1, 3))], { streamArn: NEXT }),
+    ];
+    expect(() => checkContiguity(W(0), segments)).not.toThrow();
+    // Within one stream the same ranges are a hole.
+    expect(() =>
+      checkContiguity(
+        W(0),
+        segments.map((s) => ({ ...s, streamArn: ARN })),
+      ),
+    ).toThrow(/not contiguous/);
+  });
 });
 
 /** The subset of RegistryStore the Sealer uses, in memory, with the same conditions. */
@@ -360,6 +378,25 @@ describe('Sealer (in-memory registry and store)', () => {
     const b = await seal(`${ARN.slice(0, -3)}999`, WALL + 3_600_000);
     expect(b).toEqual(a);
     expect(JSON.parse(a.toString())).toMatchObject({ streamArn: ARN, sealedAt: isoTime(W(-100)) });
+  });
+
+  it('seals a window holding two streams’ segments and names the oldest stream in the manifest', async () => {
+    const NEXT = `${ARN.slice(0, -'2026-01-01T00:00:00.000'.length)}2026-01-02T00:00:00.000`;
+    const t = setup({ streamArn: NEXT });
+    t.registry.state = { ...state(W(0)), closedThroughMs: W(1) };
+    t.registry.segments = [
+      segment(W(0), 's2', [entry('shard-new', TRIM_HORIZON, seq(2, 1), seq(2, 2))], { streamArn: NEXT }),
+      segment(W(0), 's1', [entry('shard-old', seq(1, 3), seq(1, 4), seq(1, 5))]),
+    ];
+    await t.lead();
+    await t.sealer.cycle();
+    const manifest = parseManifest(
+      (await t.store.get(manifestObjectKey(TABLE, W(0))))!,
+      manifestObjectKey(TABLE, W(0)),
+    );
+    expect(manifest.streamArn).toBe(ARN);
+    expect(manifest.segments.map((s) => s.shards[0]!.shardId).sort()).toEqual(['shard-new', 'shard-old']);
+    expect(manifest.recordCount).toBe(2);
   });
 
   it('closes nothing and publishes no watermark while a shard has no progress', async () => {
