@@ -27,6 +27,11 @@ export const manifestShardSchema = z.strictObject({
 export const manifestSegmentSchema = z.strictObject({
   /** Relative to the destination prefix: `<table>/data/dt=.../window=.../<id>.parquet`. */
   key: z.string().min(1),
+  /**
+   * The stream the segment's records were read from, when it is not the manifest's `streamArn`
+   * (a window where `run` moved from a table's stream to the re-enabled one holds both).
+   */
+  streamArn: z.string().min(1).optional(),
   bytes: z.number().int().positive(),
   records: z.number().int().positive(),
   /** `sha256:<hex>` of the object's bytes. */
@@ -98,6 +103,7 @@ export function serializeManifest(manifest: Manifest): Uint8Array {
       .sort((a, b) => byString(a.key, b.key))
       .map((s) => ({
         key: s.key,
+        ...(s.streamArn === undefined || s.streamArn === m.streamArn ? {} : { streamArn: s.streamArn }),
         bytes: s.bytes,
         records: s.records,
         checksum: s.checksum,

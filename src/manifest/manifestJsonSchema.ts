@@ -35,6 +35,8 @@ const DESCRIPTIONS: Record<string, string> = {
   'segments[]': 'One Parquet change segment.',
   'segments[].key':
     'Object key relative to the destination prefix: <table>/data/dt=YYYY-MM-DD/window=YYYYMMDDTHHMMSSZ/<segment-id>.parquet.',
+  'segments[].streamArn':
+    "ARN of the stream the segment's records were read from, when it is not the manifest's streamArn (a window holding records of a table's old stream and of its re-enabled stream).",
   'segments[].bytes': 'Size of the object in bytes.',
   'segments[].records': 'Number of rows (change records) in the segment.',
   'segments[].checksum': 'sha256:<lowercase hex> of the bytes of the object.',

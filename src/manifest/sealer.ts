@@ -305,15 +305,16 @@ export class Sealer {
   ): Manifest {
     // A window holds segments of two streams only where `run` moved from a table's stream to the
     // next (re-enabled) one. The manifest names the oldest of them: a table's stream ARNs differ
-    // only in their label, its creation time, so they sort by age. Each segment's own stream is in
-    // its Parquet metadata (`stream_arn`), and shard ids are unique across a table's streams.
+    // only in their label, its creation time, so they sort by age. A segment of the other stream
+    // names its own (`streamArn`); shard ids are unique across a table's streams.
     const streamArns = [...new Set(segments.map((s) => s.streamArn))].sort();
+    const manifestStream = streamArns[0] ?? state.streamArn;
     return {
       formatVersion: MANIFEST_FORMAT_VERSION,
       table: this.o.table,
       // From the registry, not this worker's config, so every sealer writes the same bytes. An
       // empty window names the stream the window state was created with.
-      streamArn: streamArns[0] ?? state.streamArn,
+      streamArn: manifestStream,
       window: { start: isoTime(start), end: isoTime(start + this.o.windowMs) },
       sealedAt: isoTime(state.closedAtMs),
       version: 1,
@@ -322,6 +323,8 @@ export class Sealer {
       lateRecordCount: segments.reduce((n, s) => n + s.lateRecords, 0),
       segments: segments.map((s) => ({
         key: s.key,
+        // The other stream of a mixed window is named per segment (verify --stream reads it).
+        ...(s.streamArn !== manifestStream && { streamArn: s.streamArn }),
         bytes: s.bytes,
         records: s.records,
         checksum: s.checksum,

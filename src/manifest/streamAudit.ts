@@ -162,6 +162,8 @@ export class StreamAudit {
     this.firstStartMs = Math.min(this.firstStartMs, start);
     this.lastEndMs = Math.max(this.lastEndMs, end);
     this.streamArns.add(manifest.streamArn);
+    for (const segment of manifest.segments)
+      if (segment.streamArn !== undefined) this.streamArns.add(segment.streamArn);
     for (const gap of manifest.gaps) {
       const list = this.gaps.get(gap.shardId) ?? [];
       this.gaps.set(gap.shardId, list);

@@ -290,8 +290,18 @@ describe('run follows the table across a stream disable and re-enable', () => {
       const mixed = [...windowsOf(1)].filter((key) => oldWindows.has(key));
       for (const key of mixed) {
         const object = await s3.client.send(new GetObjectCommand({ Bucket: BUCKET, Key: key }));
-        const manifest = JSON.parse(await object.Body!.transformToString()) as { streamArn: string };
+        const manifest = JSON.parse(await object.Body!.transformToString()) as {
+          streamArn: string;
+          segments: { key: string; streamArn?: string }[];
+        };
         expect(manifest.streamArn).toBe(oldArn);
+        // Segments of the new stream name it, so verify --stream audits that stream too.
+        const newKeys = new Set(
+          snapshot.rows.filter((r) => streamRank.get(r.shard_id) === 1).map((r) => r.segmentKey),
+        );
+        for (const segment of manifest.segments) {
+          expect(segment.streamArn).toBe(newKeys.has(segment.key) ? newArn : undefined);
+        }
       }
       console.log(
         `run follows the table: ${expected.length} records (${oldLeases.length} old shards, ` +
