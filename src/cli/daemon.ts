@@ -161,6 +161,7 @@ export async function runDaemon(
         compression: config.compression,
         failoverMs: config.failoverMs,
         orphanGraceMs: config.orphanGraceMs,
+        streamRetentionMs: config.streamRetentionMs,
         logger,
         observer,
         onCommit: options.onCommit,

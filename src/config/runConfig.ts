@@ -24,6 +24,7 @@ export interface RunOptionsInput {
   workerId?: string | undefined;
   failover?: string | undefined;
   orphanGrace?: string | undefined;
+  streamRetention?: string | undefined;
   metricsPort?: string | undefined;
   shutdownTimeout?: string | undefined;
   stallTimeout?: string | undefined;
@@ -48,6 +49,8 @@ export interface RunConfig {
   workerId: string;
   failoverMs: number;
   orphanGraceMs: number;
+  /** How long the stream keeps records (24 h on DynamoDB); see SegmentCommitterOptions.streamRetentionMs. */
+  streamRetentionMs: number;
   /** 0 picks a free port. */
   metricsPort: number;
   shutdownTimeoutMs: number;
@@ -150,6 +153,13 @@ export const RUN_OPTIONS = {
     default: '1h',
     arg: '<duration>',
     help: 'unreferenced segment objects older than this are deleted',
+  },
+  streamRetention: {
+    flag: '--stream-retention',
+    env: 'CHANGELOG_STREAM_RETENTION',
+    default: '24h',
+    arg: '<duration>',
+    help: 'how long the stream keeps records (24h on DynamoDB: change it only for a test emulator)',
   },
   metricsPort: {
     flag: '--metrics-port',
@@ -300,6 +310,7 @@ export function parseRunConfig(input: RunOptionsInput, env: NodeJS.ProcessEnv = 
   const flushIntervalMs = duration('flushInterval', 100, 3_600_000);
   const failoverMs = duration('failover', 1000, 600_000);
   const orphanGraceMs = duration('orphanGrace', 0, 30 * 86_400_000);
+  const streamRetentionMs = duration('streamRetention', 1000, 7 * 86_400_000);
   const shutdownTimeoutMs = duration('shutdownTimeout', 1000, 3_600_000);
   const stallTimeoutMs = duration('stallTimeout', 10_000, 86_400_000);
   const metricsPortRaw = String(raw.metricsPort);
@@ -349,6 +360,7 @@ export function parseRunConfig(input: RunOptionsInput, env: NodeJS.ProcessEnv = 
     workerId,
     failoverMs,
     orphanGraceMs,
+    streamRetentionMs,
     metricsPort,
     shutdownTimeoutMs,
     stallTimeoutMs,

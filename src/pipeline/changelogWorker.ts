@@ -33,6 +33,8 @@ export interface ChangelogWorkerOptions {
   compression: SegmentCompression;
   failoverMs: number;
   orphanGraceMs: number;
+  /** How long the stream keeps records (default 24 h); see SegmentCommitterOptions. */
+  streamRetentionMs?: number;
   maxShardsPerSegment?: number;
   logger?: Logger;
   retry?: RetryOptions;
@@ -104,6 +106,7 @@ export class ChangelogWorker {
       maxSegmentBytes: o.maxSegmentBytes,
       maxBufferBytes: o.maxBufferBytes,
       maxShardsPerSegment: o.maxShardsPerSegment,
+      streamRetentionMs: o.streamRetentionMs,
       compression: o.compression,
       logger: this.log,
       retry: o.retry,

@@ -1,6 +1,6 @@
 import type { TransactWriteItem } from '@aws-sdk/client-dynamodb';
 import { ChangelogError, isRetriable, LeaseLostError, WindowClosedError } from '../errors.js';
-import { compareCheckpoints, type Lease, SHARD_END } from '../lease/lease.js';
+import { compareCheckpoints, type Lease, SHARD_END, TRIM_HORIZON } from '../lease/lease.js';
 import type { LeaseStore, RenewProgress } from '../lease/leaseStore.js';
 import { hasName } from '../lease/leaseTable.js';
 import { segmentId, segmentObjectKey, windowId, windowStartOf } from '../manifest/layout.js';
@@ -59,6 +59,14 @@ export interface SegmentCommitterOptions {
    */
   maxShardsPerSegment?: number;
   compression: SegmentCompression;
+  /**
+   * How long the stream keeps records: 24 h on DynamoDB (the default). A shard of the changelog's
+   * start is read from TRIM_HORIZON; if it is first read later than this after the start, records
+   * written after the start may have been trimmed unread, and a gap says so (see accept).
+   */
+  streamRetentionMs?: number | undefined;
+  /** Wall clock (ms) for the retention check; default Date.now. */
+  wallClock?: () => number;
   logger?: Logger;
   retry?: RetryOptions;
   /** How often the window state (closed windows, watermark) is re-read. Default 2 s. */
@@ -229,6 +237,7 @@ export class SegmentCommitter implements ShardSink {
     // shard's reader, so decoding and routing must not be split by an await (another reader's
     // page would overwrite the rows in between: one page lost, another committed twice).
     await this.refreshState(session.signal);
+    const startedAtMs = await this.trimHorizonStart(session);
     const st = this.live(session);
     const scratch = this.scratch;
     scratch.clear();
@@ -244,6 +253,8 @@ export class SegmentCommitter implements ShardSink {
       return summary;
     }
     st.caughtUpAtMs = undefined;
+    if (startedAtMs !== undefined && st.accepted === 0)
+      this.checkTrimAfterStart(st, startedAtMs, scratch.eventTimeMs(0));
     this.route(st, scratch);
     // A due flush (size, age) runs in the background: readers only wait when the bound is hit.
     this.kickFlush();
@@ -276,7 +287,10 @@ export class SegmentCommitter implements ShardSink {
   }
 
   async finish(session: ShardSession): Promise<Lease> {
+    const startedAtMs = await this.trimHorizonStart(session);
     const st = this.live(session);
+    // Read to its end without a single record: anything written after the start may be gone.
+    if (startedAtMs !== undefined && st.accepted === 0) this.checkTrimAfterStart(st, startedAtMs, undefined);
     const last = this.lastBufferIndexOf(session.shardId);
     if (last >= 0) await this.flushDue(true, last + 1);
     if (st.dropped) throw st.dropped;
@@ -340,6 +354,45 @@ export class SegmentCommitter implements ShardSink {
     }
     // Pending gaps are not lost: the next holder resumes at the checkpoint, before the trimmed
     // records, and meets the same TrimmedDataAccessException.
+  }
+
+  /**
+   * The changelog's start time when `session` reads a start shard from TRIM_HORIZON and has read
+   * nothing yet (the only case where a trim raises no TrimmedDataAccessException); else undefined.
+   */
+  private async trimHorizonStart(session: ShardSession): Promise<number | undefined> {
+    const st = this.shards.get(session.shardId);
+    const lease = session.lease;
+    if (st === undefined || st.accepted > 0 || lease.checkpoint !== TRIM_HORIZON) return undefined;
+    if (lease.startAt !== undefined && lease.startAt !== 'TRIM_HORIZON') return undefined;
+    const start = await this.o.leases.changelogStart(session.signal);
+    return start?.startedAtMs;
+  }
+
+  /**
+   * A start shard read from TRIM_HORIZON: the stream trims without a word there. If the oldest
+   * record still held is from before the changelog began, nothing after the start was trimmed.
+   * Otherwise, once the start is older than the retention (less a margin for clock skew), records
+   * written after the start may have been trimmed unread: a gap is recorded (possibly for nothing,
+   * never a silent loss). `firstEventTimeMs` undefined: the shard ended without a record.
+   */
+  private checkTrimAfterStart(
+    st: ShardState,
+    startedAtMs: number,
+    firstEventTimeMs: number | undefined,
+  ): void {
+    // Event times have one-second precision.
+    if (firstEventTimeMs !== undefined && firstEventTimeMs <= startedAtMs + 1000) return;
+    const retentionMs = this.o.streamRetentionMs ?? 86_400_000;
+    const now = (this.o.wallClock ?? Date.now)();
+    if (now < startedAtMs + retentionMs - Math.min(3_600_000, retentionMs / 10)) return;
+    const shardId = st.session.shardId;
+    st.pendingGaps.push({ afterSequenceNumber: TRIM_HORIZON, fromTimeMs: startedAtMs, detectedAtMs: now });
+    this.log.error(
+      { shardId, changelogStartedAt: new Date(startedAtMs).toISOString(), retentionMs },
+      'shard first read longer after the changelog began than the stream keeps records: records written after the start may have been trimmed unread; recording a gap',
+    );
+    this.o.observer?.gapRecorded?.(shardId);
   }
 
   close(session: ShardSession, keep: boolean): void {

@@ -129,6 +129,7 @@ describe('run follows the table across a stream disable and re-enable', () => {
       workerId,
       failoverMs: 3_000,
       orphanGraceMs: 3_600_000,
+      streamRetentionMs: 86_400_000,
       metricsPort: 0,
       shutdownTimeoutMs: 20_000,
       stallTimeoutMs: 300_000,

@@ -554,6 +554,49 @@ describe('SegmentCommitter on DynamoDB Local', () => {
     expect(commits.flatMap((c) => c.shards.map((s) => s.shardId))).not.toContain(B);
   });
 
+  it('a start shard first read longer after the start than the stream keeps records gets a gap before its first row', async () => {
+    // TRIM_HORIZON skips trimmed records without a word. For a shard of the changelog's start the
+    // committer checks: the oldest record still held is after the start, and the start is older
+    // than the retention, so records written after the start may have been trimmed unread.
+    const e = await env([A, B, C]);
+    const start = await e.leasesFor('inspector').changelogStart();
+    expect([A, B, C].every((id) => start?.shardIds.has(id))).toBe(true);
+    const startedAt = start!.startedAtMs;
+    const afterStart = (n: number) => Math.floor(startedAt / 1000) * 1000 + 10_000 + n * 1000;
+    const run = async (
+      shardId: string,
+      s: number,
+      wallClockOffsetMs: number,
+      timeOf: (n: number) => number,
+    ) => {
+      const { committer, leases } = makeCommitter(e, `worker-${shardId}`, {
+        streamRetentionMs: 60_000,
+        wallClock: () => Date.now() + wallClockOffsetMs,
+      });
+      const session = await takeSession(leases, shardId);
+      committer.open(session);
+      await committer.accept(session, objectsPage(shardId, recordRun(s, 1, 2, timeOf)));
+      await committer.drain();
+    };
+    // A: within the retention, nothing after the start can have been trimmed yet.
+    await run(A, 1, 0, afterStart);
+    // B: the oldest record held is from before the start, so nothing after it was trimmed.
+    await run(B, 2, 10 * 60_000, (n) => W(0) + n * 1000);
+    // C: past the retention, with only records after the start left: a gap before its first row.
+    await run(C, 3, 10 * 60_000, afterStart);
+
+    const { segments, gaps } = await e.registry.queryRange(W(-5), afterStart(0) + 10 * WINDOW_MS);
+    expect(segments).toHaveLength(3);
+    expect(gaps).toHaveLength(1);
+    expect(gaps[0]).toMatchObject({
+      shardId: C,
+      afterSequenceNumber: TRIM_HORIZON,
+      resumedAtSequenceNumber: seq(3, 1),
+      fromTimeMs: startedAt,
+      reason: 'TrimmedDataAccessException',
+    });
+  });
+
   it('keeps data buffered while segment writes fail, then commits it exactly once', async () => {
     const e = await env([A]);
     const store = new FaultyStore(e.store);
