@@ -63,6 +63,8 @@ export interface SealerOptions {
   now?: () => number;
   /** Wall clock: closedAt stamps, orphan ages, the initial window. */
   wallNow?: () => number;
+  /** How long the stream keeps records (default 24 h): the window state starts one window before it. */
+  streamRetentionMs?: number | undefined;
 }
 
 /** How far back the first window may start: the stream keeps records 24 h. */
@@ -211,7 +213,8 @@ export class Sealer {
     if (existing) return existing;
     // Nothing older than the stream's retention can arrive: start one window before it.
     const base = Math.min(this.wallNow(), watermark ?? Number.POSITIVE_INFINITY);
-    const start = windowStartOf(base - RETENTION_MS, this.o.windowMs) - this.o.windowMs;
+    const start =
+      windowStartOf(base - (this.o.streamRetentionMs ?? RETENTION_MS), this.o.windowMs) - this.o.windowMs;
     return this.o.registry.initState(
       {
         windowMs: this.o.windowMs,

@@ -124,6 +124,7 @@ export class ChangelogWorker {
       windowMs: o.windowMs,
       allowedLatenessMs: o.allowedLatenessMs,
       orphanGraceMs: o.orphanGraceMs,
+      streamRetentionMs: o.streamRetentionMs,
       failoverMs: o.failoverMs,
       logger: this.log,
       onSeal: o.onSeal,

@@ -1,7 +1,7 @@
 import { setMaxListeners } from 'node:events';
 import type { DynamoDBStreamsClient } from '@aws-sdk/client-dynamodb-streams';
 import PQueue from 'p-queue';
-import { LeaseLostError } from '../errors.js';
+import { isRetriable, LeaseLostError } from '../errors.js';
 import { type Lease, SHARD_END, startPositionOf } from '../lease/lease.js';
 import { planLeaseTakes } from '../lease/leaseBalancer.js';
 import { LeaseExpiryTracker } from '../lease/leaseExpiry.js';
@@ -368,7 +368,13 @@ export class StreamWorker {
     } catch (error) {
       if (error instanceof LeaseLostError) this.lose(shardId, 'commit');
       else if (!controller.signal.aborted) {
-        this.o.logger?.error({ shardId, error: String(error) }, 'shard reader failed; restarting next cycle');
+        // A transient failure (S3 or DynamoDB down for a while) is expected under faults: a warning.
+        const log = isRetriable(error) ? this.o.logger?.warn : this.o.logger?.error;
+        log?.call(
+          this.o.logger,
+          { shardId, error: String(error) },
+          'shard reader failed; restarting next cycle',
+        );
         this.o.observer?.readerFailed?.(shardId, error);
       }
     } finally {
