@@ -2,7 +2,12 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
-import { ChangelogReader, type ChangelogRow, type ChangelogSnapshot } from '../helpers/changelogReader.js';
+import {
+  ChangelogReader,
+  type ChangelogRow,
+  type ChangelogSnapshot,
+  type ManifestSummary,
+} from '../helpers/changelogReader.js';
 import {
   createRng,
   type ProducedWrite,
@@ -16,6 +21,12 @@ import { type CliProcess, type LogRecord, localAwsEnv, runCli, startCli } from '
 import { createStreamTable, type DynamoDbLocal, startDynamoDbLocal } from '../helpers/dynamoDbLocal.js';
 import { type FaultProxy, startFaultProxy } from '../helpers/faultProxy.js';
 import { type S3rverServer, startS3rver } from '../helpers/s3rverServer.js';
+import {
+  type EmulatedRecord,
+  type StreamsEmulator,
+  startStreamsEmulator,
+} from '../helpers/streamsEmulator.js';
+import { type StreamsTap, startStreamsTap } from '../helpers/streamsTap.js';
 
 /*
  * The chaos scenario (the issue's acceptance test): real `dynamodb-changelog run` workers as
@@ -27,7 +38,51 @@ import { type S3rverServer, startS3rver } from '../helpers/s3rverServer.js';
  *
  * It returns a report instead of asserting, so the same scenario serves the short run inside
  * `npm test`, the long `npm run test:chaos`, and manual runs; the callers assert on the report.
+ *
+ * Two stream sources:
+ * - DynamoDB Local's own stream (default): one shard that never closes. Ground truth: that stream,
+ *   read back with the SDK.
+ * - the many-shard emulator (`emulator` option, test/helpers/streamsEmulator.ts): the workers'
+ *   DynamoDB and Streams endpoints point at it (DescribeTable of the source table answers its
+ *   stream; the lease table's calls pass on to DynamoDB Local), it pumps DynamoDB Local's records
+ *   into >= 16 shards that split on a schedule, throttles and fails a share of the calls, and with
+ *   a short retention trims what nobody read in time. Ground truth: `emulator.records()` (every
+ *   record it held, with its shard, sequence number and trimmed flag), joined by event id with
+ *   DynamoDB Local's stream for the producer's versions. A tap in front of its Streams endpoint
+ *   (streamsTap.ts) watches when each shard's end was served and when each child was first read.
+ *   With `freezeAllMs` (the trimmed-retention variant) every worker is SIGSTOPped at once for
+ *   longer than the retention while the producer writes: records are trimmed before anyone read
+ *   them, and each must then be covered by a gap of a sealed manifest.
  */
+
+/** The many-shard variant's stream (see the top of this file). */
+export interface EmulatedStreamOptions {
+  /** Open shards of the stream at the start. Default 16. */
+  shards?: number;
+  /** A seeded-random open shard splits in two this often. Default 10 s. */
+  splitEveryMs?: number;
+  /** Share of GetRecords/GetShardIterator calls throttled (LimitExceeded) until the verdict. Default 0.05. */
+  throttleRate?: number;
+  /** Share of Streams calls answered 500 until the verdict. Default 0.01. */
+  errorRate?: number;
+  /** Records older than this are trimmed. Default 24 h (nothing is trimmed). */
+  retentionMs?: number;
+  /**
+   * The trimmed-retention variant: once, every worker is SIGSTOPped for this long (make it longer
+   * than `retentionMs`) while the producer writes on. Sealed manifests may then list gaps, and
+   * every record in no manifest must be covered by one.
+   */
+  freezeAllMs?: number;
+  /**
+   * When the freeze happens. `after-first-seal` (default): at a seeded time 25-40 % into the
+   * chaos, but not before a first window was sealed. (The sealer of a new changelog starts one
+   * retention back, and the product assumes AWS's 24 h: a gap committed before the first seal
+   * lands in a window 24 h ago, and the sealer then writes ~1440 empty 1-minute manifests, minutes
+   * of work, before the real windows.) `start`: as soon as the chaos starts, while some shards of
+   * the changelog's start still have no committed checkpoint (they read from TRIM_HORIZON).
+   */
+  freezeAt?: 'after-first-seal' | 'start';
+}
 
 export interface ChaosOptions {
   /** How long the producer writes and the chaos loop acts. */
@@ -56,6 +111,12 @@ export interface ChaosOptions {
    * the CLI's own unique default, as in production; for diagnosing id-dependent behaviour only.
    */
   workerId?: (n: number) => string;
+  /** Run against the many-shard Streams emulator instead of DynamoDB Local's one shard. */
+  emulator?: EmulatedStreamOptions;
+  /** The workers' --window. Default 1m (the smallest the CLI takes). */
+  window?: string;
+  /** The workers' --allowed-lateness. Default 5s. */
+  allowedLateness?: string;
   /** Keep the workers' log files even when the run passed. Default false. */
   keepLogs?: boolean;
   /** Progress and summary lines. Default console.log. */
@@ -64,12 +125,21 @@ export interface ChaosOptions {
 
 export interface ChaosReport {
   seed: number;
+  /** `dynamodb-local`, `emulator` or `emulator-trimmed`. */
+  variant: string;
   /** Stream records delivered (the changes the changelog must hold). */
   changes: number;
   producerWrites: number;
+  /** Shards of the stream, children included. */
+  shards: number;
+  splits: number;
   kills: number;
   pauses: number;
+  /** SIGSTOPs of every worker at once (the trimmed-retention variant). */
+  freezes: number;
   faultPeriods: number;
+  /** Emulator: LimitExceeded answers (injected and DescribeStream's rate limit) plus injected 500s. */
+  throttles: number;
   injected503: number;
   injectedResponseLost: number;
   s3Requests: number;
@@ -79,16 +149,47 @@ export interface ChaosReport {
   orphans: number;
   /** Sum of `count` over the workers' "orphans deleted" log lines. */
   orphansDeleted: number;
+  /** Worker log lines: 'commit refused...', 'commit self-check failed...', 'lease lost', 'lease handed off'. */
+  refusedCommits: number;
+  selfCheckFailures: number;
+  leaseLosses: number;
+  handOffs: number;
   /** Extra copies of event ids across all sealed manifests' segments. */
   duplicates: number;
-  /** Stream records in no sealed manifest. */
+  /** Extra copies of (shard, sequence number) across all sealed manifests' segments. */
+  duplicateSequenceNumbers: number;
+  /** Stream records in no sealed manifest and in no gap that may hold them: lost + uncoveredTrims. */
   missing: number;
+  /** Missing records the stream had not trimmed (or a gap claims though it was found before they were trimmed). */
+  lost: number;
+  /** Records the stream had trimmed by the verdict (with a short retention, all of the old ones). */
+  trimmed: number;
+  /** Trimmed records in no manifest, covered by a sealed gap: trimmed before anyone read them. */
+  trimmedUnread: number;
+  /** Trimmed records in no manifest and in no sealed gap: silent loss. */
+  uncoveredTrims: number;
+  /** Gaps listed by sealed manifests. */
+  gaps: number;
+  /**
+   * Emulator: per child shard, ms from its parent's final page being served to the child's first
+   * GetRecords (over the children where both happened).
+   */
+  childStart: {
+    children: number;
+    measured: number;
+    p50Ms: number | undefined;
+    maxMs: number | undefined;
+    /** The child that waited longest, and its parent: where to look in the worker logs. */
+    slowest?: { child: string; parent: string; ms: number };
+  };
   /** Rows whose event id the stream never delivered. */
   extra: number;
   orderViolations: number;
   /** Workers that exited without being killed by the scenario. */
   unexpectedExits: string[];
   verify: { exitCode: number | null; output: string } | undefined;
+  /** `verify --stream` (emulator variants, when the CLI has it); 'skipped' when it does not. */
+  verifyStream: { exitCode: number | null; output: string } | 'skipped' | undefined;
   /** Every broken expectation, human-readable; empty when the run proved what it should. */
   violations: string[];
   /** The workers' warn/error log lines, counted by level, message and error text (first 160 chars). */
@@ -111,6 +212,8 @@ const EXAMPLES = 5;
  */
 const CREDENTIALS = { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' };
 
+const DAY_MS = 24 * 60 * 60 * 1000;
+
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 export async function runChaosScenario(options: ChaosOptions): Promise<ChaosReport> {
@@ -119,10 +222,21 @@ export async function runChaosScenario(options: ChaosOptions): Promise<ChaosRepo
   const workerCount = options.workers ?? 3;
   const failoverSeconds = options.failoverSeconds ?? 3;
   const faultRate = options.faultRate ?? 0.3;
+  const emu = options.emulator;
+  const retentionMs = emu?.retentionMs ?? DAY_MS;
+  const trimming = emu !== undefined && retentionMs < DAY_MS;
+  const variant = emu === undefined ? 'dynamodb-local' : trimming ? 'emulator-trimmed' : 'emulator';
   const rng = createRng(seed);
   const logDir = await mkdtemp(path.join(tmpdir(), 'changelog-chaos-'));
   log(
-    `chaos: seed ${seed}, ${options.durationMs} ms, ${workerCount} workers, ${options.keys} keys; logs in ${logDir}`,
+    `chaos: seed ${seed}, ${variant}, ${options.durationMs} ms, ${workerCount} workers, ${options.keys} keys` +
+      (emu === undefined
+        ? ''
+        : `, ${emu.shards ?? 16} shards splitting every ${emu.splitEveryMs ?? 10_000} ms, retention ${retentionMs} ms` +
+          (emu.freezeAllMs === undefined
+            ? ''
+            : `, all workers frozen ${emu.freezeAllMs} ms (${emu.freezeAt ?? 'after-first-seal'})`)) +
+      `; logs in ${logDir}`,
   );
 
   const violations: string[] = [];
@@ -132,6 +246,9 @@ export async function runChaosScenario(options: ChaosOptions): Promise<ChaosRepo
   let ddb: DynamoDBClient | undefined;
   let s3: S3rverServer | undefined;
   let proxy: FaultProxy | undefined;
+  let emulator: StreamsEmulator | undefined;
+  let tap: StreamsTap | undefined;
+  let splitTimer: NodeJS.Timeout | undefined;
   let reader: ChangelogReader | undefined;
   const workers: (CliProcess | undefined)[] = [];
   /** Workers this scenario killed or is stopping on purpose: their exits are expected. */
@@ -149,20 +266,46 @@ export async function runChaosScenario(options: ChaosOptions): Promise<ChaosRepo
       credentials: CREDENTIALS,
       maxAttempts: 1,
     });
-    const streamArn = await createStreamTable(ddb, TABLE);
+    const sourceStreamArn = await createStreamTable(ddb, TABLE);
 
-    const env = localAwsEnv({ dynamodb: dynamo.endpoint, s3: proxy.endpoint });
+    let env = localAwsEnv({ dynamodb: dynamo.endpoint, s3: proxy.endpoint });
+    /** `verify`'s environment: the workers', but Streams calls go to the emulator itself, not the tap. */
+    let verifyEnv = env;
+    if (emu !== undefined) {
+      emulator = await startStreamsEmulator({
+        dynamoDbEndpoint: dynamo.endpoint,
+        tableName: TABLE,
+        // The pump reads DynamoDB Local's database of the producer's key (one database per key).
+        accessKeyId: CREDENTIALS.accessKeyId,
+        region: 'us-east-1',
+        shards: emu.shards ?? 16,
+        seed: seed ^ 0xe1e1,
+        // Splits are scheduled below, from the chaos start on: a split before the workers are up
+        // would, with a short retention, trim a parent away before the changelog even began.
+        retentionMs,
+        throttleRate: emu.throttleRate ?? 0.05,
+        errorRate: emu.errorRate ?? 0.01,
+      });
+      tap = await startStreamsTap(emulator.endpoint);
+      env = localAwsEnv({ dynamodb: emulator.endpoint, streams: tap.endpoint, s3: proxy.endpoint });
+      verifyEnv = localAwsEnv({ dynamodb: emulator.endpoint, s3: proxy.endpoint });
+    }
+
     const destination = `s3://${BUCKET}/${PREFIX}`;
     const runArgs = [
       'run',
       ...['--table', TABLE, '--destination', destination, '--lease-table', LEASE_TABLE],
       '--create-lease-table',
-      ...['--window', '1m', '--allowed-lateness', '5s', '--flush-interval', '2s'],
+      ...['--window', options.window ?? '1m', '--allowed-lateness', options.allowedLateness ?? '5s'],
+      ...['--flush-interval', '2s'],
       ...['--failover', `${failoverSeconds}s`, '--orphan-grace', '15s'],
       '--s3-force-path-style',
       // Several workers on one host: each serves its metrics on a free port.
       ...['--metrics-port', '0'],
       ...['--log-level', 'info'],
+      // The emulator's retention, so the workers' check for trims after the changelog's start and
+      // the sealer's first window use it (24 h on DynamoDB).
+      ...(trimming ? ['--stream-retention', `${retentionMs}ms`] : []),
     ];
 
     /**
@@ -171,6 +314,7 @@ export async function runChaosScenario(options: ChaosOptions): Promise<ChaosRepo
      * most of the time makes each kill or pause force a takeover mid-work.
      */
     const lastWork = new Map<CliProcess, Partial<Record<Role, number>>>();
+    let windowSealed = false;
     const pickVictim = (): number => {
       const r = rng();
       const role: Role | undefined = r < 0.5 ? 'shard' : r < 0.75 ? 'sealer' : undefined;
@@ -196,6 +340,7 @@ export async function runChaosScenario(options: ChaosOptions): Promise<ChaosRepo
       });
       allLogs.push(cli.logs);
       cli.onLog((record) => {
+        if (record['msg'] === 'window sealed') windowSealed = true;
         const role = roleOf(record);
         if (role !== undefined) lastWork.set(cli, { ...lastWork.get(cli), [role]: performance.now() });
         const lost =
@@ -218,6 +363,18 @@ export async function runChaosScenario(options: ChaosOptions): Promise<ChaosRepo
       return cli;
     };
     for (let slot = 0; slot < workerCount; slot++) startWorker(slot);
+    // On a loaded box a worker can take most of a minute to boot; chaos and writes start once one
+    // reads, so the whole run is chaos, and with a short retention nothing is trimmed before the
+    // changelog began (records older than its start are not its to keep).
+    const bootStart = performance.now();
+    await Promise.any(workers.map((w) => w!.waitForLog((r) => r['msg'] === 'lease taken', 180_000))).catch(
+      () => log('chaos: no worker took a lease within 180 s; starting the chaos anyway'),
+    );
+    log(`chaos: a worker reads after ${Math.round(performance.now() - bootStart)} ms; chaos starts`);
+    if (emulator !== undefined) {
+      const splitting = emulator;
+      splitTimer = setInterval(() => splitting.split(), emu?.splitEveryMs ?? 10_000);
+    }
 
     // --- producer and chaos, side by side -------------------------------------------------------
     const producerStop = new AbortController();
@@ -230,7 +387,7 @@ export async function runChaosScenario(options: ChaosOptions): Promise<ChaosRepo
       ratePerSecond: options.ratePerSecond ?? 50,
     });
 
-    const counts = { kills: 0, pauses: 0, faultPeriods: 0 };
+    const counts = { kills: 0, pauses: 0, freezes: 0, faultPeriods: 0 };
     const background = new Set<Promise<void>>();
     const track = (task: Promise<void>) => {
       background.add(task);
@@ -239,12 +396,43 @@ export async function runChaosScenario(options: ChaosOptions): Promise<ChaosRepo
     let pausing = false;
     let faulting = false;
     const faultProxy = proxy;
-    const chaosEnd = performance.now() + options.durationMs;
+    const chaosStart = performance.now();
+    const chaosEnd = chaosStart + options.durationMs;
+    const freezeAtStart = emu?.freezeAt === 'start';
+    // Drawn only when configured, so the other variants' seeds keep their old meaning.
+    let freezeAt =
+      emu?.freezeAllMs === undefined
+        ? undefined
+        : freezeAtStart
+          ? chaosStart
+          : chaosStart + options.durationMs * (0.25 + 0.15 * rng());
     // Each kind of chaos happens at least once, in a seeded order; then they are drawn at random.
     const plan = shuffle(['kill', 'pause', 'faults'] as const, rng);
-    while (performance.now() < chaosEnd) {
-      await sleep(1_500 + rng() * 3_500);
-      if (performance.now() >= chaosEnd) break;
+    // A freeze still waiting for the first sealed window keeps the chaos going (2 minutes at most).
+    const chaosGoesOn = () =>
+      performance.now() < chaosEnd || (freezeAt !== undefined && performance.now() < chaosEnd + 120_000);
+    while (chaosGoesOn()) {
+      if (!(freezeAtStart && freezeAt !== undefined)) await sleep(1_500 + rng() * 3_500);
+      if (!chaosGoesOn()) break;
+      if (
+        freezeAt !== undefined &&
+        performance.now() >= freezeAt &&
+        (freezeAtStart || windowSealed || performance.now() >= chaosEnd + 60_000)
+      ) {
+        freezeAt = undefined;
+        // Every worker at once, past the retention: nobody reads, the producer writes on, the
+        // stream trims. Single pauses and fault periods end first, so the freeze is clean.
+        await Promise.all([...background]);
+        const freezeMs = emu!.freezeAllMs!;
+        const frozen = workers.filter((w): w is CliProcess => w !== undefined && !w.exited);
+        log(`chaos: SIGSTOP all ${frozen.length} workers for ${freezeMs} ms`);
+        for (const w of frozen) w.pause();
+        counts.freezes++;
+        await sleep(freezeMs);
+        for (const w of frozen) w.resume();
+        log('chaos: SIGCONT all workers');
+        continue;
+      }
       let action = plan.shift() ?? (['kill', 'pause', 'faults'] as const)[Math.floor(rng() * 3)]!;
       if ((action === 'pause' && pausing) || (action === 'faults' && faulting)) action = 'kill';
       const slot = pickVictim();
@@ -300,40 +488,77 @@ export async function runChaosScenario(options: ChaosOptions): Promise<ChaosRepo
     log(
       `chaos: producer stopped after ${produced.writes.length} writes ` +
         `(${produced.uncertainAttempts} uncertain attempts); kills ${counts.kills}, pauses ${counts.pauses}, ` +
-        `fault periods ${counts.faultPeriods}`,
+        `freezes ${counts.freezes}, fault periods ${counts.faultPeriods}` +
+        (emulator === undefined
+          ? ''
+          : `; emulator: ${emulator.shards().length} shards, ${emulator.counts.splits} splits, ` +
+            `${emulator.counts.throttled} throttled, ${emulator.counts.errors} errors, ` +
+            `${emulator.counts.placed} records placed`),
     );
 
     // --- what the stream delivered, independently read ---------------------------------------
-    const streamed = await readStreamChanges({
+    const source = await readStreamChanges({
       endpoint: dynamo.endpoint,
       credentials: CREDENTIALS,
-      streamArn,
+      streamArn: sourceStreamArn,
       expectAtLeast: produced.writes.length,
     });
-    violations.push(...checkProducerAgainstStream(produced, streamed));
+    let truth: () => TruthChange[];
+    if (emulator === undefined) {
+      const fixed = source.map((c) => ({ ...c, trimmed: false }));
+      truth = () => fixed;
+    } else {
+      // Every record DynamoDB Local delivered is placed once a pump round after this call ends.
+      const emulated = emulator;
+      await emulated.waitForPump(60_000);
+      violations.push(...checkPump(source, emulated.records()));
+      const byId = new Map(source.map((c) => [c.eventId, c]));
+      truth = () => joinEmulated(emulated.records(), byId);
+    }
+    violations.push(...checkProducerAgainstStream(produced, truth()));
 
     // --- wait until the sealed manifests hold every record, then settle ------------------------
     reader = new ChangelogReader({ client: s3.client, bucket: BUCKET, prefix: PREFIX, table: TABLE });
-    const streamIds = new Set(streamed.map((c) => c.eventId));
     const sealDeadline = performance.now() + (options.sealTimeoutMs ?? 240_000);
     let snapshot: ChangelogSnapshot = await reader.read();
     let lastProgress = 0;
     let allSealed = false;
+    let accounted = -1;
+    let accountedSince = performance.now();
     for (;;) {
-      const present = countPresent(snapshot.rows, streamIds);
-      if (present === streamIds.size) {
+      const expected = truth();
+      const present = countAccounted(snapshot, expected);
+      if (present !== accounted) {
+        accounted = present;
+        accountedSince = performance.now();
+      }
+      if (present === expected.length) {
         allSealed = true;
-        log(`chaos: all ${present} records are in sealed manifests; watching for late duplicates`);
+        log(
+          `chaos: all ${present} records are in sealed manifests` +
+            (trimming ? ' or sealed gaps' : '') +
+            '; watching for late duplicates',
+        );
         break;
       }
       if (performance.now() > sealDeadline) {
-        log(`chaos: gave up waiting for sealing: ${present}/${streamIds.size} records in sealed manifests`);
+        log(`chaos: gave up waiting for sealing: ${present}/${expected.length} records in sealed manifests`);
+        break;
+      }
+      // The sealer closes a window only once every shard read past it: when two windows after the
+      // newest record's are sealed and nothing moved for 30 s, what is missing will not come.
+      const past = sealedPast(snapshot, expected);
+      if (past && performance.now() - accountedSince > 30_000) {
+        log(
+          `chaos: ${present}/${expected.length} records in sealed manifests, and sealing went two windows ` +
+            'past the newest record 30 s ago: the rest will not come',
+        );
         break;
       }
       if (performance.now() - lastProgress > 20_000) {
         lastProgress = performance.now();
         log(
-          `chaos: sealed ${present}/${streamIds.size} records in ${snapshot.manifests.length} manifests, ` +
+          `chaos: sealed ${present}/${expected.length} records in ${snapshot.manifests.length} manifests, ` +
             `${snapshot.dataObjects.length} data objects`,
         );
       }
@@ -348,46 +573,94 @@ export async function runChaosScenario(options: ChaosOptions): Promise<ChaosRepo
     }
 
     // --- the verdict ----------------------------------------------------------------------------
-    const check = checkChangelog(snapshot, streamed);
+    const expected = truth();
+    const check = checkChangelog(snapshot, expected, { allowGaps: trimming });
     violations.push(...check.violations, ...snapshot.problems.map((p) => `changelog reader: ${p}`));
+
+    let childStart: ChaosReport['childStart'] = {
+      children: 0,
+      measured: 0,
+      p50Ms: undefined,
+      maxMs: undefined,
+    };
+    if (emulator !== undefined && tap !== undefined) {
+      const lineage = checkLineage(emulator, tap, trimming);
+      childStart = lineage.childStart;
+      violations.push(...lineage.violations);
+      if (tap.counts.unknownIterators > 0) {
+        log(
+          `chaos: the streams tap saw ${tap.counts.unknownIterators} GetRecords with an iterator it never saw issued`,
+        );
+      }
+      // Faults and splits were part of the run, not of the audit: verify reads a well-behaved stream.
+      emulator.setFaults({ throttleRate: 0, errorRate: 0 });
+      clearInterval(splitTimer);
+    }
 
     const firstWindow = snapshot.manifests.map((m) => m.windowStart).sort()[0];
     let verify: ChaosReport['verify'];
+    let verifyStream: ChaosReport['verifyStream'];
     if (firstWindow === undefined) {
       violations.push('no sealed manifest at all, so nothing for verify to check');
     } else {
-      const run = await runCli(
-        [
-          'verify',
-          '--destination',
-          destination,
-          '--table',
-          TABLE,
-          '--since',
-          firstWindow,
-          '--s3-force-path-style',
-        ],
-        // The workers' environment: S3 through the proxy, whose fault rate is 0 by now.
-        { env, name: 'verify', timeoutMs: 180_000 },
-      );
-      verify = { exitCode: run.exit.code, output: `${run.stdout}\n${run.stderr}`.trim() };
-      if (run.exit.code !== 0) {
-        violations.push(`verify exited with ${run.exit.code} (signal ${run.exit.signal}):\n${verify.output}`);
+      const verifyArgs = [
+        'verify',
+        ...['--destination', destination, '--table', TABLE, '--since', firstWindow],
+        '--s3-force-path-style',
+      ];
+      // The workers' environment: S3 through the proxy, whose fault rate is 0 by now.
+      const runs: Promise<void>[] = [
+        runCli(verifyArgs, { env: verifyEnv, name: 'verify', timeoutMs: 180_000 }).then((run) => {
+          verify = { exitCode: run.exit.code, output: `${run.stdout}\n${run.stderr}`.trim() };
+        }),
+      ];
+      if (emulator !== undefined) {
+        const help = await runCli(['verify', '--help'], { env: verifyEnv, name: 'verify-help' });
+        if (!/--stream\b/.test(help.stdout)) {
+          verifyStream = 'skipped';
+          log('chaos: `verify --stream` is not in this CLI yet: skipped');
+        } else {
+          // Every record is sealed by now, so none may be excused as possibly late: grace 0.
+          const grace = /--late-grace\b/.test(help.stdout) ? ['--late-grace', '0s'] : [];
+          runs.push(
+            runCli([...verifyArgs, '--stream', ...grace], {
+              env: verifyEnv,
+              name: 'verify-stream',
+              timeoutMs: 240_000,
+            }).then((run) => {
+              verifyStream = { exitCode: run.exit.code, output: `${run.stdout}\n${run.stderr}`.trim() };
+            }),
+          );
+        }
+      }
+      await Promise.all(runs);
+      if (verify !== undefined && verify.exitCode !== 0) {
+        violations.push(`verify exited with ${verify.exitCode}:\n${verify.output}`);
+      }
+      if (verifyStream !== undefined && verifyStream !== 'skipped' && verifyStream.exitCode !== 0) {
+        violations.push(`verify --stream exited with ${verifyStream.exitCode}:\n${verifyStream.output}`);
       }
     }
     violations.push(...unexpectedExits);
 
     stopping = true;
-    const orphansDeleted = allLogs
-      .flat()
+    const records = allLogs.flat();
+    const orphansDeleted = records
       .filter((r) => r['msg'] === 'orphans deleted')
       .reduce((n, r) => n + (typeof r['count'] === 'number' ? r['count'] : 0), 0);
-    const workerProblems = countProblems(allLogs.flat());
+    const logCount = (match: (msg: string) => boolean) =>
+      records.filter((r) => typeof r['msg'] === 'string' && match(r['msg'])).length;
+    const workerProblems = countProblems(records);
     const report: ChaosReport = {
       seed,
-      changes: streamed.length,
+      variant,
+      changes: expected.length,
       producerWrites: produced.writes.length,
+      shards:
+        emulator === undefined ? new Set(expected.map((c) => c.shardId)).size : emulator.shards().length,
+      splits: emulator?.counts.splits ?? 0,
       ...counts,
+      throttles: emulator === undefined ? 0 : emulator.counts.throttled + emulator.counts.errors,
       injected503: proxy.counts.injected503,
       injectedResponseLost: proxy.counts.injectedResponseLost,
       s3Requests: proxy.counts.requests,
@@ -395,32 +668,59 @@ export async function runChaosScenario(options: ChaosOptions): Promise<ChaosRepo
       segments: new Set(snapshot.rows.map((r) => r.segmentKey)).size,
       orphans: snapshot.orphans.length,
       orphansDeleted,
+      refusedCommits: logCount((m) => m.startsWith('commit refused')),
+      selfCheckFailures: logCount((m) => m.startsWith('commit self-check failed')),
+      leaseLosses: logCount((m) => m === 'lease lost'),
+      handOffs: logCount((m) => m === 'lease handed off'),
       duplicates: check.duplicates,
+      duplicateSequenceNumbers: check.duplicateSequenceNumbers,
       missing: check.missing,
+      lost: check.lost,
+      trimmed: check.trimmed,
+      trimmedUnread: check.trimmedUnread,
+      uncoveredTrims: check.uncoveredTrims,
+      gaps: check.gaps,
       extra: check.extra,
       orderViolations: check.orderViolations,
+      childStart,
       unexpectedExits,
       verify,
+      verifyStream,
       violations,
       workerProblems,
       logDir,
       summary: '',
     };
+    const ms = (n: number | undefined) => (n === undefined ? '-' : String(Math.round(n)));
+    const exitOf = (v: ChaosReport['verifyStream']) =>
+      v === undefined ? 'not run' : v === 'skipped' ? 'skipped' : String(v.exitCode);
     report.summary =
-      `chaos summary: seed=${seed} changes=${report.changes} kills=${report.kills} pauses=${report.pauses} ` +
-      `faultPeriods=${report.faultPeriods} injected503=${report.injected503} ` +
+      `chaos summary: seed=${seed} variant=${variant} changes=${report.changes} shards=${report.shards} ` +
+      `splits=${report.splits} kills=${report.kills} pauses=${report.pauses} freezes=${report.freezes} ` +
+      `throttles=${report.throttles} faultPeriods=${report.faultPeriods} injected503=${report.injected503} ` +
       `injectedResponseLost=${report.injectedResponseLost} manifests=${report.manifests} ` +
       `segments=${report.segments} orphans=${report.orphans} orphansDeleted=${report.orphansDeleted} ` +
-      `duplicates=${report.duplicates} missing=${report.missing} extra=${report.extra} ` +
-      `orderViolations=${report.orderViolations} verify=${verify?.exitCode ?? 'not run'} ` +
-      `violations=${violations.length}`;
+      `refusedCommits=${report.refusedCommits} selfCheckFailures=${report.selfCheckFailures} ` +
+      `leaseLosses=${report.leaseLosses} handOffs=${report.handOffs} ` +
+      `lost=${report.lost} duplicates=${report.duplicates} duplicateSeqs=${report.duplicateSequenceNumbers} ` +
+      `missing=${report.missing} extra=${report.extra} trimmed=${report.trimmed} ` +
+      `trimmedUnread=${report.trimmedUnread} uncoveredTrims=${report.uncoveredTrims} gaps=${report.gaps} ` +
+      `orderViolations=${report.orderViolations} ` +
+      `childStartP50Ms=${ms(childStart.p50Ms)} childStartMaxMs=${ms(childStart.maxMs)} ` +
+      `(${childStart.measured}/${childStart.children} children) ` +
+      `verify=${exitOf(verify)} verifyStream=${exitOf(verifyStream)} violations=${violations.length}`;
     log(report.summary);
+    if (childStart.slowest !== undefined) {
+      const { child, parent, ms: waited } = childStart.slowest;
+      log(`chaos: slowest child start: ${child} first read ${waited} ms after its parent ${parent} ended`);
+    }
     for (const [what, n] of Object.entries(workerProblems)) log(`chaos: worker log ${n}x ${what}`);
     for (const v of violations) log(`chaos violation: ${v}`);
     passed = violations.length === 0;
     return report;
   } finally {
     stopping = true;
+    clearInterval(splitTimer);
     await Promise.all(
       workers.map(async (w) => {
         if (w === undefined) return;
@@ -429,6 +729,8 @@ export async function runChaosScenario(options: ChaosOptions): Promise<ChaosRepo
       }),
     );
     await reader?.close();
+    await tap?.stop();
+    await emulator?.stop();
     await proxy?.stop();
     await s3?.stop();
     ddb?.destroy();
@@ -483,10 +785,191 @@ function shuffle<T>(items: readonly T[], rng: () => number): T[] {
   return out;
 }
 
-function countPresent(rows: readonly ChangelogRow[], ids: ReadonlySet<string>): number {
-  const seen = new Set<string>();
-  for (const r of rows) if (ids.has(r.event_id)) seen.add(r.event_id);
-  return seen.size;
+/** A record the changelog must account for, as the stream held it; `trimmed` by the verdict. */
+export interface TruthChange extends StreamedChange {
+  trimmed: boolean;
+}
+
+/** A gap of a sealed manifest (manifest.ts's manifestGapSchema), as the checks use it. */
+interface SealedGap {
+  manifestKey: string;
+  shardId: string;
+  /** Digits, or TRIM_HORIZON (nothing of the shard was read before it). */
+  after: string;
+  /** Digits; absent when the shard ended with nothing more. */
+  resumedAt: string | undefined;
+}
+
+function sealedGaps(manifests: readonly ManifestSummary[]): {
+  byShard: Map<string, SealedGap[]>;
+  count: number;
+  problems: string[];
+} {
+  const byShard = new Map<string, SealedGap[]>();
+  const problems: string[] = [];
+  let count = 0;
+  for (const m of manifests) {
+    for (const raw of m.gaps) {
+      const g = raw as {
+        shardId?: unknown;
+        afterSequenceNumber?: unknown;
+        resumedAtSequenceNumber?: unknown;
+      };
+      const digits = (v: unknown) => typeof v === 'string' && /^\d{1,40}$/.test(v);
+      if (
+        typeof g.shardId !== 'string' ||
+        !(g.afterSequenceNumber === 'TRIM_HORIZON' || digits(g.afterSequenceNumber)) ||
+        !(g.resumedAtSequenceNumber === undefined || digits(g.resumedAtSequenceNumber))
+      ) {
+        problems.push(`manifest ${m.key} lists a gap the checks cannot read: ${JSON.stringify(raw)}`);
+        continue;
+      }
+      count++;
+      const gap: SealedGap = {
+        manifestKey: m.key,
+        shardId: g.shardId,
+        after: g.afterSequenceNumber as string,
+        resumedAt: g.resumedAtSequenceNumber as string | undefined,
+      };
+      byShard.set(gap.shardId, [...(byShard.get(gap.shardId) ?? []), gap]);
+    }
+  }
+  return { byShard, count, problems };
+}
+
+/** The sealed gap whose range holds the record: same shard, after < seq < resumedAt (as integers). */
+function gapCovering(
+  gaps: ReadonlyMap<string, readonly SealedGap[]>,
+  change: { shardId: string; sequenceNumber: string },
+): SealedGap | undefined {
+  const seq = BigInt(change.sequenceNumber);
+  return gaps
+    .get(change.shardId)
+    ?.find(
+      (g) =>
+        (g.after === 'TRIM_HORIZON' || seq > BigInt(g.after)) &&
+        (g.resumedAt === undefined || seq < BigInt(g.resumedAt)),
+    );
+}
+
+/** Whether the sealed windows reach two windows past the window of the newest record. */
+function sealedPast(snapshot: ChangelogSnapshot, expected: readonly TruthChange[]): boolean {
+  const m = snapshot.manifests[0];
+  if (m === undefined || expected.length === 0) return false;
+  const windowMs = Date.parse(m.windowEnd) - Date.parse(m.windowStart);
+  if (!(windowMs > 0)) return false;
+  const newest = expected.reduce((n, c) => Math.max(n, c.eventTimeMs), 0);
+  const lastSealedEnd = snapshot.manifests.reduce((n, x) => Math.max(n, Date.parse(x.windowEnd)), 0);
+  return lastSealedEnd >= Math.floor(newest / windowMs) * windowMs + 3 * windowMs;
+}
+
+/** Records a sealed manifest holds, or (trimmed ones) a sealed gap covers. */
+function countAccounted(snapshot: ChangelogSnapshot, expected: readonly TruthChange[]): number {
+  const present = new Set(snapshot.rows.map((r) => r.event_id));
+  const { byShard } = sealedGaps(snapshot.manifests);
+  let n = 0;
+  for (const c of expected) {
+    if (present.has(c.eventId) || (c.trimmed && gapCovering(byShard, c) !== undefined)) n++;
+  }
+  return n;
+}
+
+/**
+ * The emulator's pump against its source: every record DynamoDB Local's stream delivered is placed
+ * once in an emulated shard, with the same operation, and nothing else is.
+ */
+function checkPump(source: readonly StreamedChange[], emulated: readonly EmulatedRecord[]): string[] {
+  const violations: string[] = [];
+  const placed = new Map<string, EmulatedRecord[]>();
+  for (const r of emulated) placed.set(r.eventId, [...(placed.get(r.eventId) ?? []), r]);
+  const sourceIds = new Set(source.map((c) => c.eventId));
+  let problems = 0;
+  const note = (text: string) => {
+    if (problems++ < EXAMPLES) violations.push(`emulator pump: ${text}`);
+  };
+  for (const c of source) {
+    const copies = placed.get(c.eventId) ?? [];
+    if (copies.length !== 1)
+      note(`DynamoDB Local record ${c.eventId} (${c.pk} ${c.op}) placed ${copies.length} times`);
+    else if (copies[0]!.eventName !== c.op)
+      note(`record ${c.eventId}: ${c.op} in DynamoDB Local, ${copies[0]!.eventName} placed`);
+  }
+  for (const id of placed.keys())
+    if (!sourceIds.has(id)) note(`placed record ${id} is not in DynamoDB Local's stream`);
+  if (problems > EXAMPLES) violations.push(`emulator pump: ... ${problems - EXAMPLES} more`);
+  return violations;
+}
+
+/** The emulator's records, with the producer's version from the DynamoDB Local record they came from. */
+function joinEmulated(
+  emulated: readonly EmulatedRecord[],
+  source: ReadonlyMap<string, StreamedChange>,
+): TruthChange[] {
+  return emulated.map((r) => {
+    const from = source.get(r.eventId);
+    const pk = (r.keys['pk'] as { S?: string } | undefined)?.S ?? JSON.stringify(r.keys);
+    return {
+      eventId: r.eventId,
+      op: r.eventName,
+      pk,
+      sequenceNumber: r.sequenceNumber,
+      shardId: r.shardId,
+      v: from?.v,
+      eventTimeMs: r.approximateCreationDateTime.getTime(),
+      trimmed: r.trimmed,
+    };
+  });
+}
+
+/**
+ * Lineage seen from outside the workers (invariant 4): no GetRecords on a child before its
+ * parent's last page was served; and the child start latency (parent's end served -> child's
+ * first GetRecords). A child read although its parent's end was never served is a violation
+ * unless the stream trims (a parent trimmed away unread has no end to serve).
+ */
+function checkLineage(
+  emulator: StreamsEmulator,
+  tap: StreamsTap,
+  trimming: boolean,
+): { childStart: ChaosReport['childStart']; violations: string[] } {
+  const violations: string[] = [];
+  const latencies: number[] = [];
+  let slowest: { child: string; parent: string; ms: number } | undefined;
+  let children = 0;
+  for (const shard of emulator.shards()) {
+    const parent = shard.parentShardId;
+    if (parent === undefined) continue;
+    children++;
+    const first = tap.firstGetRecords.get(shard.shardId);
+    if (first === undefined) continue;
+    const parentEnd = tap.endServed.get(parent);
+    if (parentEnd === undefined) {
+      if (!trimming) {
+        violations.push(
+          `lineage: child ${shard.shardId} was read, but its parent ${parent}'s end was never served`,
+        );
+      }
+    } else if (first < parentEnd) {
+      violations.push(
+        `lineage: child ${shard.shardId} was read ${parentEnd - first} ms before its parent ${parent}'s last page was served`,
+      );
+    } else {
+      const ms = first - parentEnd;
+      latencies.push(ms);
+      if (slowest === undefined || ms > slowest.ms) slowest = { child: shard.shardId, parent, ms };
+    }
+  }
+  latencies.sort((a, b) => a - b);
+  return {
+    childStart: {
+      children,
+      measured: latencies.length,
+      p50Ms: latencies.length === 0 ? undefined : latencies[Math.floor((latencies.length - 1) / 2)],
+      maxMs: latencies.at(-1),
+      ...(slowest !== undefined && { slowest }),
+    },
+    violations,
+  };
 }
 
 const bySequence = (a: { sequenceNumber: string }, b: { sequenceNumber: string }) => {
@@ -496,7 +979,10 @@ const bySequence = (a: { sequenceNumber: string }, b: { sequenceNumber: string }
 };
 
 /** The stream must hold exactly the producer's writes: same count, same (op, v) sequence per key. */
-export function checkProducerAgainstStream(produced: ProducerResult, streamed: StreamedChange[]): string[] {
+export function checkProducerAgainstStream(
+  produced: ProducerResult,
+  streamed: readonly StreamedChange[],
+): string[] {
   const violations: string[] = [];
   for (const w of produced.notWritten.slice(0, EXAMPLES)) {
     violations.push(`producer: write refused (${w.reason}): ${JSON.stringify(w)}`);
@@ -527,23 +1013,42 @@ export function checkProducerAgainstStream(produced: ProducerResult, streamed: S
 
 export interface ChangelogCheck {
   duplicates: number;
+  duplicateSequenceNumbers: number;
+  /** lost + uncoveredTrims. */
   missing: number;
+  lost: number;
+  trimmed: number;
+  trimmedUnread: number;
+  uncoveredTrims: number;
+  gaps: number;
   extra: number;
   orderViolations: number;
   violations: string[];
 }
 
+export interface ChangelogCheckOptions {
+  /**
+   * The stream trims (short retention): manifests may list gaps, and a trimmed record in no
+   * manifest is accounted for when a sealed gap covers it. Default false: every manifest complete.
+   */
+  allowGaps?: boolean;
+}
+
 /**
  * The exactly-once and order verdict on the sealed changelog, against the stream:
- * - every stream event id in exactly one row of one sealed manifest (no duplicates, none missing,
- *   no extra ids), with the stream's op, sequence number and shard;
- * - per item, rows in sequence-number order carry the producer's versions 1, 2, 3, ... in order,
- *   and never sit in an earlier window than a change before them;
- * - every manifest complete (no gaps: nothing was trimmed in a test this short).
+ * - every stream record in exactly one row of one sealed manifest (no duplicate event id, no
+ *   duplicate (shard, sequence number), none missing, no extra ids), with the stream's op,
+ *   sequence number and shard; with `allowGaps`, a record the stream trimmed may instead be in no
+ *   manifest if a sealed gap covers it (same shard, afterSequenceNumber < seq < resumedAt);
+ * - per item, rows in sequence-number order (across parent and child shards: sequence numbers
+ *   grow across a split) carry the producer's versions in increasing order (1, 2, 3, ... unless
+ *   trimmed), and never sit in an earlier window than a change before them;
+ * - every manifest complete (no gaps) unless `allowGaps`; complete exactly when it lists no gap.
  */
 export function checkChangelog(
   snapshot: ChangelogSnapshot,
-  streamed: readonly StreamedChange[],
+  streamed: readonly (StreamedChange & { trimmed?: boolean })[],
+  options: ChangelogCheckOptions = {},
 ): ChangelogCheck {
   const violations: string[] = [];
   const stream = new Map(streamed.map((c) => [c.eventId, c]));
@@ -586,17 +1091,60 @@ export function checkChangelog(
   if (extra > 0) violations.push(`${extra} rows with event ids the stream never delivered`);
   if (mismatched > 0) violations.push(`${mismatched} rows differ from their stream record`);
 
-  const missingIds = streamed.filter((c) => !rowsById.has(c.eventId));
-  if (missingIds.length > 0) {
+  // The same stream position twice, whatever event ids the rows carry.
+  const rowsAt = new Map<string, ChangelogRow[]>();
+  for (const r of snapshot.rows) {
+    const at = `${r.shard_id}/${BigInt(r.sequence_number)}`;
+    rowsAt.set(at, [...(rowsAt.get(at) ?? []), r]);
+  }
+  let duplicateSequenceNumbers = 0;
+  for (const [at, rows] of rowsAt) {
+    if (rows.length < 2) continue;
+    duplicateSequenceNumbers += rows.length - 1;
+    if (duplicateSequenceNumbers <= EXAMPLES) {
+      violations.push(
+        `duplicate: ${at} appears ${rows.length} times: ${rows.map((r) => `${r.event_id} in ${r.segmentKey}`).join('; ')}`,
+      );
+    }
+  }
+  if (duplicateSequenceNumbers > 0) {
     violations.push(
-      `missing: ${missingIds.length} stream records in no sealed manifest, e.g. ` +
-        missingIds
-          .slice(0, EXAMPLES)
-          .map(
-            (c) =>
-              `${c.eventId} (${c.pk} ${c.op} v${c.v} seq ${c.sequenceNumber} at ${new Date(c.eventTimeMs).toISOString()})`,
-          )
-          .join(', '),
+      `${duplicateSequenceNumbers} duplicate (shard, sequence number) rows in sealed manifests`,
+    );
+  }
+
+  // Records in no sealed manifest: covered by a sealed gap (only a trimmed one may be), or lost.
+  const gaps = sealedGaps(snapshot.manifests);
+  violations.push(...gaps.problems);
+  const lost: string[] = [];
+  const uncovered: string[] = [];
+  let trimmedUnread = 0;
+  const describe = (c: StreamedChange) =>
+    `${c.eventId} (${c.pk} ${c.op} v${c.v} ${c.shardId}/${c.sequenceNumber} at ${new Date(c.eventTimeMs).toISOString()})`;
+  for (const c of streamed) {
+    if (rowsById.has(c.eventId)) continue;
+    const gap = options.allowGaps ? gapCovering(gaps.byShard, c) : undefined;
+    if (c.trimmed === true) {
+      if (gap !== undefined) trimmedUnread++;
+      else uncovered.push(describe(c));
+    } else {
+      lost.push(
+        describe(c) +
+          (gap === undefined
+            ? ''
+            : `, which gap ${gap.shardId} after ${gap.after} in ${gap.manifestKey} claims though the stream still holds it`),
+      );
+    }
+  }
+  if (lost.length > 0) {
+    violations.push(
+      `missing: ${lost.length} stream records in no sealed manifest, e.g. ${lost.slice(0, EXAMPLES).join(', ')}`,
+    );
+  }
+  if (uncovered.length > 0) {
+    violations.push(
+      `uncovered trim: ${uncovered.length} records the stream trimmed are in no sealed manifest and in no sealed gap, e.g. ` +
+        uncovered.slice(0, EXAMPLES).join(', '),
     );
   }
 
@@ -623,7 +1171,9 @@ export function checkChangelog(
               ? `is in window ${row.windowStart}, before the window ${previousWindow} of an earlier change`
               : undefined;
       if (problem !== undefined && orderViolations++ < EXAMPLES) {
-        violations.push(`order: ${pk} ${row.op} seq ${row.sequence_number} (${row.event_id}) ${problem}`);
+        violations.push(
+          `order: ${pk} ${row.op} ${row.shard_id}/${row.sequence_number} (${row.event_id}) ${problem}`,
+        );
       }
       previousV = v ?? previousV;
       if (row.windowStart > previousWindow) previousWindow = row.windowStart;
@@ -632,11 +1182,25 @@ export function checkChangelog(
   if (orderViolations > EXAMPLES) violations.push(`... ${orderViolations - EXAMPLES} more order violations`);
 
   for (const m of snapshot.manifests) {
-    if (!m.complete || m.gaps.length > 0) {
+    if (!options.allowGaps && (!m.complete || m.gaps.length > 0)) {
       violations.push(`manifest ${m.key} is incomplete: ${JSON.stringify(m.gaps)}`);
+    } else if (m.complete !== (m.gaps.length === 0)) {
+      violations.push(`manifest ${m.key} says complete=${m.complete} with ${m.gaps.length} gaps`);
     }
   }
-  return { duplicates, missing: missingIds.length, extra, orderViolations, violations };
+  return {
+    duplicates,
+    duplicateSequenceNumbers,
+    missing: lost.length + uncovered.length,
+    lost: lost.length,
+    trimmed: streamed.filter((c) => c.trimmed === true).length,
+    trimmedUnread,
+    uncoveredTrims: uncovered.length,
+    gaps: gaps.count,
+    extra,
+    orderViolations,
+    violations,
+  };
 }
 
 function parseImage(text: string | null): Record<string, Record<string, unknown>> | null {
