@@ -277,9 +277,9 @@ export class SegmentCommitter implements ShardSink {
 
   async gap(session: ShardSession, gap: StreamGap): Promise<void> {
     const st = this.live(session);
-    st.pendingGaps.push({
+    addGap(st, {
       // The reader's last read may be buffered, not committed: the gap follows what it read.
-      afterSequenceNumber: gap.afterSequenceNumber ?? st.committed,
+      afterSequenceNumber: gap.afterSequenceNumber ?? st.ledger.at(-1)?.lastSequenceNumber ?? st.committed,
       fromTimeMs: st.lastEventTimeMs,
       detectedAtMs: gap.detectedAt?.getTime(),
     });
@@ -387,7 +387,7 @@ export class SegmentCommitter implements ShardSink {
     const now = (this.o.wallClock ?? Date.now)();
     if (now < startedAtMs + retentionMs - Math.min(3_600_000, retentionMs / 10)) return;
     const shardId = st.session.shardId;
-    st.pendingGaps.push({ afterSequenceNumber: TRIM_HORIZON, fromTimeMs: startedAtMs, detectedAtMs: now });
+    addGap(st, { afterSequenceNumber: TRIM_HORIZON, fromTimeMs: startedAtMs, detectedAtMs: now });
     this.log.error(
       { shardId, changelogStartedAt: new Date(startedAtMs).toISOString(), retentionMs },
       'shard first read longer after the changelog began than the stream keeps records: records written after the start may have been trimmed unread; recording a gap',
@@ -1129,6 +1129,26 @@ export function classifyCommitFailure(error: unknown, itemShard: ReadonlyMap<num
 const SEGMENT_ITEM = 0;
 /** Index of the window-open check in a commit transaction (after the segment's registry item). */
 const WINDOW_CHECK_ITEM = 1;
+
+/**
+ * Adds a pending gap, or widens the open one: a gap no record was read after yet is the same hole
+ * (the reader met the trim again, or the start check and a TrimmedDataAccessException both saw
+ * it). Two gaps at one position would also be two writes of one registry item in one transaction.
+ */
+function addGap(st: ShardState, gap: PendingGap): void {
+  const open = st.pendingGaps.find((g) => g.resumedAtSequenceNumber === undefined);
+  if (open === undefined) {
+    st.pendingGaps.push(gap);
+    return;
+  }
+  if (compareCheckpoints(gap.afterSequenceNumber, open.afterSequenceNumber) < 0) {
+    open.afterSequenceNumber = gap.afterSequenceNumber;
+  }
+  if (gap.fromTimeMs !== undefined && (open.fromTimeMs === undefined || gap.fromTimeMs < open.fromTimeMs)) {
+    open.fromTimeMs = gap.fromTimeMs;
+  }
+  open.detectedAtMs ??= gap.detectedAtMs;
+}
 
 function isTransactionConflict(error: unknown): boolean {
   if (hasName(error, 'TransactionConflictException')) return true;

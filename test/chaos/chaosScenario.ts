@@ -89,6 +89,11 @@ export interface ChaosOptions {
   durationMs: number;
   /** Worker processes kept running (a killed one is replaced). Default 3. */
   workers?: number;
+  /**
+   * No kills, pauses or S3 fault periods (the emulator's throttling and splits still apply): for
+   * measuring lease churn and refused commits in a fleet without failures.
+   */
+  calm?: boolean;
   /** Key space of the producer. */
   keys: number;
   /** Seeds the producer, the chaos loop and the fault draws; printed so a run can be repeated. */
@@ -412,6 +417,10 @@ export async function runChaosScenario(options: ChaosOptions): Promise<ChaosRepo
     const chaosGoesOn = () =>
       performance.now() < chaosEnd || (freezeAt !== undefined && performance.now() < chaosEnd + 120_000);
     while (chaosGoesOn()) {
+      if (options.calm) {
+        await sleep(500); // no kills, pauses or faults: lease churn from balancing and splits alone
+        continue;
+      }
       if (!(freezeAtStart && freezeAt !== undefined)) await sleep(1_500 + rng() * 3_500);
       if (!chaosGoesOn()) break;
       if (

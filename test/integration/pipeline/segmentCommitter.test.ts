@@ -558,9 +558,10 @@ describe('SegmentCommitter on DynamoDB Local', () => {
     // TRIM_HORIZON skips trimmed records without a word. For a shard of the changelog's start the
     // committer checks: the oldest record still held is after the start, and the start is older
     // than the retention, so records written after the start may have been trimmed unread.
-    const e = await env([A, B, C]);
+    const D = shardName(4);
+    const e = await env([A, B, C, D]);
     const start = await e.leasesFor('inspector').changelogStart();
-    expect([A, B, C].every((id) => start?.shardIds.has(id))).toBe(true);
+    expect([A, B, C, D].every((id) => start?.shardIds.has(id))).toBe(true);
     const startedAt = start!.startedAtMs;
     const afterStart = (n: number) => Math.floor(startedAt / 1000) * 1000 + 10_000 + n * 1000;
     const run = async (
@@ -568,6 +569,7 @@ describe('SegmentCommitter on DynamoDB Local', () => {
       s: number,
       wallClockOffsetMs: number,
       timeOf: (n: number) => number,
+      trimmedFirst = false,
     ) => {
       const { committer, leases } = makeCommitter(e, `worker-${shardId}`, {
         streamRetentionMs: 60_000,
@@ -575,6 +577,16 @@ describe('SegmentCommitter on DynamoDB Local', () => {
       });
       const session = await takeSession(leases, shardId);
       committer.open(session);
+      // The reader may also have met a TrimmedDataAccessException first: still one gap, not two
+      // (two at one position would be two writes of one registry item in a transaction).
+      if (trimmedFirst) {
+        await committer.gap(session, {
+          shardId,
+          afterSequenceNumber: undefined,
+          reason: 'TrimmedDataAccessException',
+          detectedAt: undefined,
+        });
+      }
       await committer.accept(session, objectsPage(shardId, recordRun(s, 1, 2, timeOf)));
       await committer.drain();
     };
@@ -584,11 +596,18 @@ describe('SegmentCommitter on DynamoDB Local', () => {
     await run(B, 2, 10 * 60_000, (n) => W(0) + n * 1000);
     // C: past the retention, with only records after the start left: a gap before its first row.
     await run(C, 3, 10 * 60_000, afterStart);
+    // D: the same, after the reader reported a trim itself.
+    await run(D, 4, 10 * 60_000, afterStart, true);
 
     const { segments, gaps } = await e.registry.queryRange(W(-5), afterStart(0) + 10 * WINDOW_MS);
-    expect(segments).toHaveLength(3);
-    expect(gaps).toHaveLength(1);
-    expect(gaps[0]).toMatchObject({
+    expect(segments).toHaveLength(4);
+    expect(gaps.map((g) => g.shardId).sort()).toEqual([C, D]);
+    expect(gaps.find((g) => g.shardId === D)).toMatchObject({
+      afterSequenceNumber: TRIM_HORIZON,
+      resumedAtSequenceNumber: seq(4, 1),
+      fromTimeMs: startedAt,
+    });
+    expect(gaps.find((g) => g.shardId === C)).toMatchObject({
       shardId: C,
       afterSequenceNumber: TRIM_HORIZON,
       resumedAtSequenceNumber: seq(3, 1),
