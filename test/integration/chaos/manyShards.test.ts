@@ -26,7 +26,7 @@ describe('chaos on many shards (short)', () => {
     'keeps every record of a splitting 16-shard stream exactly once through kills, pauses, throttling and S3 faults',
     async () => {
       const report = await runChaosScenario({
-        durationMs: 45_000,
+        durationMs: 35_000,
         workers: 3,
         keys: 500,
         seed,
