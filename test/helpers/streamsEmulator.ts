@@ -31,6 +31,7 @@ import { createHash, randomUUID } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import zlib from 'node:zlib';
+import { seededRandom } from '../../src/local/demoProducer.js';
 
 // ---------------------------------------------------------------------------------------------
 // Public API
@@ -275,18 +276,6 @@ class ApiError extends Error {
 
 const validation = (message: string) => new ApiError(400, VALIDATION, message);
 const notFound = (message: string) => new ApiError(400, `${DDB}ResourceNotFoundException`, message);
-
-/** mulberry32: the seeded PRNG the demo producer and chaos harness use. */
-function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /**
  * The hash DynamoDB-like placement uses: md5 of the partition key's value bytes (UTF-8 of S, the
