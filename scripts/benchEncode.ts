@@ -15,11 +15,11 @@
  */
 import { readFileSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { ChangeBuffer } from '../src/segment/changeBuffer.js';
-import { parseKeySchema } from '../src/segment/keySchema.js';
-import { encodeSegment } from '../src/segment/segmentEncoder.js';
-import { appendStreamRecords, type StreamRecordObject } from '../src/stream/sdkRecordDecoder.js';
-import { decodeGetRecordsResponse } from '../src/stream/wireRecordDecoder.js';
+import { ChangeBuffer } from '../src/changelog/changeBuffer.js';
+import { parseKeySchema } from '../src/changelog/keySchema.js';
+import { appendStreamRecords, type StreamRecordObject } from '../src/changelog/sdkRecordDecoder.js';
+import { encodeSegment } from '../src/changelog/segmentEncoder.js';
+import { decodeGetRecordsResponse } from '../src/changelog/wireRecordDecoder.js';
 import { sdkGetRecordsClient } from '../test/helpers/sdkGetRecords.js';
 import {
   type CaseResult,

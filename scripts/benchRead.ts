@@ -18,11 +18,11 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { readFileSync, statSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { DynamoDBStreamsClient, GetRecordsCommand } from '@aws-sdk/client-dynamodb-streams';
-import { ChangeBuffer } from '../src/segment/changeBuffer.js';
-import { parseKeySchema } from '../src/segment/keySchema.js';
-import { RawGetRecordsClient } from '../src/stream/getRecordsClient.js';
-import { appendStreamRecords, type StreamRecordObject } from '../src/stream/sdkRecordDecoder.js';
-import { decodeGetRecordsResponse } from '../src/stream/wireRecordDecoder.js';
+import { ChangeBuffer } from '../src/changelog/changeBuffer.js';
+import { parseKeySchema } from '../src/changelog/keySchema.js';
+import { appendStreamRecords, type StreamRecordObject } from '../src/changelog/sdkRecordDecoder.js';
+import { decodeGetRecordsResponse } from '../src/changelog/wireRecordDecoder.js';
+import { RawGetRecordsClient } from '../src/coordination/getRecordsClient.js';
 import { startCannedStreamsServer } from '../test/helpers/cannedStreamsServer.js';
 import {
   type CaseResult,

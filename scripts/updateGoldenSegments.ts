@@ -9,10 +9,10 @@
  */
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { ChangeBuffer } from '../src/segment/changeBuffer.js';
-import { parseKeySchema } from '../src/segment/keySchema.js';
-import { encodeSegment } from '../src/segment/segmentEncoder.js';
-import { decodeGetRecordsResponse } from '../src/stream/wireRecordDecoder.js';
+import { ChangeBuffer } from '../src/changelog/changeBuffer.js';
+import { parseKeySchema } from '../src/changelog/keySchema.js';
+import { encodeSegment } from '../src/changelog/segmentEncoder.js';
+import { decodeGetRecordsResponse } from '../src/changelog/wireRecordDecoder.js';
 import { GOLDEN_CASES, goldenRecords } from '../test/helpers/goldenSegments.js';
 import { getRecordsResponse } from '../test/helpers/streamRecords.js';
 

@@ -3,11 +3,11 @@
  *
  *   npm run schema:update
  *
- * Run it after changing src/manifest/manifest.ts; a test fails while the file is out of date.
+ * Run it after changing src/changelog/manifest.ts; a test fails while the file is out of date.
  */
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { manifestJsonSchemaText } from '../src/manifest/manifestJsonSchema.js';
+import { manifestJsonSchemaText } from '../src/changelog/manifestJsonSchema.js';
 
 const file = join(import.meta.dirname, '..', 'docs', 'manifest.schema.json');
 writeFileSync(file, manifestJsonSchemaText());

@@ -1,6 +1,6 @@
 # A Glue table over the change segments, for Athena (and other Glue-catalog readers).
 #
-# Layout (src/manifest/layout.ts):
+# Layout (src/changelog/layout.ts):
 #   <prefix>/<table>/data/dt=YYYY-MM-DD/window=YYYYMMDDTHHMMSSZ/s1-<id>.parquet
 # The table is partitioned by dt only, with partition projection: no crawler, no MSCK REPAIR, and a
 # query filtering on dt reads only those days. A dt partition's location holds the window=
@@ -18,9 +18,9 @@ locals {
   glue_table_name = coalesce(var.glue_table_name, lower(replace(var.table_name, "/[-.]/", "_")))
   data_location   = "s3://${var.bucket_name}/${local.object_prefix}${var.table_name}/data/"
 
-  # The typed key columns, as src/segment/arrowBatch.ts writes them: one per key attribute,
+  # The typed key columns, as src/changelog/arrowBatch.ts writes them: one per key attribute,
   # partition key first; S and N as strings (N keeps its exact decimal text), B as binary. An
-  # attribute named like a fixed column gets a key_ prefix (src/segment/keySchema.ts).
+  # attribute named like a fixed column gets a key_ prefix (src/changelog/keySchema.ts).
   source_key_attributes = var.check_source_stream ? concat(
     [for a in data.aws_dynamodb_table.source[0].attribute : a if a.name == data.aws_dynamodb_table.source[0].hash_key],
     [for a in data.aws_dynamodb_table.source[0].attribute : a if a.name == data.aws_dynamodb_table.source[0].range_key],

@@ -1,4 +1,4 @@
-# The lease table exactly as src/lease/leaseTable.ts creates it with --create-lease-table:
+# The lease table exactly as src/coordination/leaseTable.ts creates it with --create-lease-table:
 # partition key streamArn (S), sort key leaseKey (S), on-demand capacity. It holds the shard
 # leases and checkpoints and the changelog registry (segments, gaps, window state, sealer lease),
 # so losing it loses the exactly-once bookkeeping: point-in-time recovery is on and deletion is

@@ -6,15 +6,15 @@
  * started (the baseline).
  */
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
-import { createLeaseTable } from '../../src/lease/leaseTable.js';
-import type { Logger } from '../../src/observability/logger.js';
-import { ChangelogWorker } from '../../src/pipeline/changelogWorker.js';
-import type { CommitEvent, SegmentCommitter } from '../../src/pipeline/segmentCommitter.js';
-import type { ChangeBuffer } from '../../src/segment/changeBuffer.js';
-import { parseKeySchema } from '../../src/segment/keySchema.js';
-import { readSegmentBatches } from '../../src/segment/parquetDecoder.js';
-import type { ObjectStore } from '../../src/sink/objectStore.js';
-import type { FetchedPage, PageSummary } from '../../src/stream/shardReader.js';
+import type { ChangeBuffer } from '../../src/changelog/changeBuffer.js';
+import { parseKeySchema } from '../../src/changelog/keySchema.js';
+import { readSegmentBatches } from '../../src/changelog/parquetDecoder.js';
+import { createLeaseTable } from '../../src/coordination/leaseTable.js';
+import type { ObjectStore } from '../../src/coordination/objectStore.js';
+import { ChangelogWorker } from '../../src/ingest/changelogWorker.js';
+import type { CommitEvent, SegmentCommitter } from '../../src/ingest/segmentCommitter.js';
+import type { FetchedPage, PageSummary } from '../../src/ingest/shardReader.js';
+import type { Logger } from '../../src/support/logger.js';
 import { dynamoClient } from './localStack.js';
 import { type MemoryPeaks, MemorySampler } from './memorySampler.js';
 import { MOCK_STREAM_ARN, MOCK_TABLE, mockBusyStream, mockSeqNumber } from './mockStream.js';

@@ -1,6 +1,6 @@
 /** The S3 object store on the benchmark's s3rver, as the daemon would open it (path-style). */
 import { S3Client } from '@aws-sdk/client-s3';
-import { S3ObjectStore } from '../../src/sink/s3ObjectStore.js';
+import { S3ObjectStore } from '../../src/coordination/s3ObjectStore.js';
 import { REGION } from './localStack.js';
 
 export interface S3Target {

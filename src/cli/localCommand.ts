@@ -1,7 +1,7 @@
 import { type Command, CommanderError } from 'commander';
-import { parseDuration } from '../config/duration.js';
-import { ConfigError } from '../errors.js';
-import { runLocalStack } from '../local/localStack.js';
+import { runLocalStack } from '../app/local/localStack.js';
+import { parseDuration } from '../support/duration.js';
+import { ConfigError } from '../support/errors.js';
 
 export interface LocalFlags {
   dataDir: string;

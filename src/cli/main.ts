@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
-import { ChangelogError } from '../errors.js';
+import { ChangelogError } from '../support/errors.js';
 import { registerLocalCommand } from './localCommand.js';
 import { registerRunCommand } from './runCommand.js';
 import { registerSegmentCommand } from './segmentCommand.js';

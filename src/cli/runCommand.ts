@@ -1,7 +1,7 @@
 import { type Command, CommanderError } from 'commander';
-import { parseRunConfig, RUN_OPTIONS, type RunOptionsInput } from '../config/runConfig.js';
-import { createLogger } from '../observability/logger.js';
-import { runDaemon } from './daemon.js';
+import { runDaemon } from '../app/daemon.js';
+import { parseRunConfig, RUN_OPTIONS, type RunOptionsInput } from '../app/runConfig.js';
+import { createLogger } from '../support/logger.js';
 
 /**
  * `run`: the tailing daemon. Endpoints, region and credentials come from the AWS SDK's own

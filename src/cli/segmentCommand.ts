@@ -1,12 +1,12 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import type { Command } from 'commander';
-import { ConfigError } from '../errors.js';
-import { ChangeBuffer } from '../segment/changeBuffer.js';
-import { type KeySchema, parseKeySchema } from '../segment/keySchema.js';
-import { SEGMENT_COMPRESSIONS, type SegmentCompression } from '../segment/parquetEncoder.js';
-import { encodeSegment } from '../segment/segmentEncoder.js';
-import { sha256Checksum } from '../sink/objectStore.js';
-import { decodeGetRecordsResponse } from '../stream/wireRecordDecoder.js';
+import { ChangeBuffer } from '../changelog/changeBuffer.js';
+import { type KeySchema, parseKeySchema } from '../changelog/keySchema.js';
+import { SEGMENT_COMPRESSIONS, type SegmentCompression } from '../changelog/parquetEncoder.js';
+import { encodeSegment } from '../changelog/segmentEncoder.js';
+import { decodeGetRecordsResponse } from '../changelog/wireRecordDecoder.js';
+import { sha256Checksum } from '../coordination/objectStore.js';
+import { ConfigError } from '../support/errors.js';
 
 interface SegmentFlags {
   keySchema?: string;

@@ -1,14 +1,14 @@
 import { DynamoDBStreamsClient } from '@aws-sdk/client-dynamodb-streams';
 import { type Command, CommanderError, Option } from 'commander';
-import { formatDuration, parseDuration } from '../config/duration.js';
-import { ConfigError } from '../errors.js';
-import { manifestPrefix, tableOfStreamArn } from '../manifest/layout.js';
-import { DEFAULT_LATE_GRACE_MS, type StreamAuditOptions } from '../manifest/streamAudit.js';
-import { type VerifyReport, verifyChangelog } from '../manifest/verifier.js';
-import { parseDestination } from '../sink/objectStore.js';
-import { openObjectStore } from '../sink/openObjectStore.js';
-import { RawGetRecordsClient } from '../stream/getRecordsClient.js';
-import { AUDIT_DEFAULTS } from '../stream/streamAuditReader.js';
+import { manifestPrefix, tableOfStreamArn } from '../changelog/layout.js';
+import { RawGetRecordsClient } from '../coordination/getRecordsClient.js';
+import { parseDestination } from '../coordination/objectStore.js';
+import { openObjectStore } from '../coordination/openObjectStore.js';
+import { DEFAULT_LATE_GRACE_MS, type StreamAuditOptions } from '../read/streamAudit.js';
+import { AUDIT_DEFAULTS } from '../read/streamAuditReader.js';
+import { type VerifyReport, verifyChangelog } from '../read/verifier.js';
+import { formatDuration, parseDuration } from '../support/duration.js';
+import { ConfigError } from '../support/errors.js';
 
 interface VerifyFlags {
   destination?: string;
@@ -81,7 +81,7 @@ export interface VerifyCommandOptions {
 const STREAM_ARN = /^arn:aws[a-z-]*:dynamodb:[a-z0-9-]+:\d{12}:table\/[A-Za-z0-9_.-]{3,255}\/stream\/.+$/;
 
 function defaultStreamClients(): { streams: DynamoDBStreamsClient; raw: RawGetRecordsClient } {
-  // No SDK retries: the audit's reader retries itself (retry.ts), so the two never multiply.
+  // No SDK retries: the audit's reader retries itself (support/retry.ts), so the two never multiply.
   const streams = new DynamoDBStreamsClient({ maxAttempts: 1 });
   return { streams, raw: new RawGetRecordsClient(streams) };
 }

@@ -6,7 +6,7 @@ import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { DynamoDBStreamsClient } from '@aws-sdk/client-dynamodb-streams';
 import { S3Client } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
-import { RawGetRecordsClient } from '../../src/stream/getRecordsClient.js';
+import { RawGetRecordsClient } from '../../src/coordination/getRecordsClient.js';
 
 /*
  * Records the AWS API calls the code under src/ makes, for the IAM policy test
@@ -47,7 +47,7 @@ export interface RecordedCall {
   /** The API operation, e.g. `PutObject` (the command class name without `Command`). */
   operation: string;
   origin: CallOrigin;
-  /** The first src/ stack frame, e.g. `src/sink/s3ObjectStore.ts:365`; absent for cli calls. */
+  /** The first src/ stack frame, e.g. `src/coordination/s3ObjectStore.ts:365`; absent for cli calls. */
   caller?: string;
   /** GetRecords sent by RawGetRecordsClient rather than the SDK. */
   raw?: boolean;

@@ -1,16 +1,16 @@
-import { isoTime, manifestObjectKey, segmentId, segmentObjectKey } from '../../src/manifest/layout.js';
+import { ChangeBuffer } from '../../src/changelog/changeBuffer.js';
+import { parseKeySchema } from '../../src/changelog/keySchema.js';
+import { isoTime, manifestObjectKey, segmentId, segmentObjectKey } from '../../src/changelog/layout.js';
 import {
   MANIFEST_FORMAT_VERSION,
   type Manifest,
   type ManifestGap,
   type ManifestSegment,
   serializeManifest,
-} from '../../src/manifest/manifest.js';
-import { ChangeBuffer } from '../../src/segment/changeBuffer.js';
-import { parseKeySchema } from '../../src/segment/keySchema.js';
-import { encodeSegment } from '../../src/segment/segmentEncoder.js';
-import { type ObjectStore, sha256Checksum } from '../../src/sink/objectStore.js';
-import { decodeGetRecordsResponse } from '../../src/stream/wireRecordDecoder.js';
+} from '../../src/changelog/manifest.js';
+import { encodeSegment } from '../../src/changelog/segmentEncoder.js';
+import { decodeGetRecordsResponse } from '../../src/changelog/wireRecordDecoder.js';
+import { type ObjectStore, sha256Checksum } from '../../src/coordination/objectStore.js';
 import { generateRecords, getRecordsResponse, type WireRecord } from './streamRecords.js';
 
 /*

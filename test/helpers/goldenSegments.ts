@@ -1,4 +1,4 @@
-import type { SegmentCompression } from '../../src/segment/parquetEncoder.js';
+import type { SegmentCompression } from '../../src/changelog/parquetEncoder.js';
 import { generateRecords, type StreamViewType } from './streamRecords.js';
 
 /** The golden segment cases: each a captured-style GetRecords page and how it was encoded. */

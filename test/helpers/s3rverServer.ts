@@ -3,7 +3,7 @@ import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { S3Client } from '@aws-sdk/client-s3';
-import { type LocalServer, startS3rver as startLocalS3rver } from '../../src/local/localServers.js';
+import { type LocalServer, startS3rver as startLocalS3rver } from '../../src/app/local/localServers.js';
 
 export interface S3rverServer {
   endpoint: string;
@@ -14,7 +14,7 @@ export interface S3rverServer {
 }
 
 /*
- * The same s3rver starter as `dynamodb-changelog local` (src/local/localServers.ts): in a child
+ * The same s3rver starter as `dynamodb-changelog local` (src/app/local/localServers.ts): in a child
  * process, because its ListObjectsV2 continuation tokens are DES-encrypted and OpenSSL 3 only
  * offers DES with --openssl-legacy-provider (in-process, every truncated listing fails with a 500,
  * jamhall/s3rver#818). The child exits when its stdin closes, so it does not outlive a crashed

@@ -20,11 +20,11 @@ import {
   type Shard,
 } from '@aws-sdk/client-dynamodb-streams';
 import { afterEach, describe, expect, it } from 'vitest';
-import { StreamError } from '../../../src/errors.js';
-import { ChangeBuffer } from '../../../src/segment/changeBuffer.js';
-import { parseKeySchema } from '../../../src/segment/keySchema.js';
-import { RawGetRecordsClient } from '../../../src/stream/getRecordsClient.js';
-import { decodeGetRecordsResponse } from '../../../src/stream/wireRecordDecoder.js';
+import { ChangeBuffer } from '../../../src/changelog/changeBuffer.js';
+import { parseKeySchema } from '../../../src/changelog/keySchema.js';
+import { decodeGetRecordsResponse } from '../../../src/changelog/wireRecordDecoder.js';
+import { RawGetRecordsClient } from '../../../src/coordination/getRecordsClient.js';
+import { StreamError } from '../../../src/support/errors.js';
 import { createStreamTable, useDynamoDbLocal } from '../../helpers/dynamoDbLocal.js';
 import {
   type AppendRecord,

@@ -1,11 +1,11 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { parseDuration } from '../../../src/config/duration.js';
-import { parseRunConfig, RUN_OPTIONS } from '../../../src/config/runConfig.js';
-import { LEASE_PARTITION_KEY, LEASE_SORT_KEY } from '../../../src/lease/leaseTable.js';
-import { segmentSchema } from '../../../src/segment/arrowBatch.js';
-import { FIXED_COLUMNS, parseKeySchema } from '../../../src/segment/keySchema.js';
+import { parseRunConfig, RUN_OPTIONS } from '../../../src/app/runConfig.js';
+import { segmentSchema } from '../../../src/changelog/arrowBatch.js';
+import { FIXED_COLUMNS, parseKeySchema } from '../../../src/changelog/keySchema.js';
+import { LEASE_PARTITION_KEY, LEASE_SORT_KEY } from '../../../src/coordination/leaseTable.js';
+import { parseDuration } from '../../../src/support/duration.js';
 import { REPO_ROOT } from '../../helpers/awsCallRecorder.js';
 
 /*
@@ -80,7 +80,7 @@ describe('infra/ deployment files', () => {
     expect(dockerfile).toContain('ENTRYPOINT ["node", "bin/dynamodb-changelog.js"]');
   });
 
-  it('create the lease table with the key schema src/lease/leaseTable.ts uses', () => {
+  it('create the lease table with the key schema src/coordination/leaseTable.ts uses', () => {
     const tf = read('terraform', 'lease_table.tf');
     expect(tf).toContain(`hash_key     = "${LEASE_PARTITION_KEY}"`);
     expect(tf).toContain(`range_key    = "${LEASE_SORT_KEY}"`);

@@ -7,15 +7,15 @@ import { DynamoDBClient, PutItemCommand, UpdateItemCommand } from '@aws-sdk/clie
 import { DynamoDBStreamsClient } from '@aws-sdk/client-dynamodb-streams';
 import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createLeaseTable } from '../../../src/lease/leaseTable.js';
-import { segmentObjectKey, windowStartOf } from '../../../src/manifest/layout.js';
-import type { SealEvent } from '../../../src/manifest/sealer.js';
-import { ChangelogWorker } from '../../../src/pipeline/changelogWorker.js';
-import { parseKeySchema } from '../../../src/segment/keySchema.js';
-import { openObjectStore } from '../../../src/sink/openObjectStore.js';
-import { S3ObjectStore } from '../../../src/sink/s3ObjectStore.js';
-import { RawGetRecordsClient } from '../../../src/stream/getRecordsClient.js';
-import { resolveStreamArn } from '../../../src/stream/shardDiscovery.js';
+import { parseKeySchema } from '../../../src/changelog/keySchema.js';
+import { segmentObjectKey, windowStartOf } from '../../../src/changelog/layout.js';
+import { RawGetRecordsClient } from '../../../src/coordination/getRecordsClient.js';
+import { createLeaseTable } from '../../../src/coordination/leaseTable.js';
+import { openObjectStore } from '../../../src/coordination/openObjectStore.js';
+import { S3ObjectStore } from '../../../src/coordination/s3ObjectStore.js';
+import { resolveStreamArn } from '../../../src/coordination/shardDiscovery.js';
+import { ChangelogWorker } from '../../../src/ingest/changelogWorker.js';
+import type { SealEvent } from '../../../src/ingest/sealer.js';
 import {
   AWS_CALLS_DIR_ENV,
   classifyStack,
@@ -233,9 +233,11 @@ describe('the policy checker', () => {
   it('attributes calls to src/ by the first stack frame outside node_modules', () => {
     const frame = (file: string) => `    at fn (${path.join(REPO_ROOT, file)}:10:5)`;
     const stack = (...files: string[]) => ['Error', ...files.map(frame)].join('\n');
-    expect(classifyStack(stack('node_modules/@smithy/core/x.js', 'src/sink/s3ObjectStore.ts'))).toEqual({
+    expect(
+      classifyStack(stack('node_modules/@smithy/core/x.js', 'src/coordination/s3ObjectStore.ts')),
+    ).toEqual({
       kind: 'src',
-      caller: 'src/sink/s3ObjectStore.ts:10',
+      caller: 'src/coordination/s3ObjectStore.ts:10',
     });
     expect(classifyStack(stack('test/helpers/dynamoDbLocal.ts', 'src/x.ts'))).toEqual({ kind: 'other' });
     expect(

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
+import { RUN_OPTIONS } from '../../../src/app/runConfig.js';
 import { buildProgram } from '../../../src/cli/main.js';
-import { RUN_OPTIONS } from '../../../src/config/runConfig.js';
 
 describe('run command', () => {
   it('offers every run option as its flag, documenting its variable and default', () => {

@@ -6,11 +6,11 @@ import { DynamoDBStreamsClient } from '@aws-sdk/client-dynamodb-streams';
 import { mockClient } from 'aws-sdk-client-mock';
 import { Command, CommanderError } from 'commander';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { isoTime } from '../../../src/changelog/layout.js';
 import { main } from '../../../src/cli/main.js';
 import { parseTimeOption, registerVerifyCommand } from '../../../src/cli/verifyCommand.js';
-import { isoTime } from '../../../src/manifest/layout.js';
-import type { VerifyReport } from '../../../src/manifest/verifier.js';
-import { LocalObjectStore } from '../../../src/sink/localObjectStore.js';
+import { LocalObjectStore } from '../../../src/coordination/localObjectStore.js';
+import type { VerifyReport } from '../../../src/read/verifier.js';
 import { FakeStream } from '../../helpers/auditStream.js';
 import {
   buildChangelogSpec,

@@ -1,0 +1,276 @@
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { DynamoDBStreamsClient } from '@aws-sdk/client-dynamodb-streams';
+import { keySchemaFromTable } from '../changelog/keySchema.js';
+import { RawGetRecordsClient } from '../coordination/getRecordsClient.js';
+import { createLeaseTable } from '../coordination/leaseTable.js';
+import { openObjectStore } from '../coordination/openObjectStore.js';
+import { describeTableStream, enabledStreamArn } from '../coordination/shardDiscovery.js';
+import { ChangelogWorker } from '../ingest/changelogWorker.js';
+import type { SealEvent } from '../ingest/sealer.js';
+import type { CommitEvent } from '../ingest/segmentCommitter.js';
+import { type FollowedStream, type StreamRunner, TableWorker } from '../ingest/tableWorker.js';
+import { formatDuration } from '../support/duration.js';
+import { ChangelogError } from '../support/errors.js';
+import type { Logger } from '../support/logger.js';
+import { combineObservers } from '../support/pipelineObserver.js';
+import { retry } from '../support/retry.js';
+import { type ObservabilityServer, startObservabilityServer } from './httpServer.js';
+import { ChangelogMetrics } from './metrics.js';
+import type { RunConfig } from './runConfig.js';
+import { StallDetector } from './stallDetector.js';
+
+export interface DaemonOptions {
+  /** Stops the daemon like SIGTERM does. */
+  signal?: AbortSignal;
+  /** Stop on SIGTERM / SIGINT (default true). A second signal exits at once. */
+  handleSignals?: boolean;
+  /** Bind address of the metrics server (default all interfaces). */
+  metricsHost?: string;
+  /** Defaults to a new one; pass one to read its snapshot (the local stack's status line). */
+  metrics?: ChangelogMetrics;
+  onCommit?: (event: CommitEvent) => void;
+  onSeal?: (event: SealEvent) => void;
+  /**
+   * Called once the worker is about to start (metrics server up). `streamArn` is the stream given
+   * with --stream-arn; undefined when the daemon follows the table's streams.
+   */
+  onStarted?: (info: { metricsUrl: string; streamArn: string | undefined }) => void;
+  /** Following a table: how often the active stream is checked for being drained (default 5 s). */
+  streamPollIntervalMs?: number;
+}
+
+export interface DaemonResult {
+  /** 0: stopped cleanly within the deadline. 1: the deadline passed first (nothing is lost: see docs). */
+  exitCode: 0 | 1;
+  /** Milliseconds from the stop request to the end of the shutdown. */
+  shutdownMs: number | undefined;
+}
+
+/**
+ * The tailing daemon: metrics server, worker, graceful shutdown.
+ *
+ * With --stream-arn it reads that one stream. With only --table it follows the table across stream
+ * disable / re-enable (TableWorker): a ChangelogWorker on the oldest stream of the table not yet
+ * drained; once that one is drained and a newer stream exists, it is stopped (commits, releases
+ * its leases and the sealer lease) and a ChangelogWorker on the next stream starts, with a window
+ * floor so that no item's new records land in an earlier window than its old ones.
+ *
+ * On SIGTERM/SIGINT (or `signal`): readiness turns false, the worker stops taking leases and
+ * reading, commits what is buffered, releases its leases (so another worker takes them on its next
+ * cycle, not after failover), then the metrics server closes. If that takes longer than the
+ * shutdown timeout the daemon gives up waiting and returns exit code 1: whatever was not
+ * committed is read again by the shards' next holders from their checkpoints, so nothing is lost,
+ * only repeated work.
+ */
+export async function runDaemon(
+  config: RunConfig,
+  logger: Logger,
+  options: DaemonOptions = {},
+): Promise<DaemonResult> {
+  const metrics = options.metrics ?? new ChangelogMetrics();
+  const stall = new StallDetector({
+    stallTimeoutMs: config.stallTimeoutMs,
+    // Cycles run every failover / 3; missing them for two failovers means our leases are gone.
+    maxLeaseCycleAgeMs: 2 * config.failoverMs,
+    logger,
+  });
+  const controller = new AbortController();
+  let stopRequestedAt: number | undefined;
+  const stop = (reason: string) => {
+    if (controller.signal.aborted) return;
+    stopRequestedAt = performance.now();
+    logger.info(
+      { reason, deadline: formatDuration(config.shutdownTimeoutMs) },
+      'stopping: committing buffered data and releasing leases',
+    );
+    controller.abort(new Error(reason));
+  };
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (controller.signal.aborted) {
+      logger.warn({ signal }, 'second signal: exiting now without waiting for the shutdown');
+      process.exit(130);
+    }
+    stop(`received ${signal}`);
+  };
+  const onAbort = () => stop(String(options.signal?.reason ?? 'stop requested'));
+  if (options.handleSignals !== false) {
+    process.on('SIGTERM', onSignal);
+    process.on('SIGINT', onSignal);
+  }
+  options.signal?.addEventListener('abort', onAbort, { once: true });
+  if (options.signal?.aborted) onAbort();
+
+  const dynamodb = new DynamoDBClient({ maxAttempts: 1 });
+  const streams = new DynamoDBStreamsClient({ maxAttempts: 1 });
+  const raw = new RawGetRecordsClient(streams);
+  const store = openObjectStore(config.destination, {
+    s3: {
+      forcePathStyle: config.s3ForcePathStyle,
+      expectedBucketOwner: config.expectedBucketOwner,
+      sseKmsKeyId: config.sseKmsKeyId,
+    },
+  });
+  let server: ObservabilityServer | undefined;
+  /** What runs until the stop: one ChangelogWorker, or a TableWorker running one per stream. */
+  let worker: StreamRunner | undefined;
+  /** The ChangelogWorker reading now (following a table: the active stream's). */
+  let current: ChangelogWorker | undefined;
+  try {
+    server = await startObservabilityServer({
+      port: config.metricsPort,
+      host: options.metricsHost,
+      metrics: () => metrics.exposition(),
+      readiness: () =>
+        controller.signal.aborted ? { ready: false, reason: 'shutting down' } : stall.readiness(),
+    }).catch((error: unknown) => {
+      throw new ChangelogError(
+        `cannot serve metrics on port ${config.metricsPort} (--metrics-port, CHANGELOG_METRICS_PORT): ${
+          (error as NodeJS.ErrnoException).code === 'EADDRINUSE' ? 'the port is in use' : String(error)
+        }`,
+        { retriable: false, cause: error },
+      );
+    });
+    const signal = controller.signal;
+    // Startup calls retry transient failures (DynamoDB briefly unreachable when a pod starts);
+    // a missing table or a disabled stream fails at once with its own message.
+    if (config.createLeaseTable) {
+      await retry(() => createLeaseTable(dynamodb, config.leaseTable, { signal }), { signal });
+    }
+    // One DescribeTable gives the key schema and, without --stream-arn, whether the table has a
+    // stream to follow.
+    const described = await retry(() => describeTableStream(dynamodb, config.table, { signal }), { signal });
+    const keySchema = keySchemaFromTable(described.description ?? {});
+    const observer = combineObservers(metrics, stall);
+    // One observer for every stream's worker: metrics and stall detection carry on across a switch.
+    const changelogWorker = (streamArn: string, follow?: FollowedStream) =>
+      new ChangelogWorker({
+        workerId: config.workerId,
+        table: config.table,
+        streamArn,
+        keySchema,
+        dynamodb,
+        streams,
+        raw,
+        leaseTableName: config.leaseTable,
+        store,
+        windowMs: config.windowMs,
+        allowedLatenessMs: config.allowedLatenessMs,
+        flushIntervalMs: config.flushIntervalMs,
+        maxSegmentBytes: config.maxSegmentBytes,
+        maxBufferBytes: config.maxBufferBytes,
+        compression: config.compression,
+        failoverMs: config.failoverMs,
+        orphanGraceMs: config.orphanGraceMs,
+        streamRetentionMs: config.streamRetentionMs,
+        logger,
+        observer,
+        onCommit: options.onCommit,
+        onSeal: options.onSeal,
+        continuesFrom: follow?.continuesFrom,
+        windowFloorMs: follow?.windowFloorMs,
+      });
+    if (config.streamArn !== undefined) {
+      current = changelogWorker(config.streamArn);
+      worker = current;
+    } else {
+      // A table that never had a stream fails at once; one whose stream is disabled is followed:
+      // what is left of its stream is read, then the daemon waits for a new one.
+      if (described.latestStreamArn === undefined) enabledStreamArn(described);
+      if (!described.streamEnabled) {
+        logger.warn(
+          { table: config.table, streamArn: described.latestStreamArn },
+          'the table’s stream is disabled: reading what is left of it, then waiting for a new stream',
+        );
+      }
+      worker = new TableWorker({
+        workerId: config.workerId,
+        tableName: config.table,
+        dynamodb,
+        streams,
+        leaseTableName: config.leaseTable,
+        failoverMs: config.failoverMs,
+        logger,
+        pollIntervalMs: options.streamPollIntervalMs,
+        worker: (stream) => {
+          current = changelogWorker(stream.streamArn, stream);
+          return current;
+        },
+      });
+    }
+    metrics.bind({
+      bufferedBytes: () => current?.committer.bufferedBytes ?? 0,
+      bufferedWindows: () => current?.committer.bufferedWindows ?? 0,
+      stalledShards: () => stall.stalled(),
+    });
+    logger.info(
+      {
+        streamArn: config.streamArn ?? null,
+        follows: config.streamArn === undefined ? 'table' : 'stream',
+        leaseTable: config.leaseTable,
+        destination: config.destination,
+        window: formatDuration(config.windowMs),
+        maxBufferBytes: config.maxBufferBytes,
+        metrics: server.url,
+      },
+      'worker starting',
+    );
+    options.onStarted?.({ metricsUrl: server.url, streamArn: config.streamArn });
+    const running = worker.run(signal);
+    const outcome = await untilDeadline(running, signal, config.shutdownTimeoutMs);
+    const shutdownMs =
+      stopRequestedAt === undefined ? undefined : Math.round(performance.now() - stopRequestedAt);
+    if (outcome === 'deadline') {
+      logger.error(
+        {
+          deadline: formatDuration(config.shutdownTimeoutMs),
+          buffered: current?.committer.bufferedBytes ?? 0,
+        },
+        'shutdown deadline passed: exiting with uncommitted data, which the next lease holders read again',
+      );
+      return { exitCode: 1, shutdownMs };
+    }
+    logger.info({ shutdownMs }, 'stopped cleanly');
+    return { exitCode: 0, shutdownMs };
+  } catch (error) {
+    if (controller.signal.aborted && worker === undefined) {
+      // Stopped during startup: nothing was read, nothing to commit.
+      logger.info({}, 'stopped during startup');
+      return { exitCode: 0, shutdownMs: 0 };
+    }
+    throw error;
+  } finally {
+    options.signal?.removeEventListener('abort', onAbort);
+    if (options.handleSignals !== false) {
+      process.off('SIGTERM', onSignal);
+      process.off('SIGINT', onSignal);
+    }
+    await server?.close();
+    store.close?.();
+    raw.destroy();
+    dynamodb.destroy();
+    streams.destroy();
+  }
+}
+
+/** Waits for `running`; once `signal` aborts, waits at most `deadlineMs` more. */
+async function untilDeadline(
+  running: Promise<void>,
+  signal: AbortSignal,
+  deadlineMs: number,
+): Promise<'done' | 'deadline'> {
+  let timer: NodeJS.Timeout | undefined;
+  let onAbort: (() => void) | undefined;
+  const deadline = new Promise<'deadline'>((resolve) => {
+    onAbort = () => {
+      timer = setTimeout(() => resolve('deadline'), deadlineMs);
+    };
+    if (signal.aborted) onAbort();
+    else signal.addEventListener('abort', onAbort, { once: true });
+  });
+  try {
+    return await Promise.race([running.then(() => 'done' as const), deadline]);
+  } finally {
+    clearTimeout(timer);
+    if (onAbort) signal.removeEventListener('abort', onAbort);
+  }
+}

@@ -1,0 +1,163 @@
+import { z } from 'zod';
+import { ChangelogError } from '../support/errors.js';
+
+/*
+ * The window manifest: the contract consumers rely on (DESIGN.md). docs/manifest.schema.json is
+ * the JSON Schema of the same shape; a test keeps the two in step.
+ */
+
+export const MANIFEST_FORMAT_VERSION = 1;
+
+const sequenceNumber = z.string().regex(/^\d{1,40}$/, 'a stream sequence number (digits)');
+const isoTime = z.iso.datetime({ offset: false });
+
+export const manifestShardSchema = z.strictObject({
+  shardId: z.string().min(1),
+  /**
+   * The shard's checkpoint before this segment: the last sequence number of the shard's previous
+   * segment, or TRIM_HORIZON for the shard's first. Contiguity means every segment of a shard
+   * starts right after the one before it.
+   */
+  afterSequenceNumber: z.union([sequenceNumber, z.literal('TRIM_HORIZON')]),
+  firstSequenceNumber: sequenceNumber,
+  lastSequenceNumber: sequenceNumber,
+  records: z.number().int().positive(),
+});
+
+export const manifestSegmentSchema = z.strictObject({
+  /** Relative to the destination prefix: `<table>/data/dt=.../window=.../<id>.parquet`. */
+  key: z.string().min(1),
+  /**
+   * The stream the segment's records were read from, when it is not the manifest's `streamArn`
+   * (a window where `run` moved from a table's stream to the re-enabled one holds both).
+   */
+  streamArn: z.string().min(1).optional(),
+  bytes: z.number().int().positive(),
+  records: z.number().int().positive(),
+  /** `sha256:<hex>` of the object's bytes. */
+  checksum: z.string().regex(/^sha256:[0-9a-f]{64}$/),
+  minEventTime: isoTime,
+  maxEventTime: isoTime,
+  /** Rows whose event_time is before the window's start (they arrived after it was sealed). */
+  lateRecords: z.number().int().nonnegative(),
+  shards: z.array(manifestShardSchema).min(1),
+});
+
+export const manifestGapSchema = z.strictObject({
+  shardId: z.string().min(1),
+  /** Last sequence number read before the gap (TRIM_HORIZON: nothing of the shard was read). */
+  afterSequenceNumber: z.union([sequenceNumber, z.literal('TRIM_HORIZON')]),
+  /** First sequence number read after the gap; absent when the shard ended with nothing more. */
+  resumedAtSequenceNumber: sequenceNumber.optional(),
+  /** Event time of the last record before the gap, when known. */
+  fromTime: isoTime.optional(),
+  /** Event time of the first record after the gap, when known. */
+  toTime: isoTime.optional(),
+  /** DynamoDB's clock when the gap was found, when known. */
+  detectedAt: isoTime.optional(),
+  reason: z.literal('TrimmedDataAccessException'),
+});
+
+export const manifestSchema = z.strictObject({
+  formatVersion: z.literal(MANIFEST_FORMAT_VERSION),
+  table: z.string().min(1),
+  streamArn: z.string().min(1),
+  window: z.strictObject({ start: isoTime, end: isoTime }),
+  /** When the window was closed to commits (the same on every retry of its sealing). */
+  sealedAt: isoTime,
+  /** 1, then +1 for every rewrite by compaction or replay. */
+  version: z.number().int().positive(),
+  /** False when the window lists a gap: records the stream trimmed before they were read. */
+  complete: z.boolean(),
+  recordCount: z.number().int().nonnegative(),
+  lateRecordCount: z.number().int().nonnegative(),
+  segments: z.array(manifestSegmentSchema),
+  gaps: z.array(manifestGapSchema),
+});
+
+export type ManifestShard = z.infer<typeof manifestShardSchema>;
+export type ManifestSegment = z.infer<typeof manifestSegmentSchema>;
+export type ManifestGap = z.infer<typeof manifestGapSchema>;
+export type Manifest = z.infer<typeof manifestSchema>;
+
+const byString = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
+
+/**
+ * The manifest's bytes: fields in schema order, segments sorted by key, shards by id, gaps by
+ * shard then position, two-space indented, trailing newline. The same content always gives the
+ * same bytes, so re-sealing a window writes an identical object (create-only accepts it).
+ */
+export function serializeManifest(manifest: Manifest): Uint8Array {
+  const m = manifestSchema.parse(manifest);
+  const canonical: Manifest = {
+    formatVersion: m.formatVersion,
+    table: m.table,
+    streamArn: m.streamArn,
+    window: { start: m.window.start, end: m.window.end },
+    sealedAt: m.sealedAt,
+    version: m.version,
+    complete: m.complete,
+    recordCount: m.recordCount,
+    lateRecordCount: m.lateRecordCount,
+    segments: [...m.segments]
+      .sort((a, b) => byString(a.key, b.key))
+      .map((s) => ({
+        key: s.key,
+        ...(s.streamArn === undefined || s.streamArn === m.streamArn ? {} : { streamArn: s.streamArn }),
+        bytes: s.bytes,
+        records: s.records,
+        checksum: s.checksum,
+        minEventTime: s.minEventTime,
+        maxEventTime: s.maxEventTime,
+        lateRecords: s.lateRecords,
+        shards: [...s.shards]
+          .sort((a, b) => byString(a.shardId, b.shardId))
+          .map((h) => ({
+            shardId: h.shardId,
+            afterSequenceNumber: h.afterSequenceNumber,
+            firstSequenceNumber: h.firstSequenceNumber,
+            lastSequenceNumber: h.lastSequenceNumber,
+            records: h.records,
+          })),
+      })),
+    gaps: [...m.gaps]
+      .sort(
+        (a, b) => byString(a.shardId, b.shardId) || byString(a.afterSequenceNumber, b.afterSequenceNumber),
+      )
+      .map((g) => ({
+        shardId: g.shardId,
+        afterSequenceNumber: g.afterSequenceNumber,
+        ...(g.resumedAtSequenceNumber === undefined
+          ? {}
+          : { resumedAtSequenceNumber: g.resumedAtSequenceNumber }),
+        ...(g.fromTime === undefined ? {} : { fromTime: g.fromTime }),
+        ...(g.toTime === undefined ? {} : { toTime: g.toTime }),
+        ...(g.detectedAt === undefined ? {} : { detectedAt: g.detectedAt }),
+        reason: g.reason,
+      })),
+  };
+  return new TextEncoder().encode(`${JSON.stringify(canonical, null, 2)}\n`);
+}
+
+/** Parses and validates manifest bytes; a bad manifest names the key and every problem. */
+export function parseManifest(bytes: Uint8Array, key: string): Manifest {
+  let json: unknown;
+  try {
+    json = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes));
+  } catch (error) {
+    throw new ChangelogError(`manifest ${key} is not valid JSON: ${(error as Error).message}`, {
+      key,
+      retriable: false,
+      cause: error,
+    });
+  }
+  const result = manifestSchema.safeParse(json);
+  if (!result.success) {
+    const problems = result.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`);
+    throw new ChangelogError(`manifest ${key} does not match the schema: ${problems.join('; ')}`, {
+      key,
+      retriable: false,
+    });
+  }
+  return result.data;
+}

@@ -1,0 +1,120 @@
+import { compareSequenceNumbers } from '../changelog/byteColumn.js';
+import { ChangelogError } from '../support/errors.js';
+
+/** Checkpoint of a shard nothing has been read from yet: reading starts at the oldest record. */
+export const TRIM_HORIZON = 'TRIM_HORIZON';
+/** Checkpoint of a shard read to its end; its children may start. */
+export const SHARD_END = 'SHARD_END';
+
+/**
+ * Where a shard whose checkpoint is still TRIM_HORIZON (nothing committed yet) starts reading,
+ * decided once when its lease is created (see leaseStore.ts, ensureLeases):
+ * - `TRIM_HORIZON`: the shard was listed when the changelog began (or is an ancestor of such a
+ *   shard). Its oldest retained record is where the changelog starts: not a gap.
+ * - `AT_SEQUENCE_NUMBER`: every later shard starts at its `startingSequenceNumber`, so records the
+ *   stream trimmed before they were read raise TrimmedDataAccessException and become a gap.
+ * - `VANISHED`: a parent no longer listed (trimmed away entirely) of a child created after the
+ *   changelog began; its reader records the whole shard as a gap and ends it.
+ */
+export type LeaseStartAt = 'TRIM_HORIZON' | 'AT_SEQUENCE_NUMBER' | 'VANISHED';
+
+export const LEASE_START_AT: readonly LeaseStartAt[] = ['TRIM_HORIZON', 'AT_SEQUENCE_NUMBER', 'VANISHED'];
+
+/** The reader's start position for a lease without a checkpoint (see ShardReaderOptions.startAt). */
+export type LeaseStartPosition =
+  | { readonly type: 'TRIM_HORIZON' }
+  | { readonly type: 'AT_SEQUENCE_NUMBER'; readonly sequenceNumber: string }
+  | { readonly type: 'VANISHED' };
+
+/** One shard's lease, as read from the lease table (see leaseTable.ts for the item layout). */
+export interface Lease {
+  readonly shardId: string;
+  /** Worker id of the holder; undefined when the lease is free. */
+  readonly owner?: string | undefined;
+  /** +1 on every renew, take and release: a counter that stops moving means a dead holder. */
+  readonly leaseCounter: number;
+  /** +1 on every acquisition: the fencing token every write of the holder is conditional on. */
+  readonly leaseEpoch: number;
+  /** A sequence number (the last record committed), TRIM_HORIZON or SHARD_END. */
+  readonly checkpoint: string;
+  readonly parentShardIds: readonly string[];
+  /** Event time of the last committed record, for the watermark. */
+  readonly lastEventTimeMs?: number | undefined;
+  /**
+   * DynamoDB's clock (Date header) when the holder last found the shard read to its tip with
+   * nothing of it left uncommitted: every record older than that is committed (watermark input).
+   */
+  readonly caughtUpAtMs?: number | undefined;
+  /**
+   * The window the shard's last committed records went to. A shard's records never go to an
+   * earlier window than its previous ones, so each window holds a contiguous run of every shard.
+   */
+  readonly windowStartMs?: number | undefined;
+  /**
+   * Where reading starts while the checkpoint is TRIM_HORIZON. Absent on items written before it
+   * existed: those start at TRIM_HORIZON, as they always did.
+   */
+  readonly startAt?: LeaseStartAt | undefined;
+  /** The shard's StartingSequenceNumber from DescribeStream, when it was listed with one. */
+  readonly startingSequenceNumber?: string | undefined;
+  /**
+   * A worker that asked the holder to hand the lease over (balancing): the holder commits what
+   * it has of the shard, then transfers the lease to it (LeaseStore.handOff).
+   */
+  readonly pendingOwner?: string | undefined;
+}
+
+/**
+ * Where a lease with no checkpoint starts reading. A lease marked AT_SEQUENCE_NUMBER without a
+ * starting sequence number (a listing that lacked it) is read like a VANISHED one: the reader looks
+ * the shard up and records a gap when it cannot prove nothing was trimmed.
+ */
+export function startPositionOf(
+  lease: Pick<Lease, 'startAt' | 'startingSequenceNumber'>,
+): LeaseStartPosition {
+  switch (lease.startAt) {
+    case undefined:
+    case 'TRIM_HORIZON':
+      return { type: 'TRIM_HORIZON' };
+    case 'AT_SEQUENCE_NUMBER':
+      return lease.startingSequenceNumber === undefined
+        ? { type: 'VANISHED' }
+        : { type: 'AT_SEQUENCE_NUMBER', sequenceNumber: lease.startingSequenceNumber };
+    case 'VANISHED':
+      return { type: 'VANISHED' };
+  }
+}
+
+const SEQUENCE_NUMBER = /^\d+$/;
+
+/** True for a stream sequence number (a string of digits). */
+export function isSequenceNumber(value: string): boolean {
+  return SEQUENCE_NUMBER.test(value);
+}
+
+/** True for the values a checkpoint may hold: a sequence number or one of the two literals. */
+export function isValidCheckpoint(value: string): boolean {
+  return value === TRIM_HORIZON || value === SHARD_END || SEQUENCE_NUMBER.test(value);
+}
+
+/**
+ * Orders checkpoints: TRIM_HORIZON before every sequence number, SHARD_END after every one, and
+ * sequence numbers as integers (they are 21-40 digit strings, beyond float64 and not equal-length).
+ */
+export function compareCheckpoints(a: string, b: string): number {
+  assertValidCheckpoint(a);
+  assertValidCheckpoint(b);
+  if (a === b) return 0;
+  if (a === TRIM_HORIZON || b === SHARD_END) return -1;
+  if (a === SHARD_END || b === TRIM_HORIZON) return 1;
+  return compareSequenceNumbers(a, b);
+}
+
+function assertValidCheckpoint(value: string): void {
+  if (!isValidCheckpoint(value)) {
+    throw new ChangelogError(
+      `invalid checkpoint ${JSON.stringify(value)}: expected a sequence number, ${TRIM_HORIZON} or ${SHARD_END}`,
+      { retriable: false },
+    );
+  }
+}

@@ -1,0 +1,511 @@
+import {
+  DAY_MS,
+  dataPrefix,
+  dtOf,
+  isoTime,
+  manifestObjectKey,
+  parseWindowId,
+  windowDataPrefix,
+  windowId,
+  windowStartOf,
+} from '../changelog/layout.js';
+import {
+  MANIFEST_FORMAT_VERSION,
+  type Manifest,
+  parseManifest,
+  serializeManifest,
+} from '../changelog/manifest.js';
+import { compareCheckpoints, type Lease, TRIM_HORIZON } from '../coordination/lease.js';
+import type { ObjectStore } from '../coordination/objectStore.js';
+import {
+  type GapRecord,
+  type RegistryStore,
+  type SealerLeaseItem,
+  type SegmentRecord,
+  type WindowState,
+  windowSizeMismatch,
+} from '../coordination/registryStore.js';
+import { ChangelogError } from '../support/errors.js';
+import { type Logger, silentLogger } from '../support/logger.js';
+import type { PipelineObserver } from '../support/pipelineObserver.js';
+import { sleep } from '../support/retry.js';
+import { computeWatermark } from './watermark.js';
+
+export interface SealEvent {
+  windowStartMs: number;
+  key: string;
+  records: number;
+  segments: number;
+  gaps: number;
+  lateRecords: number;
+}
+
+export interface SealerOptions {
+  workerId: string;
+  table: string;
+  streamArn: string;
+  registry: RegistryStore;
+  /** The stream's shard leases (the watermark comes from them). */
+  listLeases: (signal?: AbortSignal) => Promise<Lease[]>;
+  store: ObjectStore;
+  windowMs: number;
+  allowedLatenessMs: number;
+  /** Orphan objects younger than this are left alone. Default 1 h. */
+  orphanGraceMs?: number;
+  /** Most objects deleted per cycle. Default 100. */
+  orphanBatch?: number;
+  /** Sealer lease failover; renewals every third of it. Default 10 s. */
+  failoverMs?: number;
+  /** Pause between cycles. Default 1 s. */
+  intervalMs?: number;
+  logger?: Logger;
+  onSeal?: (event: SealEvent) => void;
+  onOrphansDeleted?: (count: number) => void;
+  onWatermark?: (watermarkMs: number) => void;
+  /** Told of seals, the watermark, orphans deleted and where sealing stands (metrics). */
+  observer?: PipelineObserver;
+  /** Monotonic clock for lease expiry. */
+  now?: () => number;
+  /** Wall clock: closedAt stamps, orphan ages, the initial window. */
+  wallNow?: () => number;
+  /** How long the stream keeps records (default 24 h): the window state starts one window before it. */
+  streamRetentionMs?: number | undefined;
+}
+
+/** How far back the first window may start: the stream keeps records 24 h. */
+const RETENTION_MS = DAY_MS;
+
+/**
+ * Seals windows. One worker at a time holds the sealer lease (an item beside the shard leases);
+ * every state change it makes is a transaction conditional on that lease's owner + epoch.
+ *
+ * A cycle: compute the watermark from the shard leases; CLOSE every window whose end + allowed
+ * lateness is at or below it (one conditional write of `closedThroughMs`; from then on, commits
+ * to those windows fail their ConditionCheck); SEAL closed windows in order: read their registry
+ * items, check per-shard contiguity, write the manifest (create-only, deterministic bytes: a
+ * retry writes the same object), then advance `sealedThroughMs`; DELETE orphan objects of sealed
+ * windows (not in the manifest, older than the grace period), a bounded batch per cycle.
+ */
+export class Sealer {
+  private readonly o: SealerOptions;
+  private readonly log: Logger;
+  private readonly now: () => number;
+  private readonly wallNow: () => number;
+  private held: (SealerLeaseItem & { owner: string }) | undefined;
+  private observed: { lease: SealerLeaseItem | undefined; since: number } | undefined;
+  private lastRenew = Number.NEGATIVE_INFINITY;
+  private publishedWatermark: number | undefined;
+
+  constructor(options: SealerOptions) {
+    this.o = options;
+    this.log = options.logger ?? silentLogger;
+    this.now = options.now ?? (() => performance.now());
+    this.wallNow = options.wallNow ?? (() => Date.now());
+  }
+
+  get isLeader(): boolean {
+    return this.held !== undefined;
+  }
+
+  async run(signal: AbortSignal): Promise<void> {
+    try {
+      while (!signal.aborted) {
+        try {
+          await this.manageLease(signal);
+          if (this.held) await this.cycle(signal);
+          else {
+            this.o.observer?.sealerState?.({
+              leader: false,
+              sealedThroughMs: undefined,
+              windowMs: this.o.windowMs,
+            });
+          }
+        } catch (error) {
+          if (signal.aborted) break;
+          this.log.error({ error: String(error) }, 'sealer cycle failed; trying again');
+          this.o.observer?.cycleFailed?.('sealer-cycle', error);
+        }
+        await sleep(this.o.intervalMs ?? 1000, signal).catch(() => undefined);
+      }
+    } finally {
+      if (this.held) {
+        const held = this.held;
+        this.held = undefined;
+        await this.o.registry.releaseSealerLease(held).catch((error: unknown) => {
+          this.log.warn({ error: String(error) }, 'could not release the sealer lease');
+        });
+      }
+    }
+  }
+
+  private async manageLease(signal: AbortSignal): Promise<void> {
+    const failover = this.o.failoverMs ?? 10_000;
+    const now = this.now();
+    if (this.held) {
+      if (now - this.lastRenew < failover / 3) return;
+      const renewed = await this.o.registry.renewSealerLease(this.held, signal);
+      if (renewed?.owner === this.held.owner) {
+        this.held = { ...renewed, owner: this.held.owner };
+        this.lastRenew = now;
+      } else {
+        this.log.warn({ leaseEpoch: this.held.leaseEpoch }, 'sealer lease lost');
+        this.held = undefined;
+      }
+      return;
+    }
+    const current = await this.o.registry.getSealerLease(signal);
+    const same =
+      this.observed !== undefined &&
+      this.observed.lease?.leaseCounter === current?.leaseCounter &&
+      this.observed.lease?.owner === current?.owner;
+    if (!same) this.observed = { lease: current, since: now };
+    const free = current === undefined || current.owner === undefined;
+    const expired = same && now - this.observed!.since >= failover;
+    if (!free && !expired) return;
+    const taken = await this.o.registry.takeSealerLease(current, this.o.workerId, signal);
+    if (taken?.owner === this.o.workerId) {
+      this.held = { ...taken, owner: this.o.workerId };
+      this.lastRenew = now;
+      this.log.info({ leaseEpoch: taken.leaseEpoch, from: current?.owner ?? null }, 'sealer lease taken');
+    }
+  }
+
+  /** One pass: watermark, close, seal, collect orphans. */
+  async cycle(signal?: AbortSignal): Promise<void> {
+    const held = this.held;
+    if (!held) return;
+    const leases = await this.o.listLeases(signal);
+    const watermark = computeWatermark(leases);
+    if (watermark !== undefined && watermark !== this.publishedWatermark) {
+      await this.o.registry.putWatermark(watermark, signal);
+      this.publishedWatermark = watermark;
+      this.o.onWatermark?.(watermark);
+      this.o.observer?.watermark?.(watermark);
+    }
+    let state = await this.state(watermark, signal);
+    if (state.windowMs !== this.o.windowMs) {
+      throw windowSizeMismatch(this.o.table, state.windowMs, this.o.windowMs);
+    }
+    if (state.sealedThroughMs < state.closedThroughMs) {
+      state = await this.sealClosed(state, held, signal);
+    } else if (watermark !== undefined) {
+      const closeThrough = windowStartOf(watermark - this.o.allowedLatenessMs, this.o.windowMs);
+      if (closeThrough > state.closedThroughMs) {
+        const next: WindowState = { ...state, closedThroughMs: closeThrough, closedAtMs: this.wallNow() };
+        if (await this.o.registry.updateState(state, next, held, signal)) {
+          this.log.info(
+            {
+              from: windowId(state.closedThroughMs),
+              through: windowId(closeThrough),
+              watermark: isoTime(watermark),
+            },
+            'windows closed',
+          );
+          state = await this.sealClosed(next, held, signal);
+        }
+      }
+    }
+    this.o.observer?.sealerState?.({
+      leader: true,
+      sealedThroughMs: state.sealedThroughMs,
+      windowMs: this.o.windowMs,
+    });
+    await this.collectOrphans(state, held, signal);
+  }
+
+  private async state(watermark: number | undefined, signal?: AbortSignal): Promise<WindowState> {
+    const existing = await this.o.registry.getState(signal);
+    if (existing) return existing;
+    // Nothing older than the stream's retention can arrive: start one window before it.
+    const base = Math.min(this.wallNow(), watermark ?? Number.POSITIVE_INFINITY);
+    const start =
+      windowStartOf(base - (this.o.streamRetentionMs ?? RETENTION_MS), this.o.windowMs) - this.o.windowMs;
+    return this.o.registry.initState(
+      {
+        windowMs: this.o.windowMs,
+        streamArn: this.o.streamArn,
+        closedThroughMs: start,
+        sealedThroughMs: start,
+        closedAtMs: this.wallNow(),
+        gcThroughMs: start,
+      },
+      signal,
+    );
+  }
+
+  /** Writes the manifests of the closed, unsealed windows, in order. */
+  private async sealClosed(
+    state: WindowState,
+    held: SealerLeaseItem & { owner: string },
+    signal?: AbortSignal,
+  ): Promise<WindowState> {
+    const w = this.o.windowMs;
+    const { segments, gaps } = await this.o.registry.queryRange(
+      state.sealedThroughMs,
+      state.closedThroughMs,
+      signal,
+    );
+    const segmentsByWindow = groupBy(segments, (s) => s.windowStartMs);
+    const gapsByWindow = groupBy(gaps, (g) => g.windowStartMs);
+    let current = state;
+    for (let start = state.sealedThroughMs; start < state.closedThroughMs; start += w) {
+      signal?.throwIfAborted();
+      const windowSegments = segmentsByWindow.get(start) ?? [];
+      const windowGaps = gapsByWindow.get(start) ?? [];
+      const hasData = windowSegments.length > 0 || windowGaps.length > 0;
+      // Empty windows before the first manifest are before the changelog began: no manifest.
+      if (current.firstManifestMs === undefined && !hasData) continue;
+      checkContiguity(start, windowSegments);
+      const manifest = this.buildManifest(start, current, windowSegments, windowGaps);
+      const key = manifestObjectKey(this.o.table, start);
+      await this.o.store.putIfAbsent(key, serializeManifest(manifest), {
+        contentType: 'application/json',
+        signal,
+      });
+      const next: WindowState = {
+        ...current,
+        sealedThroughMs: start + w,
+        firstManifestMs: current.firstManifestMs ?? start,
+      };
+      if (!(await this.o.registry.updateState(current, next, held, signal))) {
+        throw new ChangelogError('window state changed under the sealer (lease lost?)', { retriable: true });
+      }
+      current = next;
+      const event: SealEvent = {
+        windowStartMs: start,
+        key,
+        records: manifest.recordCount,
+        segments: manifest.segments.length,
+        gaps: manifest.gaps.length,
+        lateRecords: manifest.lateRecordCount,
+      };
+      this.log.info({ window: windowId(start), ...event, complete: manifest.complete }, 'window sealed');
+      if (!manifest.complete) {
+        this.log.error(
+          { window: windowId(start), gaps: manifest.gaps },
+          'window sealed INCOMPLETE: it lists trimmed-data gaps',
+        );
+      }
+      this.o.onSeal?.(event);
+      this.o.observer?.windowSealed?.({
+        windowStartMs: start,
+        records: event.records,
+        segments: event.segments,
+        gaps: event.gaps,
+        complete: manifest.complete,
+      });
+    }
+    if (current.sealedThroughMs < state.closedThroughMs) {
+      const next = { ...current, sealedThroughMs: state.closedThroughMs };
+      if (!(await this.o.registry.updateState(current, next, held, signal))) {
+        throw new ChangelogError('window state changed under the sealer (lease lost?)', { retriable: true });
+      }
+      current = next;
+    }
+    return current;
+  }
+
+  private buildManifest(
+    start: number,
+    state: WindowState,
+    segments: SegmentRecord[],
+    gaps: GapRecord[],
+  ): Manifest {
+    // A window holds segments of two streams only where `run` moved from a table's stream to the
+    // next (re-enabled) one. The manifest names the oldest of them: a table's stream ARNs differ
+    // only in their label, its creation time, so they sort by age. A segment of the other stream
+    // names its own (`streamArn`); shard ids are unique across a table's streams.
+    const streamArns = [...new Set(segments.map((s) => s.streamArn))].sort();
+    const manifestStream = streamArns[0] ?? state.streamArn;
+    return {
+      formatVersion: MANIFEST_FORMAT_VERSION,
+      table: this.o.table,
+      // From the registry, not this worker's config, so every sealer writes the same bytes. An
+      // empty window names the stream the window state was created with.
+      streamArn: manifestStream,
+      window: { start: isoTime(start), end: isoTime(start + this.o.windowMs) },
+      sealedAt: isoTime(state.closedAtMs),
+      version: 1,
+      complete: gaps.length === 0,
+      recordCount: segments.reduce((n, s) => n + s.records, 0),
+      lateRecordCount: segments.reduce((n, s) => n + s.lateRecords, 0),
+      segments: segments.map((s) => ({
+        key: s.key,
+        // The other stream of a mixed window is named per segment (verify --stream reads it).
+        ...(s.streamArn !== manifestStream && { streamArn: s.streamArn }),
+        bytes: s.bytes,
+        records: s.records,
+        checksum: s.checksum,
+        minEventTime: isoTime(s.minEventTimeMs),
+        maxEventTime: isoTime(s.maxEventTimeMs),
+        lateRecords: s.lateRecords,
+        shards: s.shards.map((h) => ({
+          shardId: h.shardId,
+          afterSequenceNumber: h.afterSequenceNumber,
+          firstSequenceNumber: h.firstSequenceNumber,
+          lastSequenceNumber: h.lastSequenceNumber,
+          records: h.records,
+        })),
+      })),
+      gaps: gaps.map((g) => ({
+        shardId: g.shardId,
+        afterSequenceNumber: g.afterSequenceNumber,
+        ...(g.resumedAtSequenceNumber === undefined
+          ? {}
+          : { resumedAtSequenceNumber: g.resumedAtSequenceNumber }),
+        ...(g.fromTimeMs === undefined ? {} : { fromTime: isoTime(g.fromTimeMs) }),
+        ...(g.toTimeMs === undefined ? {} : { toTime: isoTime(g.toTimeMs) }),
+        ...(g.detectedAtMs === undefined ? {} : { detectedAt: isoTime(g.detectedAtMs) }),
+        reason: g.reason,
+      })),
+    };
+  }
+
+  /**
+   * Deletes objects under sealed windows that their manifest does not list and that are older
+   * than the grace period, at most `orphanBatch` per cycle. `gcThroughMs` advances past windows
+   * left clean; a window holding a young orphan is looked at again later.
+   */
+  private async collectOrphans(
+    state: WindowState,
+    held: SealerLeaseItem & { owner: string },
+    signal?: AbortSignal,
+  ): Promise<void> {
+    const from = state.gcThroughMs ?? state.sealedThroughMs;
+    if (from >= state.sealedThroughMs) return;
+    const grace = this.o.orphanGraceMs ?? 3_600_000;
+    const batch = this.o.orphanBatch ?? 100;
+    const cutoff = this.wallNow() - grace;
+    const referenced = new Map<number, Set<string>>();
+    const toDelete: string[] = [];
+    let blockedAt: number | undefined;
+    let scannedThrough = state.sealedThroughMs;
+    // One listing per day prefix, from the first unswept window on.
+    outer: for (let day = windowStartOf(from, DAY_MS); day < state.sealedThroughMs; day += DAY_MS) {
+      const dayPrefix = `${dataPrefix(this.o.table)}dt=${dtOf(day)}/`;
+      const startAfter =
+        day === windowStartOf(from, DAY_MS) ? windowDataPrefix(this.o.table, from).slice(0, -1) : undefined;
+      for await (const object of this.o.store.list(dayPrefix, { startAfter, signal })) {
+        const windowMatch = /\/window=(\d{8}T\d{6}Z)\//.exec(object.key);
+        const start = windowMatch ? parseWindowId(windowMatch[1]!) : undefined;
+        if (start === undefined) continue; // not ours
+        if (start < from) continue;
+        if (start >= state.sealedThroughMs) break outer;
+        let keys = referenced.get(start);
+        if (keys === undefined) {
+          keys = await this.manifestKeys(start, state, signal);
+          referenced.set(start, keys);
+        }
+        if (keys.has(object.key)) continue;
+        if (object.lastModified.getTime() > cutoff) {
+          blockedAt ??= start;
+          continue;
+        }
+        if (toDelete.length >= batch) {
+          scannedThrough = start;
+          break outer;
+        }
+        toDelete.push(object.key);
+      }
+    }
+    if (toDelete.length > 0) {
+      await this.o.store.delete(toDelete, signal);
+      this.log.info({ count: toDelete.length, first: toDelete[0] }, 'orphans deleted');
+      this.o.onOrphansDeleted?.(toDelete.length);
+      this.o.observer?.orphansDeleted?.(toDelete.length);
+    }
+    const gcThrough = Math.min(scannedThrough, blockedAt ?? Number.POSITIVE_INFINITY);
+    if (gcThrough > from) {
+      await this.o.registry.updateState(state, { ...state, gcThroughMs: gcThrough }, held, signal);
+    }
+  }
+
+  private async manifestKeys(start: number, state: WindowState, signal?: AbortSignal): Promise<Set<string>> {
+    if (state.firstManifestMs === undefined || start < state.firstManifestMs) return new Set();
+    const key = manifestObjectKey(this.o.table, start);
+    const bytes = await this.o.store.get(key, signal);
+    if (bytes === undefined) {
+      throw new ChangelogError(`sealed window ${windowId(start)} has no manifest at ${key}`, {
+        key,
+        retriable: false,
+      });
+    }
+    return new Set(parseManifest(bytes, key).segments.map((s) => s.key));
+  }
+}
+
+/**
+ * Within a window, a shard's segments must chain: sorted by first sequence number, each starts
+ * right after the previous one's last (its `after` is that last), and none overlaps.
+ *
+ * Shards are told apart by stream and shard id: a window may hold segments of two streams of the
+ * table (the old one's last records and the new one's first, when `run` moved across a stream
+ * re-enable), and sequence numbers of different streams are not comparable.
+ */
+export function checkContiguity(windowStartMs: number, segments: readonly SegmentRecord[]): void {
+  const byShard = new Map<
+    string,
+    { shardId: string; entries: { after: string; first: string; last: string; key: string }[] }
+  >();
+  for (const s of segments) {
+    for (const h of s.shards) {
+      const id = `${s.streamArn}\n${h.shardId}`;
+      let shard = byShard.get(id);
+      if (shard === undefined) {
+        shard = { shardId: h.shardId, entries: [] };
+        byShard.set(id, shard);
+      }
+      shard.entries.push({
+        after: h.afterSequenceNumber,
+        first: h.firstSequenceNumber,
+        last: h.lastSequenceNumber,
+        key: s.key,
+      });
+    }
+  }
+  for (const { shardId, entries } of byShard.values()) {
+    entries.sort((a, b) => compareCheckpoints(a.first, b.first));
+    for (let i = 0; i < entries.length; i++) {
+      const e = entries[i]!;
+      if (e.after !== TRIM_HORIZON && compareCheckpoints(e.first, e.after) <= 0) {
+        throw contiguityError(windowStartMs, shardId, `${e.key} starts at ${e.first}, not after ${e.after}`);
+      }
+      if (compareCheckpoints(e.last, e.first) < 0) {
+        throw contiguityError(
+          windowStartMs,
+          shardId,
+          `${e.key} ends at ${e.last} before it starts at ${e.first}`,
+        );
+      }
+      const prev = entries[i - 1];
+      if (prev !== undefined && e.after !== prev.last) {
+        throw contiguityError(
+          windowStartMs,
+          shardId,
+          `${e.key} follows checkpoint ${e.after}, but the previous segment ${prev.key} ends at ${prev.last}`,
+        );
+      }
+    }
+  }
+}
+
+function contiguityError(windowStartMs: number, shardId: string, detail: string): ChangelogError {
+  return new ChangelogError(
+    `refusing to seal window ${windowId(windowStartMs)}: shard ${shardId} is not contiguous: ${detail}`,
+    {
+      shardId,
+      retriable: false,
+    },
+  );
+}
+
+function groupBy<T>(items: readonly T[], keyOf: (item: T) => number): Map<number, T[]> {
+  const out = new Map<number, T[]>();
+  for (const item of items) {
+    const k = keyOf(item);
+    const list = out.get(k);
+    if (list) list.push(item);
+    else out.set(k, [item]);
+  }
+  return out;
+}

@@ -1,0 +1,438 @@
+import { describe, expect, it } from 'vitest';
+import {
+  isoTime,
+  manifestObjectKey,
+  manifestPrefix,
+  windowDataPrefix,
+} from '../../../src/changelog/layout.js';
+import { parseManifest } from '../../../src/changelog/manifest.js';
+import { type Lease, TRIM_HORIZON } from '../../../src/coordination/lease.js';
+import {
+  compareKeys,
+  type ListOptions,
+  type ObjectInfo,
+  type ObjectStore,
+  type PutResult,
+  sha256Checksum,
+} from '../../../src/coordination/objectStore.js';
+import type {
+  GapRecord,
+  RegistryStore,
+  SealerLeaseItem,
+  SegmentRecord,
+  WindowState,
+} from '../../../src/coordination/registryStore.js';
+import { checkContiguity, type SealEvent, Sealer, type SealerOptions } from '../../../src/ingest/sealer.js';
+import { ChangelogError, ObjectConflictError } from '../../../src/support/errors.js';
+import { capturingLogger, seq, W, WINDOW_MS } from '../../helpers/commitFixtures.js';
+
+const TABLE = 'orders';
+const ARN = 'arn:aws:dynamodb:us-east-1:123456789012:table/orders/stream/2026-01-01T00:00:00.000';
+const WALL = W(30);
+
+function entry(shardId: string, after: string, first: string, last: string) {
+  return {
+    shardId,
+    afterSequenceNumber: after,
+    firstSequenceNumber: first,
+    lastSequenceNumber: last,
+    records: 1,
+  };
+}
+
+function segment(
+  windowStartMs: number,
+  id: string,
+  shards: SegmentRecord['shards'],
+  over: Partial<SegmentRecord> = {},
+): SegmentRecord {
+  return {
+    windowStartMs,
+    segmentId: id,
+    commitId: `commit-${id}`,
+    key: `${windowDataPrefix(TABLE, windowStartMs)}${id}.parquet`,
+    bytes: 100,
+    records: shards.reduce((n, s) => n + s.records, 0),
+    checksum: sha256Checksum(new TextEncoder().encode(id)),
+    minEventTimeMs: windowStartMs + 1000,
+    maxEventTimeMs: windowStartMs + 2000,
+    lateRecords: 0,
+    shards,
+    streamArn: ARN,
+    workerId: 'worker-a',
+    ...over,
+  };
+}
+
+describe('checkContiguity', () => {
+  const A = 'shard-a';
+  const B = 'shard-b';
+
+  it('accepts segments of each shard that chain, in any order, shards independent', () => {
+    expect(() =>
+      checkContiguity(W(0), [
+        segment(W(0), 's3', [entry(A, seq(1, 5), seq(1, 6), seq(1, 9))]),
+        segment(W(0), 's1', [
+          entry(A, TRIM_HORIZON, seq(1, 1), seq(1, 5)),
+          entry(B, seq(2, 40), seq(2, 41), seq(2, 41)),
+        ]),
+        segment(W(0), 's2', [entry(B, seq(2, 41), seq(2, 50), seq(2, 60))]),
+      ]),
+    ).not.toThrow();
+    expect(() => checkContiguity(W(0), [])).not.toThrow();
+  });
+
+  it('compares sequence numbers as integers, not strings', () => {
+    // 21 digits then 22 digits: "9..." sorts after "1..." as a string, but is smaller.
+    const small = '900000000000000000000';
+    const big = '1000000000000000000000';
+    expect(() =>
+      checkContiguity(W(0), [
+        segment(W(0), 'b', [entry(A, small, big, big)]),
+        segment(W(0), 'a', [entry(A, TRIM_HORIZON, small, small)]),
+      ]),
+    ).not.toThrow();
+  });
+
+  it('refuses a hole: a segment whose checkpoint is not the previous segment last', () => {
+    const run = () =>
+      checkContiguity(W(1), [
+        segment(W(1), 's1', [entry(A, TRIM_HORIZON, seq(1, 1), seq(1, 5))]),
+        segment(W(1), 's2', [entry(A, seq(1, 7), seq(1, 8), seq(1, 9))]),
+      ]);
+    expect(run).toThrow(ChangelogError);
+    expect(run).toThrow(
+      /refusing to seal window 20260115T100100Z: shard shard-a is not contiguous: .*s2\.parquet follows checkpoint 100000000000000000007, but the previous segment .*s1\.parquet ends at 100000000000000000005/,
+    );
+  });
+
+  it('refuses overlapping and inverted ranges', () => {
+    expect(() =>
+      checkContiguity(W(0), [
+        segment(W(0), 's1', [entry(A, TRIM_HORIZON, seq(1, 1), seq(1, 5))]),
+        segment(W(0), 's2', [entry(A, seq(1, 5), seq(1, 5), seq(1, 9))]),
+      ]),
+    ).toThrow(/s2\.parquet starts at 100000000000000000005, not after 100000000000000000005/);
+    expect(() =>
+      checkContiguity(W(0), [segment(W(0), 's1', [entry(A, seq(1, 1), seq(1, 9), seq(1, 3))])]),
+    ).toThrow(/ends at 100000000000000000003 before it starts at 100000000000000000009/);
+    // The same range twice (a double registration) is a hole-or-overlap too.
+    const twice = segment(W(0), 's1', [entry(A, TRIM_HORIZON, seq(1, 1), seq(1, 5))]);
+    expect(() =>
+      checkContiguity(W(0), [twice, { ...twice, segmentId: 's1b', key: 'x/s1b.parquet' }]),
+    ).toThrow(/not contiguous/);
+  });
+
+  it('keys shards by stream too: a window holding segments of a table’s old and new stream', () => {
+    // `run` moved from one stream to the next inside this window. Sequence numbers of two streams
+    // are not comparable; even a (hypothetical) repeated shard id is two shards.
+    const NEXT = `${ARN.slice(0, -'2026-01-01T00:00:00.000'.length)}2026-01-02T00:00:00.000`;
+    const segments = [
+      segment(W(0), 'old', [entry(A, seq(1, 4), seq(1, 5), seq(1, 9))]),
+      segment(W(0), 'new', [entry(A, TRIM_HORIZON, seq(1, 1), seq(1, 3))], { streamArn: NEXT }),
+    ];
+    expect(() => checkContiguity(W(0), segments)).not.toThrow();
+    // Within one stream the same ranges are a hole.
+    expect(() =>
+      checkContiguity(
+        W(0),
+        segments.map((s) => ({ ...s, streamArn: ARN })),
+      ),
+    ).toThrow(/not contiguous/);
+  });
+});
+
+/** The subset of RegistryStore the Sealer uses, in memory, with the same conditions. */
+class FakeRegistry {
+  state: WindowState | undefined;
+  segments: SegmentRecord[] = [];
+  gaps: GapRecord[] = [];
+  watermark: number | undefined;
+  sealer: SealerLeaseItem | undefined;
+  readonly calls: string[] = [];
+
+  async getState() {
+    this.calls.push('getState');
+    return this.state && { ...this.state };
+  }
+  async initState(initial: WindowState) {
+    this.calls.push('initState');
+    this.state ??= { ...initial };
+    return { ...this.state };
+  }
+  async updateState(expected: WindowState, next: WindowState, sealer: { owner: string; leaseEpoch: number }) {
+    this.calls.push('updateState');
+    if (this.sealer?.owner !== sealer.owner || this.sealer.leaseEpoch !== sealer.leaseEpoch) return false;
+    const s = this.state!;
+    if (s.closedThroughMs !== expected.closedThroughMs || s.sealedThroughMs !== expected.sealedThroughMs)
+      return false;
+    this.state = { ...next };
+    return true;
+  }
+  async queryRange(fromMs: number, toMs: number) {
+    this.calls.push('queryRange');
+    const inRange = <T extends { windowStartMs: number }>(x: T) =>
+      x.windowStartMs >= fromMs && x.windowStartMs < toMs;
+    return { segments: this.segments.filter(inRange), gaps: this.gaps.filter(inRange) };
+  }
+  async putWatermark(ms: number) {
+    this.calls.push('putWatermark');
+    this.watermark = ms;
+  }
+  async getSealerLease() {
+    return this.sealer && { ...this.sealer };
+  }
+  async takeSealerLease(observed: SealerLeaseItem | undefined, workerId: string) {
+    if (this.sealer?.leaseCounter !== observed?.leaseCounter) return undefined;
+    this.sealer = {
+      owner: workerId,
+      leaseCounter: (this.sealer?.leaseCounter ?? 0) + 1,
+      leaseEpoch: (this.sealer?.leaseEpoch ?? 0) + 1,
+    };
+    return { ...this.sealer };
+  }
+  async renewSealerLease(held: SealerLeaseItem & { owner: string }) {
+    if (this.sealer?.owner !== held.owner || this.sealer.leaseEpoch !== held.leaseEpoch) return undefined;
+    this.sealer.leaseCounter += 1;
+    return { ...this.sealer };
+  }
+  async releaseSealerLease(held: SealerLeaseItem & { owner: string }) {
+    if (this.sealer?.owner === held.owner && this.sealer.leaseEpoch === held.leaseEpoch) {
+      this.sealer = { ...this.sealer, owner: undefined, leaseCounter: this.sealer.leaseCounter + 1 };
+    }
+  }
+}
+
+/** A create-only in-memory ObjectStore whose objects' ages the test sets. */
+class MemoryStore implements ObjectStore {
+  readonly url = 'memory://';
+  readonly objects = new Map<string, { body: Uint8Array; lastModified: Date }>();
+  async putIfAbsent(key: string, body: Uint8Array): Promise<PutResult> {
+    const checksum = sha256Checksum(body);
+    const existing = this.objects.get(key);
+    if (existing) {
+      const old = sha256Checksum(existing.body);
+      if (old !== checksum) throw new ObjectConflictError(key, checksum, old);
+      return { key, bytes: body.byteLength, checksum, outcome: 'exists' };
+    }
+    this.objects.set(key, { body, lastModified: new Date(WALL) });
+    return { key, bytes: body.byteLength, checksum, outcome: 'created' };
+  }
+  async get(key: string) {
+    return this.objects.get(key)?.body;
+  }
+  async head(key: string): Promise<ObjectInfo | undefined> {
+    const o = this.objects.get(key);
+    return (
+      o && { key, bytes: o.body.byteLength, checksum: sha256Checksum(o.body), lastModified: o.lastModified }
+    );
+  }
+  async *list(prefix: string, options: ListOptions = {}): AsyncIterable<ObjectInfo> {
+    const keys = [...this.objects.keys()]
+      .filter(
+        (k) =>
+          k.startsWith(prefix) &&
+          (options.startAfter === undefined || compareKeys(k, options.startAfter) > 0),
+      )
+      .sort(compareKeys);
+    for (const key of keys) {
+      const o = this.objects.get(key);
+      if (o) yield { key, bytes: o.body.byteLength, checksum: undefined, lastModified: o.lastModified };
+    }
+  }
+  async delete(keys: readonly string[]) {
+    for (const k of keys) this.objects.delete(k);
+  }
+}
+
+function lease(shardId: string, progress: number | undefined): Lease {
+  return {
+    shardId,
+    owner: 'w',
+    leaseCounter: 1,
+    leaseEpoch: 1,
+    checkpoint: seq(1, 1),
+    parentShardIds: [],
+    caughtUpAtMs: progress,
+  };
+}
+
+function setup(over: Partial<SealerOptions> = {}, leases: Lease[] = [lease('shard-a', W(3) + 1000)]) {
+  const registry = new FakeRegistry();
+  const store = new MemoryStore();
+  const seals: SealEvent[] = [];
+  const logger = capturingLogger();
+  let listCalls = 0;
+  const sealer = new Sealer({
+    workerId: 'sealer-1',
+    table: TABLE,
+    streamArn: ARN,
+    registry: registry as unknown as RegistryStore,
+    listLeases: async () => {
+      listCalls++;
+      return leases;
+    },
+    store,
+    windowMs: WINDOW_MS,
+    allowedLatenessMs: 0,
+    orphanGraceMs: 3_600_000,
+    wallNow: () => WALL,
+    logger,
+    onSeal: (e) => seals.push(e),
+    ...over,
+  });
+  const lead = () =>
+    (sealer as unknown as { manageLease(signal: AbortSignal): Promise<void> }).manageLease(
+      new AbortController().signal,
+    );
+  return { registry, store, sealer, seals, logger, lead, listCalls: () => listCalls };
+}
+
+const state = (closed: number, extra: Partial<WindowState> = {}): WindowState => ({
+  windowMs: WINDOW_MS,
+  streamArn: ARN,
+  closedThroughMs: closed,
+  sealedThroughMs: closed,
+  closedAtMs: W(-100),
+  gcThroughMs: closed,
+  ...extra,
+});
+
+describe('Sealer (in-memory registry and store)', () => {
+  it('does nothing without the sealer lease', async () => {
+    const t = setup();
+    await t.sealer.cycle();
+    expect(t.listCalls()).toBe(0);
+    expect(t.registry.calls).toEqual([]);
+  });
+
+  it('refuses to run with another window size than the changelog state', async () => {
+    const t = setup();
+    t.registry.state = state(W(0), { windowMs: 5 * WINDOW_MS });
+    await t.lead();
+    await expect(t.sealer.cycle()).rejects.toThrow(/uses 300000 ms windows, this worker 60000 ms/);
+    expect(t.store.objects.size).toBe(0);
+  });
+
+  it('lists gaps in the manifest and marks it incomplete, loudly', async () => {
+    const t = setup();
+    t.registry.state = state(W(0));
+    t.registry.segments = [segment(W(0), 's1', [entry('shard-a', seq(1, 10), seq(1, 11), seq(1, 12))])];
+    t.registry.gaps = [
+      {
+        windowStartMs: W(0),
+        shardId: 'shard-a',
+        afterSequenceNumber: TRIM_HORIZON,
+        resumedAtSequenceNumber: seq(1, 11),
+        toTimeMs: W(0) + 1000,
+        reason: 'TrimmedDataAccessException',
+      },
+      // A gap alone makes a window hold data: it gets a manifest.
+      {
+        windowStartMs: W(1),
+        shardId: 'shard-b',
+        afterSequenceNumber: seq(2, 4),
+        reason: 'TrimmedDataAccessException',
+      },
+    ];
+    await t.lead();
+    await t.sealer.cycle();
+
+    const key0 = manifestObjectKey(TABLE, W(0));
+    const m0 = parseManifest((await t.store.get(key0))!, key0);
+    expect(m0.complete).toBe(false);
+    expect(m0.gaps).toEqual([
+      {
+        shardId: 'shard-a',
+        afterSequenceNumber: TRIM_HORIZON,
+        resumedAtSequenceNumber: seq(1, 11),
+        toTime: isoTime(W(0) + 1000),
+        reason: 'TrimmedDataAccessException',
+      },
+    ]);
+    const key1 = manifestObjectKey(TABLE, W(1));
+    const m1 = parseManifest((await t.store.get(key1))!, key1);
+    expect(m1).toMatchObject({ complete: false, recordCount: 0, segments: [] });
+    expect(t.seals.map((s) => [s.windowStartMs, s.gaps])).toEqual([
+      [W(0), 1],
+      [W(1), 1],
+      [W(2), 0],
+    ]);
+    expect(t.logger.lines.filter((l) => l.level === 'error').map((l) => l.message)).toEqual([
+      'window sealed INCOMPLETE: it lists trimmed-data gaps',
+      'window sealed INCOMPLETE: it lists trimmed-data gaps',
+    ]);
+  });
+
+  it('writes the same manifest bytes whatever stream ARN or clock the sealing worker has', async () => {
+    const seal = async (streamArn: string, wall: number) => {
+      const t = setup({ streamArn, wallNow: () => wall });
+      // Closed (by whichever sealer) but not yet sealed: sealing reads everything from the state.
+      t.registry.state = { ...state(W(0)), closedThroughMs: W(1) };
+      t.registry.segments = [segment(W(0), 's1', [entry('shard-a', TRIM_HORIZON, seq(1, 1), seq(1, 2))])];
+      await t.lead();
+      await t.sealer.cycle();
+      return Buffer.from((await t.store.get(manifestObjectKey(TABLE, W(0))))!);
+    };
+    const a = await seal(ARN, WALL);
+    const b = await seal(`${ARN.slice(0, -3)}999`, WALL + 3_600_000);
+    expect(b).toEqual(a);
+    expect(JSON.parse(a.toString())).toMatchObject({ streamArn: ARN, sealedAt: isoTime(W(-100)) });
+  });
+
+  it('seals a window holding two streams’ segments and names the oldest stream in the manifest', async () => {
+    const NEXT = `${ARN.slice(0, -'2026-01-01T00:00:00.000'.length)}2026-01-02T00:00:00.000`;
+    const t = setup({ streamArn: NEXT });
+    t.registry.state = { ...state(W(0)), closedThroughMs: W(1) };
+    t.registry.segments = [
+      segment(W(0), 's2', [entry('shard-new', TRIM_HORIZON, seq(2, 1), seq(2, 2))], { streamArn: NEXT }),
+      segment(W(0), 's1', [entry('shard-old', seq(1, 3), seq(1, 4), seq(1, 5))]),
+    ];
+    await t.lead();
+    await t.sealer.cycle();
+    const manifest = parseManifest(
+      (await t.store.get(manifestObjectKey(TABLE, W(0))))!,
+      manifestObjectKey(TABLE, W(0)),
+    );
+    expect(manifest.streamArn).toBe(ARN);
+    expect(manifest.segments.map((s) => s.shards[0]!.shardId).sort()).toEqual(['shard-new', 'shard-old']);
+    expect(manifest.recordCount).toBe(2);
+  });
+
+  it('closes nothing and publishes no watermark while a shard has no progress', async () => {
+    const t = setup({}, [lease('shard-a', W(3)), lease('shard-b', undefined)]);
+    t.registry.state = state(W(0));
+    await t.lead();
+    await t.sealer.cycle();
+    expect(t.registry.watermark).toBeUndefined();
+    expect(t.registry.state).toEqual(state(W(0)));
+  });
+
+  it('deletes at most orphanBatch orphans a cycle and resumes the sweep where it stopped', async () => {
+    const t = setup({ orphanBatch: 2, orphanGraceMs: 0 });
+    t.registry.state = state(W(-1));
+    const orphans = [0, 0, 1, 1, 2].map((n, i) => `${windowDataPrefix(TABLE, W(n))}orphan-${i}.parquet`);
+    for (const k of orphans) await t.store.putIfAbsent(k, new Uint8Array([1]));
+    for (const o of t.store.objects.values()) o.lastModified = new Date(WALL - 1);
+    await t.lead();
+
+    await t.sealer.cycle();
+    // Windows 0..2 sealed (no data: no manifests); two orphans of window 0 deleted.
+    expect(t.registry.state).toMatchObject({ sealedThroughMs: W(3), gcThroughMs: W(1) });
+    expect([...t.store.objects.keys()].filter((k) => k.includes('orphan')).sort()).toEqual(orphans.slice(2));
+    await t.sealer.cycle();
+    expect(t.registry.state?.gcThroughMs).toBe(W(2));
+    await t.sealer.cycle();
+    expect(t.registry.state?.gcThroughMs).toBe(W(3));
+    expect([...t.store.objects.keys()].filter((k) => k.includes('orphan'))).toEqual([]);
+    expect([...t.store.objects.keys()].filter((k) => k.startsWith(manifestPrefix(TABLE)))).toEqual([]);
+  });
+
+  it('refuses a sealed window after the first manifest that has no manifest object', async () => {
+    const t = setup();
+    t.registry.state = state(W(2), { firstManifestMs: W(0), gcThroughMs: W(0) });
+    await t.store.putIfAbsent(`${windowDataPrefix(TABLE, W(1))}orphan.parquet`, new Uint8Array([1]));
+    await t.lead();
+    await expect(t.sealer.cycle()).rejects.toThrow(/sealed window 20260115T100100Z has no manifest/);
+  });
+});
