@@ -20,6 +20,7 @@ export {
   attributeMapToJson,
 } from './changelog/attributeValueJson.js';
 export { ChangeBuffer, OP_NAMES } from './changelog/changeBuffer.js';
+export { VIOLATION_KINDS, type Violation, type ViolationKind } from './changelog/invariants.js';
 export {
   formatKeySchema,
   type KeyAttribute,
@@ -66,9 +67,10 @@ export {
   type SegmentOptions,
   type ShardRange,
 } from './changelog/segmentEncoder.js';
+export { SHARD_END, TRIM_HORIZON } from './changelog/sequenceNumber.js';
 export { type DecodedPage, decodeGetRecordsResponse } from './changelog/wireRecordDecoder.js';
 export { RawGetRecordsClient, type RawGetRecordsResponse } from './coordination/getRecordsClient.js';
-export { type Lease, SHARD_END, TRIM_HORIZON } from './coordination/lease.js';
+export type { Lease } from './coordination/lease.js';
 export { planLeaseTakes } from './coordination/leaseBalancer.js';
 export { LeaseExpiryTracker } from './coordination/leaseExpiry.js';
 export { type CheckpointMove, LeaseStore, type LeaseStoreOptions } from './coordination/leaseStore.js';
@@ -139,9 +141,6 @@ export {
   type VerifyOptions,
   type VerifyProgress,
   type VerifyReport,
-  VIOLATION_KINDS,
-  type Violation,
-  type ViolationKind,
   verifyChangelog,
 } from './read/verifier.js';
 export { formatDuration, parseByteSize, parseDuration } from './support/duration.js';

@@ -205,11 +205,3 @@ export function compareDigits(
   if (lenDiff !== 0) return lenDiff;
   return compareBytes(a, aStart, aEnd, b, bStart, bEnd);
 }
-
-/** Compares two sequence-number strings as integers. */
-export function compareSequenceNumbers(a: string, b: string): number {
-  const ta = a.replace(/^0+(?=\d)/, '');
-  const tb = b.replace(/^0+(?=\d)/, '');
-  if (ta.length !== tb.length) return ta.length - tb.length;
-  return ta < tb ? -1 : ta > tb ? 1 : 0;
-}

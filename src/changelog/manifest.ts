@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { ChangelogError } from '../support/errors.js';
+import { isoTime } from './layout.js';
 
 /*
  * The window manifest: the contract consumers rely on (DESIGN.md). docs/manifest.schema.json is
@@ -9,7 +10,7 @@ import { ChangelogError } from '../support/errors.js';
 export const MANIFEST_FORMAT_VERSION = 1;
 
 const sequenceNumber = z.string().regex(/^\d{1,40}$/, 'a stream sequence number (digits)');
-const isoTime = z.iso.datetime({ offset: false });
+const isoDateTime = z.iso.datetime({ offset: false });
 
 export const manifestShardSchema = z.strictObject({
   shardId: z.string().min(1),
@@ -36,8 +37,8 @@ export const manifestSegmentSchema = z.strictObject({
   records: z.number().int().positive(),
   /** `sha256:<hex>` of the object's bytes. */
   checksum: z.string().regex(/^sha256:[0-9a-f]{64}$/),
-  minEventTime: isoTime,
-  maxEventTime: isoTime,
+  minEventTime: isoDateTime,
+  maxEventTime: isoDateTime,
   /** Rows whose event_time is before the window's start (they arrived after it was sealed). */
   lateRecords: z.number().int().nonnegative(),
   shards: z.array(manifestShardSchema).min(1),
@@ -50,11 +51,11 @@ export const manifestGapSchema = z.strictObject({
   /** First sequence number read after the gap; absent when the shard ended with nothing more. */
   resumedAtSequenceNumber: sequenceNumber.optional(),
   /** Event time of the last record before the gap, when known. */
-  fromTime: isoTime.optional(),
+  fromTime: isoDateTime.optional(),
   /** Event time of the first record after the gap, when known. */
-  toTime: isoTime.optional(),
+  toTime: isoDateTime.optional(),
   /** DynamoDB's clock when the gap was found, when known. */
-  detectedAt: isoTime.optional(),
+  detectedAt: isoDateTime.optional(),
   reason: z.literal('TrimmedDataAccessException'),
 });
 
@@ -62,9 +63,9 @@ export const manifestSchema = z.strictObject({
   formatVersion: z.literal(MANIFEST_FORMAT_VERSION),
   table: z.string().min(1),
   streamArn: z.string().min(1),
-  window: z.strictObject({ start: isoTime, end: isoTime }),
+  window: z.strictObject({ start: isoDateTime, end: isoDateTime }),
   /** When the window was closed to commits (the same on every retry of its sealing). */
-  sealedAt: isoTime,
+  sealedAt: isoDateTime,
   /** 1, then +1 for every rewrite by compaction or replay. */
   version: z.number().int().positive(),
   /** False when the window lists a gap: records the stream trimmed before they were read. */
@@ -79,6 +80,97 @@ export type ManifestShard = z.infer<typeof manifestShardSchema>;
 export type ManifestSegment = z.infer<typeof manifestSegmentSchema>;
 export type ManifestGap = z.infer<typeof manifestGapSchema>;
 export type Manifest = z.infer<typeof manifestSchema>;
+
+/** A committed segment as the registry records it: what a manifest lists of it, in milliseconds. */
+export interface SegmentFacts {
+  key: string;
+  /** The stream the segment's records came from. */
+  streamArn: string;
+  bytes: number;
+  records: number;
+  checksum: string;
+  minEventTimeMs: number;
+  maxEventTimeMs: number;
+  lateRecords: number;
+  shards: readonly ManifestShard[];
+}
+
+/** A recorded gap (records trimmed before they were read), times in milliseconds. */
+export interface GapFacts {
+  shardId: string;
+  afterSequenceNumber: string;
+  resumedAtSequenceNumber?: string | undefined;
+  fromTimeMs?: number | undefined;
+  toTimeMs?: number | undefined;
+  detectedAtMs?: number | undefined;
+  reason: ManifestGap['reason'];
+}
+
+export interface ManifestFacts {
+  table: string;
+  windowStartMs: number;
+  windowMs: number;
+  /** When the window was closed: the manifest's sealedAt. */
+  sealedAtMs: number;
+  /** 1 for a window's first manifest; each rewrite of a window publishes the next version. */
+  version: number;
+  /** The stream an empty window names. */
+  streamArn: string;
+  segments: readonly SegmentFacts[];
+  gaps: readonly GapFacts[];
+}
+
+/**
+ * The manifest of one window, from the registry's facts. Deterministic: the same facts give the
+ * same manifest (and `serializeManifest` the same bytes), so a retried or repeated seal writes an
+ * identical object.
+ *
+ * A window holds segments of two streams only where `run` moved from a table's stream to the next
+ * (re-enabled) one. The manifest names the oldest of them: a table's stream ARNs differ only in
+ * their label, its creation time, so they sort by age. A segment of the other stream names its own
+ * (`streamArn`); shard ids are unique across a table's streams.
+ */
+export function buildManifest(facts: ManifestFacts): Manifest {
+  const streamArns = [...new Set(facts.segments.map((s) => s.streamArn))].sort();
+  const manifestStream = streamArns[0] ?? facts.streamArn;
+  return {
+    formatVersion: MANIFEST_FORMAT_VERSION,
+    table: facts.table,
+    streamArn: manifestStream,
+    window: { start: isoTime(facts.windowStartMs), end: isoTime(facts.windowStartMs + facts.windowMs) },
+    sealedAt: isoTime(facts.sealedAtMs),
+    version: facts.version,
+    complete: facts.gaps.length === 0,
+    recordCount: facts.segments.reduce((n, s) => n + s.records, 0),
+    lateRecordCount: facts.segments.reduce((n, s) => n + s.lateRecords, 0),
+    segments: facts.segments.map((s) => ({
+      key: s.key,
+      ...(s.streamArn !== manifestStream && { streamArn: s.streamArn }),
+      bytes: s.bytes,
+      records: s.records,
+      checksum: s.checksum,
+      minEventTime: isoTime(s.minEventTimeMs),
+      maxEventTime: isoTime(s.maxEventTimeMs),
+      lateRecords: s.lateRecords,
+      shards: s.shards.map((h) => ({
+        shardId: h.shardId,
+        afterSequenceNumber: h.afterSequenceNumber,
+        firstSequenceNumber: h.firstSequenceNumber,
+        lastSequenceNumber: h.lastSequenceNumber,
+        records: h.records,
+      })),
+    })),
+    gaps: facts.gaps.map((g) => ({
+      shardId: g.shardId,
+      afterSequenceNumber: g.afterSequenceNumber,
+      ...(g.resumedAtSequenceNumber !== undefined && { resumedAtSequenceNumber: g.resumedAtSequenceNumber }),
+      ...(g.fromTimeMs !== undefined && { fromTime: isoTime(g.fromTimeMs) }),
+      ...(g.toTimeMs !== undefined && { toTime: isoTime(g.toTimeMs) }),
+      ...(g.detectedAtMs !== undefined && { detectedAt: isoTime(g.detectedAtMs) }),
+      reason: g.reason,
+    })),
+  };
+}
 
 const byString = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
 

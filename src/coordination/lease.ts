@@ -1,11 +1,3 @@
-import { compareSequenceNumbers } from '../changelog/byteColumn.js';
-import { ChangelogError } from '../support/errors.js';
-
-/** Checkpoint of a shard nothing has been read from yet: reading starts at the oldest record. */
-export const TRIM_HORIZON = 'TRIM_HORIZON';
-/** Checkpoint of a shard read to its end; its children may start. */
-export const SHARD_END = 'SHARD_END';
-
 /**
  * Where a shard whose checkpoint is still TRIM_HORIZON (nothing committed yet) starts reading,
  * decided once when its lease is created (see leaseStore.ts, ensureLeases):
@@ -82,39 +74,5 @@ export function startPositionOf(
         : { type: 'AT_SEQUENCE_NUMBER', sequenceNumber: lease.startingSequenceNumber };
     case 'VANISHED':
       return { type: 'VANISHED' };
-  }
-}
-
-const SEQUENCE_NUMBER = /^\d+$/;
-
-/** True for a stream sequence number (a string of digits). */
-export function isSequenceNumber(value: string): boolean {
-  return SEQUENCE_NUMBER.test(value);
-}
-
-/** True for the values a checkpoint may hold: a sequence number or one of the two literals. */
-export function isValidCheckpoint(value: string): boolean {
-  return value === TRIM_HORIZON || value === SHARD_END || SEQUENCE_NUMBER.test(value);
-}
-
-/**
- * Orders checkpoints: TRIM_HORIZON before every sequence number, SHARD_END after every one, and
- * sequence numbers as integers (they are 21-40 digit strings, beyond float64 and not equal-length).
- */
-export function compareCheckpoints(a: string, b: string): number {
-  assertValidCheckpoint(a);
-  assertValidCheckpoint(b);
-  if (a === b) return 0;
-  if (a === TRIM_HORIZON || b === SHARD_END) return -1;
-  if (a === SHARD_END || b === TRIM_HORIZON) return 1;
-  return compareSequenceNumbers(a, b);
-}
-
-function assertValidCheckpoint(value: string): void {
-  if (!isValidCheckpoint(value)) {
-    throw new ChangelogError(
-      `invalid checkpoint ${JSON.stringify(value)}: expected a sequence number, ${TRIM_HORIZON} or ${SHARD_END}`,
-      { retriable: false },
-    );
   }
 }

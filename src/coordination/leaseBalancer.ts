@@ -1,4 +1,5 @@
-import { type Lease, SHARD_END } from './lease.js';
+import { SHARD_END } from '../changelog/sequenceNumber.js';
+import type { Lease } from './lease.js';
 import type { LeaseExpiry } from './leaseExpiry.js';
 
 export interface PlanLeaseTakesInput {

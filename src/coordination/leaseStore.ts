@@ -8,10 +8,11 @@ import {
   type Update,
   UpdateItemCommand,
 } from '@aws-sdk/client-dynamodb';
+import { compareCheckpoints } from '../changelog/sequenceNumber.js';
 import { ChangelogError, LeaseLostError } from '../support/errors.js';
 import type { RetryOptions } from '../support/retry.js';
 import { callDynamo } from './dynamoCall.js';
-import { compareCheckpoints, type Lease, type LeaseStartAt } from './lease.js';
+import type { Lease, LeaseStartAt } from './lease.js';
 import {
   changelogStartKey,
   hasName,

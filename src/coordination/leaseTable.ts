@@ -5,16 +5,10 @@ import {
   type DescribeTableCommandOutput,
   type DynamoDBClient,
 } from '@aws-sdk/client-dynamodb';
+import { isSequenceNumber, isValidCheckpoint, TRIM_HORIZON } from '../changelog/sequenceNumber.js';
 import { ChangelogError, isRetriable } from '../support/errors.js';
 import { type RetryOptions, retry, sleep } from '../support/retry.js';
-import {
-  isSequenceNumber,
-  isValidCheckpoint,
-  LEASE_START_AT,
-  type Lease,
-  type LeaseStartAt,
-  TRIM_HORIZON,
-} from './lease.js';
+import { LEASE_START_AT, type Lease, type LeaseStartAt } from './lease.js';
 
 /*
  * Lease table schema (one table per fleet; several streams may share it).

@@ -1,4 +1,5 @@
-import { type Lease, SHARD_END } from '../coordination/lease.js';
+import { SHARD_END } from '../changelog/sequenceNumber.js';
+import type { Lease } from '../coordination/lease.js';
 import type { LeaseStore } from '../coordination/leaseStore.js';
 import type { FetchedPage, PageSummary, StreamGap } from './shardReader.js';
 import type { ShardSession, ShardSink } from './shardSink.js';

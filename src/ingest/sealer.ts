@@ -1,3 +1,4 @@
+import { sealRefusal, sealViolations } from '../changelog/invariants.js';
 import {
   DAY_MS,
   dataPrefix,
@@ -9,19 +10,12 @@ import {
   windowId,
   windowStartOf,
 } from '../changelog/layout.js';
-import {
-  MANIFEST_FORMAT_VERSION,
-  type Manifest,
-  parseManifest,
-  serializeManifest,
-} from '../changelog/manifest.js';
-import { compareCheckpoints, type Lease, TRIM_HORIZON } from '../coordination/lease.js';
+import { buildManifest, type Manifest, parseManifest, serializeManifest } from '../changelog/manifest.js';
+import type { Lease } from '../coordination/lease.js';
 import type { ObjectStore } from '../coordination/objectStore.js';
 import {
-  type GapRecord,
   type RegistryStore,
   type SealerLeaseItem,
-  type SegmentRecord,
   type WindowState,
   windowSizeMismatch,
 } from '../coordination/registryStore.js';
@@ -255,9 +249,20 @@ export class Sealer {
       const hasData = windowSegments.length > 0 || windowGaps.length > 0;
       // Empty windows before the first manifest are before the changelog began: no manifest.
       if (current.firstManifestMs === undefined && !hasData) continue;
-      checkContiguity(start, windowSegments);
-      const manifest = this.buildManifest(start, current, windowSegments, windowGaps);
       const key = manifestObjectKey(this.o.table, start);
+      const manifest = buildManifest({
+        table: this.o.table,
+        windowStartMs: start,
+        windowMs: w,
+        sealedAtMs: current.closedAtMs,
+        // The sealer writes a window's first manifest; rewrites of a window publish later versions.
+        version: 1,
+        // From the registry, not this worker's config, so every sealer writes the same bytes.
+        streamArn: current.streamArn,
+        segments: windowSegments,
+        gaps: windowGaps,
+      });
+      checkSealable(manifest, key, start);
       await this.o.store.putIfAbsent(key, serializeManifest(manifest), {
         contentType: 'application/json',
         signal,
@@ -303,62 +308,6 @@ export class Sealer {
       current = next;
     }
     return current;
-  }
-
-  private buildManifest(
-    start: number,
-    state: WindowState,
-    segments: SegmentRecord[],
-    gaps: GapRecord[],
-  ): Manifest {
-    // A window holds segments of two streams only where `run` moved from a table's stream to the
-    // next (re-enabled) one. The manifest names the oldest of them: a table's stream ARNs differ
-    // only in their label, its creation time, so they sort by age. A segment of the other stream
-    // names its own (`streamArn`); shard ids are unique across a table's streams.
-    const streamArns = [...new Set(segments.map((s) => s.streamArn))].sort();
-    const manifestStream = streamArns[0] ?? state.streamArn;
-    return {
-      formatVersion: MANIFEST_FORMAT_VERSION,
-      table: this.o.table,
-      // From the registry, not this worker's config, so every sealer writes the same bytes. An
-      // empty window names the stream the window state was created with.
-      streamArn: manifestStream,
-      window: { start: isoTime(start), end: isoTime(start + this.o.windowMs) },
-      sealedAt: isoTime(state.closedAtMs),
-      version: 1,
-      complete: gaps.length === 0,
-      recordCount: segments.reduce((n, s) => n + s.records, 0),
-      lateRecordCount: segments.reduce((n, s) => n + s.lateRecords, 0),
-      segments: segments.map((s) => ({
-        key: s.key,
-        // The other stream of a mixed window is named per segment (verify --stream reads it).
-        ...(s.streamArn !== manifestStream && { streamArn: s.streamArn }),
-        bytes: s.bytes,
-        records: s.records,
-        checksum: s.checksum,
-        minEventTime: isoTime(s.minEventTimeMs),
-        maxEventTime: isoTime(s.maxEventTimeMs),
-        lateRecords: s.lateRecords,
-        shards: s.shards.map((h) => ({
-          shardId: h.shardId,
-          afterSequenceNumber: h.afterSequenceNumber,
-          firstSequenceNumber: h.firstSequenceNumber,
-          lastSequenceNumber: h.lastSequenceNumber,
-          records: h.records,
-        })),
-      })),
-      gaps: gaps.map((g) => ({
-        shardId: g.shardId,
-        afterSequenceNumber: g.afterSequenceNumber,
-        ...(g.resumedAtSequenceNumber === undefined
-          ? {}
-          : { resumedAtSequenceNumber: g.resumedAtSequenceNumber }),
-        ...(g.fromTimeMs === undefined ? {} : { fromTime: isoTime(g.fromTimeMs) }),
-        ...(g.toTimeMs === undefined ? {} : { toTime: isoTime(g.toTimeMs) }),
-        ...(g.detectedAtMs === undefined ? {} : { detectedAt: isoTime(g.detectedAtMs) }),
-        reason: g.reason,
-      })),
-    };
   }
 
   /**
@@ -435,68 +384,18 @@ export class Sealer {
 }
 
 /**
- * Within a window, a shard's segments must chain: sorted by first sequence number, each starts
- * right after the previous one's last (its `after` is that last), and none overlaps.
- *
- * Shards are told apart by stream and shard id: a window may hold segments of two streams of the
- * table (the old one's last records and the new one's first, when `run` moved across a stream
- * re-enable), and sequence numbers of different streams are not comparable.
+ * Refuses to publish a manifest that breaks an invariant (changelog/invariants.ts, the checks
+ * `verify` reports): counts that do not add up, a shard whose segments do not chain inside the
+ * window. Not retriable: the registry holds what it holds, and an operator must look.
  */
-export function checkContiguity(windowStartMs: number, segments: readonly SegmentRecord[]): void {
-  const byShard = new Map<
-    string,
-    { shardId: string; entries: { after: string; first: string; last: string; key: string }[] }
-  >();
-  for (const s of segments) {
-    for (const h of s.shards) {
-      const id = `${s.streamArn}\n${h.shardId}`;
-      let shard = byShard.get(id);
-      if (shard === undefined) {
-        shard = { shardId: h.shardId, entries: [] };
-        byShard.set(id, shard);
-      }
-      shard.entries.push({
-        after: h.afterSequenceNumber,
-        first: h.firstSequenceNumber,
-        last: h.lastSequenceNumber,
-        key: s.key,
-      });
-    }
-  }
-  for (const { shardId, entries } of byShard.values()) {
-    entries.sort((a, b) => compareCheckpoints(a.first, b.first));
-    for (let i = 0; i < entries.length; i++) {
-      const e = entries[i]!;
-      if (e.after !== TRIM_HORIZON && compareCheckpoints(e.first, e.after) <= 0) {
-        throw contiguityError(windowStartMs, shardId, `${e.key} starts at ${e.first}, not after ${e.after}`);
-      }
-      if (compareCheckpoints(e.last, e.first) < 0) {
-        throw contiguityError(
-          windowStartMs,
-          shardId,
-          `${e.key} ends at ${e.last} before it starts at ${e.first}`,
-        );
-      }
-      const prev = entries[i - 1];
-      if (prev !== undefined && e.after !== prev.last) {
-        throw contiguityError(
-          windowStartMs,
-          shardId,
-          `${e.key} follows checkpoint ${e.after}, but the previous segment ${prev.key} ends at ${prev.last}`,
-        );
-      }
-    }
-  }
-}
-
-function contiguityError(windowStartMs: number, shardId: string, detail: string): ChangelogError {
-  return new ChangelogError(
-    `refusing to seal window ${windowId(windowStartMs)}: shard ${shardId} is not contiguous: ${detail}`,
-    {
-      shardId,
-      retriable: false,
-    },
-  );
+export function checkSealable(manifest: Manifest, key: string, windowStartMs: number): void {
+  const violations = sealViolations(manifest, key);
+  if (violations.length === 0) return;
+  throw new ChangelogError(sealRefusal(windowStartMs, violations), {
+    key,
+    ...(violations[0]!.shardId !== undefined && { shardId: violations[0]!.shardId }),
+    retriable: false,
+  });
 }
 
 function groupBy<T>(items: readonly T[], keyOf: (item: T) => number): Map<number, T[]> {

@@ -1,11 +1,16 @@
 import type { TransactWriteItem } from '@aws-sdk/client-dynamodb';
-import { compareSequenceNumbers } from '../changelog/byteColumn.js';
 import { ChangeBuffer } from '../changelog/changeBuffer.js';
 import type { KeySchema } from '../changelog/keySchema.js';
 import { segmentId, segmentObjectKey, windowId, windowStartOf } from '../changelog/layout.js';
 import type { SegmentCompression } from '../changelog/parquetEncoder.js';
 import { type EncodedSegment, encodeSegment } from '../changelog/segmentEncoder.js';
-import { compareCheckpoints, type Lease, SHARD_END, TRIM_HORIZON } from '../coordination/lease.js';
+import {
+  compareCheckpoints,
+  compareSequenceNumbers,
+  SHARD_END,
+  TRIM_HORIZON,
+} from '../changelog/sequenceNumber.js';
+import type { Lease } from '../coordination/lease.js';
 import type { LeaseStore, RenewProgress } from '../coordination/leaseStore.js';
 import { hasName } from '../coordination/leaseTable.js';
 import type { ObjectStore } from '../coordination/objectStore.js';

@@ -1,7 +1,6 @@
 import {
   type DynamoDBStreamsClient,
   GetRecordsCommand,
-  GetShardIteratorCommand,
   type Shard,
   type ShardIteratorType,
 } from '@aws-sdk/client-dynamodb-streams';
@@ -11,6 +10,7 @@ import { appendStreamRecords, type StreamRecordObject } from '../changelog/sdkRe
 import { type DecodedPage, decodeGetRecordsResponse } from '../changelog/wireRecordDecoder.js';
 import type { RawGetRecordsClient } from '../coordination/getRecordsClient.js';
 import { describeAllShards } from '../coordination/shardDiscovery.js';
+import { getShardIterator } from '../coordination/shardIterator.js';
 import { isRetriable, StreamError } from '../support/errors.js';
 import type { PipelineObserver } from '../support/pipelineObserver.js';
 import { type RetryOptions, retry, sleep } from '../support/retry.js';
@@ -417,33 +417,4 @@ export class ShardReader {
     this.o.observer?.gapRecorded?.(this.o.shardId);
     await this.o.onGap(gap);
   }
-}
-
-/** GetShardIterator under retry(); a missing iterator in the answer is an error. */
-export async function getShardIterator(
-  streams: DynamoDBStreamsClient,
-  at: { streamArn: string; shardId: string; type: ShardIteratorType; sequenceNumber?: string | undefined },
-  retryOptions: RetryOptions | undefined,
-  signal: AbortSignal,
-): Promise<string> {
-  const { streamArn, shardId, type, sequenceNumber } = at;
-  const output = await retry(
-    () =>
-      streams.send(
-        new GetShardIteratorCommand({
-          StreamArn: streamArn,
-          ShardId: shardId,
-          ShardIteratorType: type,
-          ...(sequenceNumber !== undefined && { SequenceNumber: sequenceNumber }),
-        }),
-        { abortSignal: signal },
-      ),
-    { ...retryOptions, signal },
-  );
-  if (!output.ShardIterator) {
-    throw new StreamError('NoShardIterator', `GetShardIterator returned no iterator for ${shardId}`, {
-      shardId,
-    });
-  }
-  return output.ShardIterator;
 }

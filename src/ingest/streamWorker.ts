@@ -1,8 +1,9 @@
 import { setMaxListeners } from 'node:events';
 import type { DynamoDBStreamsClient } from '@aws-sdk/client-dynamodb-streams';
 import PQueue from 'p-queue';
+import { SHARD_END } from '../changelog/sequenceNumber.js';
 import type { RawGetRecordsClient } from '../coordination/getRecordsClient.js';
-import { type Lease, SHARD_END, startPositionOf } from '../coordination/lease.js';
+import { type Lease, startPositionOf } from '../coordination/lease.js';
 import { planLeaseTakes } from '../coordination/leaseBalancer.js';
 import { LeaseExpiryTracker } from '../coordination/leaseExpiry.js';
 import { changelogStartMessage, type LeaseStore } from '../coordination/leaseStore.js';

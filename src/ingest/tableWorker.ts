@@ -1,6 +1,6 @@
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import type { DynamoDBStreamsClient } from '@aws-sdk/client-dynamodb-streams';
-import { SHARD_END } from '../coordination/lease.js';
+import { SHARD_END } from '../changelog/sequenceNumber.js';
 import { LeaseStore } from '../coordination/leaseStore.js';
 import {
   describeAllShards,

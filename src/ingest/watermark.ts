@@ -1,4 +1,5 @@
-import { type Lease, SHARD_END } from '../coordination/lease.js';
+import { SHARD_END } from '../changelog/sequenceNumber.js';
+import type { Lease } from '../coordination/lease.js';
 
 /** What a shard lease says about progress: every record with an event time before it is committed. */
 export function shardProgress(lease: Lease): number | undefined {

@@ -1,6 +1,7 @@
-import { compareSequenceNumbers } from '../changelog/byteColumn.js';
+import type { Violation } from '../changelog/invariants.js';
 import { isoTime, windowStartOf } from '../changelog/layout.js';
 import type { Manifest, ManifestGap } from '../changelog/manifest.js';
+import { compareSequenceNumbers } from '../changelog/sequenceNumber.js';
 import type { ShardGraph } from '../coordination/shardGraph.js';
 import { formatDuration } from '../support/duration.js';
 import {
@@ -11,7 +12,6 @@ import {
   StreamAuditReader,
   type StreamAuditReaderOptions,
 } from './streamAuditReader.js';
-import type { Violation } from './verifier.js';
 
 /*
  * `verify --stream`: re-reads what the stream still retains and proves that the sealed manifests

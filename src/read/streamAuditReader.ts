@@ -8,7 +8,7 @@ import type { StreamRecordObject } from '../changelog/sdkRecordDecoder.js';
 import type { RawGetRecordsClient } from '../coordination/getRecordsClient.js';
 import { ShardDiscovery, type Sleeper } from '../coordination/shardDiscovery.js';
 import type { ShardGraph } from '../coordination/shardGraph.js';
-import { getShardIterator } from '../ingest/shardReader.js';
+import { getShardIterator } from '../coordination/shardIterator.js';
 import { MalformedRecordError, StreamError } from '../support/errors.js';
 import { sleep as defaultSleep, type RetryOptions, retry } from '../support/retry.js';
 

@@ -1,5 +1,10 @@
-import { compareSequenceNumbers } from '../changelog/byteColumn.js';
-import { isoTime, windowDataPrefix, windowSizeProblem, windowStartOf } from '../changelog/layout.js';
+import {
+  manifestViolations,
+  ShardChains,
+  type Violation,
+  type ViolationKind,
+} from '../changelog/invariants.js';
+import { isoTime, windowDataPrefix, windowSizeProblem } from '../changelog/layout.js';
 import {
   type Manifest,
   type ManifestGap,
@@ -7,6 +12,7 @@ import {
   parseManifest,
 } from '../changelog/manifest.js';
 import { readSegmentBatches } from '../changelog/parquetDecoder.js';
+import { compareSequenceNumbers } from '../changelog/sequenceNumber.js';
 import { assertValidKey, type ObjectStore, sha256Checksum } from '../coordination/objectStore.js';
 import { ChangelogError } from '../support/errors.js';
 import { listManifests } from './manifestReader.js';
@@ -16,77 +22,6 @@ import {
   type StreamAuditOptions,
   type StreamAuditReport,
 } from './streamAudit.js';
-
-/** Every kind of finding `verify` reports; stable names for scripts and alerts. */
-export const VIOLATION_KINDS = [
-  /** A manifest object that is not valid JSON, does not match the schema, or vanished while read. */
-  'manifest-invalid',
-  /** A manifest of another table under this table's prefix. */
-  'table-mismatch',
-  /** window.start differs from the window in the manifest's key. */
-  'window-key-mismatch',
-  /** A window whose size is invalid, unaligned, or differs from the other windows'. */
-  'window-size',
-  /** No manifest for a window between two sealed ones. */
-  'missing-window',
-  /** complete=true with gaps listed, or complete=false without any. */
-  'complete-flag',
-  /** Record counts that disagree: manifest vs segments, segment vs shards, manifest vs Parquet rows. */
-  'record-count',
-  /** Late-record counts that disagree: manifest vs segments, segment vs the rows' event times. */
-  'late-record-count',
-  /** minEventTime/maxEventTime differ from the segment's rows. */
-  'event-time-range',
-  /** A listed segment object does not exist. */
-  'object-missing',
-  /** A listed segment object has another size than listed. */
-  'object-size',
-  /** A listed segment object has another sha256 than listed (its content is then not checked). */
-  'object-checksum',
-  /** A listed segment is not a readable change segment. */
-  'segment-unreadable',
-  /** A segment key that is invalid or outside its window's data prefix. */
-  'segment-key',
-  /** The same segment key listed twice in the range. */
-  'duplicate-segment',
-  /** A shard entry that disagrees with the shard's rows in the file (or lists a shard twice). */
-  'shard-range',
-  /** An event_id present more than once in the range. */
-  'duplicate-event-id',
-  /** A shard entry whose first is not after its after, or whose last is before its first. */
-  'sequence-order',
-  /** Two segments of a shard whose sequence ranges overlap. */
-  'sequence-overlap',
-  /** A segment of a shard that does not start right after the previous one, with no gap listed. */
-  'sequence-discontinuity',
-  /**
-   * `--stream`: a record the stream still retains, which the manifests of the range must hold (see
-   * streamAudit.ts for the rule), is in none of them and no listed gap covers it.
-   */
-  'stream-record-missing',
-  /** `--stream`: a stream record in more than one sealed segment row of the range. */
-  'stream-record-duplicated',
-  /** `--stream`: a segment row whose event_id, op or keys differ from the stream record at its sequence number. */
-  'stream-record-mismatch',
-  /** `--stream`: a segment row at a sequence number the stream does not hold, in a part of the shard the audit read. */
-  'stream-record-unknown',
-] as const;
-
-export type ViolationKind = (typeof VIOLATION_KINDS)[number];
-
-export interface Violation {
-  kind: ViolationKind;
-  message: string;
-  /** The manifest or segment object concerned. */
-  key?: string;
-  shardId?: string;
-  /** Start of the window concerned (ISO-8601 UTC). */
-  window?: string;
-  /** `--stream` findings: the stream records (or rows) concerned, a run in sequence order. */
-  firstSequenceNumber?: string;
-  lastSequenceNumber?: string;
-  records?: number;
-}
 
 /** A gap listed in a manifest in the range: data the stream trimmed before it was read. */
 export interface VerifyGap extends ManifestGap {
@@ -140,23 +75,11 @@ export interface VerifyOptions {
 const COLUMNS = ['event_id', 'shard_id', 'sequence_number', 'event_time'];
 const AUDIT_COLUMNS = [...COLUMNS, 'op', 'keys'];
 
-interface ShardEntry {
-  after: string;
-  first: string;
-  last: string;
-  key: string;
-  window: string;
-}
-
 interface FileShard {
   records: number;
   first: string;
   last: string;
 }
-
-const TRIM_HORIZON = 'TRIM_HORIZON';
-const normalise = (sequence: string) =>
-  sequence === TRIM_HORIZON ? sequence : sequence.replace(/^0+(?=\d)/, '');
 
 /**
  * Checks the sealed windows in a range against the changelog's invariants and reports every
@@ -173,9 +96,8 @@ export async function verifyChangelog(options: VerifyOptions): Promise<VerifyRep
 class Verification {
   private readonly report: VerifyReport;
   private readonly windowStarts: number[] = [];
-  private readonly shardEntries = new Map<string, ShardEntry[]>();
-  /** Per shard: the (normalised) afterSequenceNumber of every gap listed in the range. */
-  private readonly gapsAfter = new Map<string, Set<string>>();
+  /** Every segment's shard entries, for the per-shard chain across the range. */
+  private readonly chains = new ShardChains();
   /** event_id -> index in segmentKeys of the first segment holding it. */
   private readonly eventIds = new Map<string, number>();
   private readonly segmentKeys: string[] = [];
@@ -264,68 +186,26 @@ class Verification {
         where,
       );
     }
-    this.checkWindowSize(key, window, startMs, endMs);
-
-    if (manifest.complete !== (manifest.gaps.length === 0)) {
-      this.violation(
-        'complete-flag',
-        manifest.complete
-          ? `manifest ${key} says complete=true but lists ${manifest.gaps.length} gap(s)`
-          : `manifest ${key} says complete=false but lists no gaps`,
-        where,
-      );
-    }
-    const records = manifest.segments.reduce((sum, s) => sum + s.records, 0);
-    if (manifest.recordCount !== records) {
-      this.violation(
-        'record-count',
-        `manifest ${key} has recordCount ${manifest.recordCount}, but its segments list ${records} records`,
-        where,
-      );
-    }
-    const late = manifest.segments.reduce((sum, s) => sum + s.lateRecords, 0);
-    if (manifest.lateRecordCount !== late) {
-      this.violation(
-        'late-record-count',
-        `manifest ${key} has lateRecordCount ${manifest.lateRecordCount}, but its segments list ${late} late records`,
-        where,
-      );
-    }
+    // The manifest's own consistency: one checker (changelog/invariants.ts), which the sealer ran too.
+    this.report.violations.push(...manifestViolations(manifest, key));
+    this.checkWindowSizeConsistent(key, window, endMs - startMs);
+    this.chains.add(manifest);
     this.report.records += manifest.recordCount;
     this.report.lateRecords += manifest.lateRecordCount;
 
-    for (const gap of manifest.gaps) {
-      this.report.gaps.push({ window, ...gap });
-      const set = this.gapsAfter.get(gap.shardId) ?? new Set<string>();
-      this.gapsAfter.set(gap.shardId, set.add(normalise(gap.afterSequenceNumber)));
-    }
+    for (const gap of manifest.gaps) this.report.gaps.push({ window, ...gap });
 
     for (const segment of manifest.segments) {
       this.options.signal?.throwIfAborted();
       this.report.segments++;
-      this.checkShardEntries(segment, window);
       await this.checkSegmentObject(segment, window, startMs);
       this.progress(segment.key);
     }
   }
 
-  private checkWindowSize(key: string, window: string, startMs: number, endMs: number): void {
-    const sizeMs = endMs - startMs;
-    const problem = windowSizeProblem(sizeMs);
-    if (problem !== undefined) {
-      this.violation('window-size', `manifest ${key} has a window of ${sizeMs} ms, which ${problem}`, {
-        key,
-        window,
-      });
-      return;
-    }
-    if (windowStartOf(startMs, sizeMs) !== startMs) {
-      this.violation(
-        'window-size',
-        `manifest ${key} has a window starting ${isoTime(startMs)}, not aligned to its ${sizeMs} ms size`,
-        { key, window },
-      );
-    }
+  /** Every window of the range has the size of the first one (each window's own size: invariants). */
+  private checkWindowSizeConsistent(key: string, window: string, sizeMs: number): void {
+    if (windowSizeProblem(sizeMs) !== undefined) return;
     if (this.report.windowMs === undefined) {
       this.report.windowMs = sizeMs;
     } else if (sizeMs !== this.report.windowMs) {
@@ -334,53 +214,6 @@ class Verification {
         `manifest ${key} has a window of ${sizeMs} ms, the earlier windows ${this.report.windowMs} ms`,
         { key, window },
       );
-    }
-  }
-
-  /** The segment's own shard entries: consistent counts and order; kept for the contiguity check. */
-  private checkShardEntries(segment: ManifestSegment, window: string): void {
-    const where = { key: segment.key, window };
-    const sum = segment.shards.reduce((total, s) => total + s.records, 0);
-    if (sum !== segment.records) {
-      this.violation(
-        'record-count',
-        `segment ${segment.key} lists ${segment.records} records, but its shard entries add up to ${sum}`,
-        where,
-      );
-    }
-    const seen = new Set<string>();
-    for (const shard of segment.shards) {
-      const at = { ...where, shardId: shard.shardId };
-      if (seen.has(shard.shardId)) {
-        this.violation('shard-range', `segment ${segment.key} lists shard ${shard.shardId} twice`, at);
-      }
-      seen.add(shard.shardId);
-      if (compareSequenceNumbers(shard.firstSequenceNumber, shard.lastSequenceNumber) > 0) {
-        this.violation(
-          'sequence-order',
-          `segment ${segment.key}, shard ${shard.shardId}: first ${shard.firstSequenceNumber} is after last ${shard.lastSequenceNumber}`,
-          at,
-        );
-      }
-      if (
-        shard.afterSequenceNumber !== TRIM_HORIZON &&
-        compareSequenceNumbers(shard.firstSequenceNumber, shard.afterSequenceNumber) <= 0
-      ) {
-        this.violation(
-          'sequence-order',
-          `segment ${segment.key}, shard ${shard.shardId}: first ${shard.firstSequenceNumber} is not after its afterSequenceNumber ${shard.afterSequenceNumber}`,
-          at,
-        );
-      }
-      const entries = this.shardEntries.get(shard.shardId) ?? [];
-      this.shardEntries.set(shard.shardId, entries);
-      entries.push({
-        after: shard.afterSequenceNumber,
-        first: shard.firstSequenceNumber,
-        last: shard.lastSequenceNumber,
-        key: segment.key,
-        window,
-      });
     }
   }
 
@@ -604,36 +437,8 @@ class Verification {
     }
   }
 
-  /**
-   * Per shard, in sequence order: every segment starts after the previous one ends (no overlap) and
-   * its afterSequenceNumber is the previous one's last, unless a gap listed in the range says the
-   * records between were trimmed. The first segment of a shard in the range has nothing to check against.
-   */
+  /** The per-shard chain across every window of the range (changelog/invariants.ts). */
   private checkShardContiguity(): void {
-    for (const [shardId, entries] of this.shardEntries) {
-      entries.sort((a, b) => compareSequenceNumbers(a.first, b.first));
-      const gaps = this.gapsAfter.get(shardId);
-      for (let i = 1; i < entries.length; i++) {
-        const previous = entries[i - 1]!;
-        const current = entries[i]!;
-        const where = { key: current.key, shardId, window: current.window };
-        if (compareSequenceNumbers(current.first, previous.last) <= 0) {
-          this.violation(
-            'sequence-overlap',
-            `shard ${shardId}: segment ${current.key} (${current.first}..${current.last}, window ${current.window}) overlaps segment ${previous.key} (${previous.first}..${previous.last}, window ${previous.window})`,
-            where,
-          );
-          continue;
-        }
-        const contiguous =
-          current.after !== TRIM_HORIZON && compareSequenceNumbers(current.after, previous.last) === 0;
-        if (contiguous || gaps?.has(normalise(previous.last))) continue;
-        this.violation(
-          'sequence-discontinuity',
-          `shard ${shardId}: segment ${current.key} (window ${current.window}) starts after ${current.after}, but the previous segment ${previous.key} (window ${previous.window}) ends at ${previous.last}, and no gap is listed`,
-          where,
-        );
-      }
-    }
+    this.report.violations.push(...this.chains.violations());
   }
 }

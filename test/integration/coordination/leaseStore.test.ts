@@ -5,7 +5,8 @@ import {
   TransactWriteItemsCommand,
 } from '@aws-sdk/client-dynamodb';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { compareCheckpoints, type Lease, SHARD_END, TRIM_HORIZON } from '../../../src/coordination/lease.js';
+import { compareCheckpoints, SHARD_END, TRIM_HORIZON } from '../../../src/changelog/sequenceNumber.js';
+import type { Lease } from '../../../src/coordination/lease.js';
 import { planLeaseTakes } from '../../../src/coordination/leaseBalancer.js';
 import { LeaseExpiryTracker } from '../../../src/coordination/leaseExpiry.js';
 import { type ChangelogStart, LeaseStore } from '../../../src/coordination/leaseStore.js';

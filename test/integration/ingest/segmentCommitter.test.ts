@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { segmentObjectKey, windowDataPrefix } from '../../../src/changelog/layout.js';
-import { SHARD_END, TRIM_HORIZON } from '../../../src/coordination/lease.js';
+import { SHARD_END, TRIM_HORIZON } from '../../../src/changelog/sequenceNumber.js';
 import { sha256Checksum } from '../../../src/coordination/objectStore.js';
 import type { RegistryShardEntry } from '../../../src/coordination/registryStore.js';
 import { ChangelogError, LeaseLostError, WindowClosedError } from '../../../src/support/errors.js';

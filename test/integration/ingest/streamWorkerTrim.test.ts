@@ -10,7 +10,7 @@ import { mockClient } from 'aws-sdk-client-mock';
 import { describe, expect, it } from 'vitest';
 import { ChangeBuffer } from '../../../src/changelog/changeBuffer.js';
 import { parseKeySchema } from '../../../src/changelog/keySchema.js';
-import { SHARD_END } from '../../../src/coordination/lease.js';
+import { SHARD_END } from '../../../src/changelog/sequenceNumber.js';
 import { LeaseStore } from '../../../src/coordination/leaseStore.js';
 import { createLeaseTable } from '../../../src/coordination/leaseTable.js';
 import { decodePage, type StreamGap } from '../../../src/ingest/shardReader.js';

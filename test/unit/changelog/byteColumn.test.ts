@@ -1,6 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { ByteColumn, compareDigits, compareSequenceNumbers } from '../../../src/changelog/byteColumn.js';
+import { ByteColumn, compareDigits } from '../../../src/changelog/byteColumn.js';
+import { compareSequenceNumbers } from '../../../src/changelog/sequenceNumber.js';
 
 describe('ByteColumn', () => {
   it('grows, keeps values and nulls, and truncates back', () => {

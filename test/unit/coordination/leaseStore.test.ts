@@ -12,7 +12,8 @@ import {
 } from '@aws-sdk/client-dynamodb';
 import { mockClient } from 'aws-sdk-client-mock';
 import { beforeEach, describe, expect, it } from 'vitest';
-import { type Lease, SHARD_END, startPositionOf, TRIM_HORIZON } from '../../../src/coordination/lease.js';
+import { SHARD_END, TRIM_HORIZON } from '../../../src/changelog/sequenceNumber.js';
+import { type Lease, startPositionOf } from '../../../src/coordination/lease.js';
 import {
   type ChangelogStart,
   changelogStartMessage,

@@ -5,8 +5,9 @@ import {
   manifestPrefix,
   windowDataPrefix,
 } from '../../../src/changelog/layout.js';
-import { parseManifest } from '../../../src/changelog/manifest.js';
-import { type Lease, TRIM_HORIZON } from '../../../src/coordination/lease.js';
+import { buildManifest, parseManifest } from '../../../src/changelog/manifest.js';
+import { TRIM_HORIZON } from '../../../src/changelog/sequenceNumber.js';
+import type { Lease } from '../../../src/coordination/lease.js';
 import {
   compareKeys,
   type ListOptions,
@@ -22,7 +23,7 @@ import type {
   SegmentRecord,
   WindowState,
 } from '../../../src/coordination/registryStore.js';
-import { checkContiguity, type SealEvent, Sealer, type SealerOptions } from '../../../src/ingest/sealer.js';
+import { checkSealable, type SealEvent, Sealer, type SealerOptions } from '../../../src/ingest/sealer.js';
 import { ChangelogError, ObjectConflictError } from '../../../src/support/errors.js';
 import { capturingLogger, seq, W, WINDOW_MS } from '../../helpers/commitFixtures.js';
 
@@ -64,7 +65,22 @@ function segment(
   };
 }
 
-describe('checkContiguity', () => {
+/** The sealer's check (changelog/invariants.ts) on the manifest it would write for these segments. */
+function checkContiguity(windowStartMs: number, segments: SegmentRecord[]): void {
+  const manifest = buildManifest({
+    table: TABLE,
+    windowStartMs,
+    windowMs: WINDOW_MS,
+    sealedAtMs: windowStartMs + WINDOW_MS,
+    version: 1,
+    streamArn: ARN,
+    segments,
+    gaps: [],
+  });
+  checkSealable(manifest, manifestObjectKey(TABLE, windowStartMs), windowStartMs);
+}
+
+describe('checkSealable: the shards of a window chain', () => {
   const A = 'shard-a';
   const B = 'shard-b';
 

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { type Lease, SHARD_END, TRIM_HORIZON } from '../../../src/coordination/lease.js';
+import { SHARD_END, TRIM_HORIZON } from '../../../src/changelog/sequenceNumber.js';
+import type { Lease } from '../../../src/coordination/lease.js';
 import { computeWatermark, shardProgress } from '../../../src/ingest/watermark.js';
 
 function lease(shardId: string, over: Partial<Lease> = {}): Lease {

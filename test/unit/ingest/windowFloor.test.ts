@@ -1,6 +1,7 @@
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { type Lease, SHARD_END } from '../../../src/coordination/lease.js';
+import { SHARD_END } from '../../../src/changelog/sequenceNumber.js';
+import type { Lease } from '../../../src/coordination/lease.js';
 import { LeaseStore } from '../../../src/coordination/leaseStore.js';
 import type { ObjectStore, PutResult } from '../../../src/coordination/objectStore.js';
 import { sha256Checksum } from '../../../src/coordination/objectStore.js';

@@ -1,0 +1,36 @@
+import {
+  type DynamoDBStreamsClient,
+  GetShardIteratorCommand,
+  type ShardIteratorType,
+} from '@aws-sdk/client-dynamodb-streams';
+import { StreamError } from '../support/errors.js';
+import { type RetryOptions, retry } from '../support/retry.js';
+
+/** GetShardIterator under retry(); a missing iterator in the answer is an error. */
+export async function getShardIterator(
+  streams: DynamoDBStreamsClient,
+  at: { streamArn: string; shardId: string; type: ShardIteratorType; sequenceNumber?: string | undefined },
+  retryOptions: RetryOptions | undefined,
+  signal: AbortSignal,
+): Promise<string> {
+  const { streamArn, shardId, type, sequenceNumber } = at;
+  const output = await retry(
+    () =>
+      streams.send(
+        new GetShardIteratorCommand({
+          StreamArn: streamArn,
+          ShardId: shardId,
+          ShardIteratorType: type,
+          ...(sequenceNumber !== undefined && { SequenceNumber: sequenceNumber }),
+        }),
+        { abortSignal: signal },
+      ),
+    { ...retryOptions, signal },
+  );
+  if (!output.ShardIterator) {
+    throw new StreamError('NoShardIterator', `GetShardIterator returned no iterator for ${shardId}`, {
+      shardId,
+    });
+  }
+  return output.ShardIterator;
+}

@@ -1,0 +1,105 @@
+import { describe, expect, it } from 'vitest';
+import {
+  manifestViolations,
+  ShardChains,
+  sealRefusal,
+  sealViolations,
+} from '../../../src/changelog/invariants.js';
+import { buildManifest, type Manifest, type SegmentFacts } from '../../../src/changelog/manifest.js';
+import { W, WINDOW_MS } from '../../helpers/commitFixtures.js';
+
+const ARN = 'arn:aws:dynamodb:us-east-1:123456789012:table/orders/stream/2026-01-01T00:00:00.000';
+
+function segment(
+  key: string,
+  shardId: string,
+  after: string,
+  first: string,
+  last: string,
+  records = 2,
+): SegmentFacts {
+  return {
+    key,
+    streamArn: ARN,
+    bytes: 10,
+    records,
+    checksum: 'x',
+    minEventTimeMs: W(0),
+    maxEventTimeMs: W(0) + 1,
+    lateRecords: 0,
+    shards: [
+      { shardId, afterSequenceNumber: after, firstSequenceNumber: first, lastSequenceNumber: last, records },
+    ],
+  };
+}
+
+function manifest(windowStartMs: number, segments: SegmentFacts[], gaps: Manifest['gaps'] = []): Manifest {
+  return buildManifest({
+    table: 'orders',
+    windowStartMs,
+    windowMs: WINDOW_MS,
+    sealedAtMs: windowStartMs + WINDOW_MS,
+    version: 1,
+    streamArn: ARN,
+    segments,
+    gaps: gaps.map((g) => ({
+      shardId: g.shardId,
+      afterSequenceNumber: g.afterSequenceNumber,
+      reason: g.reason,
+    })),
+  });
+}
+
+describe('invariants', () => {
+  it('finds nothing in a consistent window whose shards chain', () => {
+    const m = manifest(W(0), [
+      segment('a', 's1', 'TRIM_HORIZON', '10', '20'),
+      segment('b', 's1', '20', '21', '30'),
+    ]);
+    expect(sealViolations(m, 'k')).toEqual([]);
+  });
+
+  it('reports counts that do not add up and a complete flag that disagrees, all at once', () => {
+    const m = manifest(W(0), [segment('a', 's1', 'TRIM_HORIZON', '10', '20')]);
+    m.recordCount = 5;
+    m.complete = false;
+    m.segments[0]!.shards[0]!.records = 1;
+    expect(manifestViolations(m, 'k').map((v) => v.kind)).toEqual([
+      'complete-flag',
+      'record-count',
+      'record-count',
+    ]);
+  });
+
+  it('chains a shard across windows, numerically, and accepts a hole only where a gap is listed', () => {
+    const chains = new ShardChains();
+    chains.add(manifest(W(0), [segment('a', 's1', 'TRIM_HORIZON', '10', '0020')]));
+    // "20" and "0020" are the same position.
+    chains.add(manifest(W(1), [segment('b', 's1', '20', '21', '30')]));
+    expect(chains.violations()).toEqual([]);
+    chains.add(manifest(W(2), [segment('c', 's1', '35', '40', '50')]));
+    const [hole] = chains.violations();
+    expect(hole).toMatchObject({ kind: 'sequence-discontinuity', shardId: 's1', key: 'c' });
+    expect(hole!.message).toContain('ends at 30');
+
+    const covered = new ShardChains();
+    covered.add(manifest(W(1), [segment('b', 's1', '20', '21', '30')]));
+    covered.add(
+      manifest(
+        W(2),
+        [segment('c', 's1', '35', '40', '50')],
+        [{ shardId: 's1', afterSequenceNumber: '30', reason: 'TrimmedDataAccessException' }],
+      ),
+    );
+    expect(covered.violations()).toEqual([]);
+  });
+
+  it('names the window and every violation when the sealer refuses', () => {
+    const m = manifest(W(1), [segment('a', 's1', '10', '10', '9')]);
+    const violations = sealViolations(m, 'k');
+    expect(violations.map((v) => v.kind)).toEqual(['sequence-order', 'sequence-order']);
+    expect(sealRefusal(W(1), violations)).toMatch(
+      /^refusing to seal window 20260115T100100Z: shard s1 is not contiguous: a ends at 9 before it starts at 10; shard s1 is not contiguous: a starts at 10, not after 10$/,
+    );
+  });
+});
