@@ -26,10 +26,10 @@
  * per GetRecords page; default what fits in 1 MB), E2E_WRITERS (4),
  * E2E_KEYS (20000), E2E_NODE_FLAGS (node flags for the measured processes, e.g. --cpu-prof).
  */
+import { dynamoDbLocalClient, startDynamoDbLocal } from '../test/helpers/dynamoDbLocalServer.js';
 import { startS3rver } from '../test/helpers/s3rverServer.js';
 import { type BackpressureResult, runBackpressureCase } from './bench/backpressure.js';
 import { type EndToEndCase, type EndToEndResult, runEndToEnd } from './bench/endToEnd.js';
-import { dynamoClient, startLocalDynamoDb } from './bench/localStack.js';
 import { createSourceTable, type ProducerResult, runProducer } from './bench/producer.js';
 import type { S3Target } from './bench/s3rverStore.js';
 import {
@@ -67,7 +67,7 @@ async function child(kind: string, json: string): Promise<void> {
     emitResult(await runEndToEnd(JSON.parse(json)));
   } else if (kind === 'producer') {
     const a = JSON.parse(json) as ProducerChildArgs;
-    const client = dynamoClient(a.endpoint);
+    const client = dynamoDbLocalClient(a.endpoint);
     if (a.createTable) await createSourceTable(client, a.table);
     emitResult(await runProducer({ client, ...a }));
     client.destroy();
@@ -78,7 +78,7 @@ async function child(kind: string, json: string): Promise<void> {
 
 /** Runs `fn` against a fresh DynamoDB Local, stopped afterwards. */
 async function withFreshDynamoDb<T>(fn: (endpoint: string) => Promise<T>): Promise<T> {
-  const dynamo = await startLocalDynamoDb();
+  const dynamo = await startDynamoDbLocal();
   try {
     return await fn(dynamo.endpoint);
   } finally {

@@ -5,17 +5,20 @@
  * committer's buffered bytes, and peak RSS against the process's RSS just before the worker
  * started (the baseline).
  */
+
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import type { ChangeBuffer } from '../../src/changelog/changeBuffer.js';
 import { parseKeySchema } from '../../src/changelog/keySchema.js';
 import { readSegmentBatches } from '../../src/changelog/parquetDecoder.js';
+import { pipelineConfig } from '../../src/coordination/config.js';
 import { createLeaseTable } from '../../src/coordination/leaseTable.js';
 import type { ObjectStore } from '../../src/coordination/objectStore.js';
+import type { CommittedSegment } from '../../src/coordination/pipelineObserver.js';
 import { ChangelogWorker } from '../../src/ingest/changelogWorker.js';
-import type { CommitEvent, SegmentCommitter } from '../../src/ingest/segmentCommitter.js';
+import type { SegmentCommitter } from '../../src/ingest/segmentCommitter.js';
 import type { FetchedPage, PageSummary } from '../../src/ingest/shardReader.js';
 import type { Logger } from '../../src/support/logger.js';
-import { dynamoClient } from './localStack.js';
+import { dynamoDbLocalClient } from '../../test/helpers/dynamoDbLocalServer.js';
 import { type MemoryPeaks, MemorySampler } from './memorySampler.js';
 import { MOCK_STREAM_ARN, MOCK_TABLE, mockBusyStream, mockSeqNumber } from './mockStream.js';
 import { openS3rverStore, type S3Target } from './s3rverStore.js';
@@ -102,7 +105,7 @@ function countingLogger(warnings: string[]): Logger {
 class ChainChecker {
   private readonly last = new Map<string, number>();
   readonly violations: string[] = [];
-  check(event: CommitEvent): void {
+  check(event: CommittedSegment): void {
     for (const s of event.shards) {
       const first = mockSeqNumber(s.firstSequenceNumber);
       const lastSeq = mockSeqNumber(s.lastSequenceNumber);
@@ -127,7 +130,7 @@ class ChainChecker {
 }
 
 export async function runBackpressureCase(c: BackpressureCase): Promise<BackpressureResult> {
-  const dynamodb: DynamoDBClient = dynamoClient(c.dynamoEndpoint);
+  const dynamodb: DynamoDBClient = dynamoDbLocalClient(c.dynamoEndpoint);
   const leaseTable = `bench-bp-${process.pid}-${Date.now()}`;
   await createLeaseTable(dynamodb, leaseTable);
   const { store, close } = openS3rverStore(c.s3, `bp-${process.pid}-${Date.now()}`);
@@ -149,22 +152,19 @@ export async function runBackpressureCase(c: BackpressureCase): Promise<Backpres
     leaseTableName: leaseTable,
     store,
     // The daemon's defaults, except the two bounds under test.
-    windowMs: 5 * 60_000,
-    allowedLatenessMs: 60_000,
-    flushIntervalMs: 30_000,
-    maxSegmentBytes: c.maxSegmentBytes,
-    maxBufferBytes: c.maxBufferBytes,
-    compression: 'zstd',
-    failoverMs: 10_000,
-    orphanGraceMs: 3_600_000,
+    config: pipelineConfig({
+      buffer: { maxSegmentBytes: c.maxSegmentBytes, maxBufferBytes: c.maxBufferBytes },
+    }),
     logger: countingLogger(warnings),
-    onCommit: (event) => {
-      chain.check(event);
-      committedKeys.push(event.key);
-      if (!measuring) return;
-      recordsCommitted += event.records;
-      segments++;
-      parquetBytes += event.bytes;
+    observer: {
+      segmentCommitted: (event) => {
+        chain.check(event);
+        committedKeys.push(event.key);
+        if (!measuring) return;
+        recordsCommitted += event.records;
+        segments++;
+        parquetBytes += event.bytes;
+      },
     },
   });
 

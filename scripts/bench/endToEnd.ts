@@ -8,19 +8,21 @@
  * RSS and buffered bytes. Then reads every committed segment back and checks that each write of
  * the producer's log is there exactly once.
  */
+
 import { readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DynamoDBStreamsClient } from '@aws-sdk/client-dynamodb-streams';
+import { LOCAL_REGION } from '../../src/app/local/localServers.js';
 import { parseKeySchema } from '../../src/changelog/keySchema.js';
 import { readSegmentBatches } from '../../src/changelog/parquetDecoder.js';
+import { pipelineConfig } from '../../src/coordination/config.js';
 import { RawGetRecordsClient } from '../../src/coordination/getRecordsClient.js';
 import { createLeaseTable } from '../../src/coordination/leaseTable.js';
+import type { CommittedSegment, SealedWindow } from '../../src/coordination/pipelineObserver.js';
 import { ChangelogWorker } from '../../src/ingest/changelogWorker.js';
-import type { SealEvent } from '../../src/ingest/sealer.js';
-import type { CommitEvent } from '../../src/ingest/segmentCommitter.js';
 import type { Logger } from '../../src/support/logger.js';
-import { dynamoClient, LOCAL_CREDENTIALS, REGION } from './localStack.js';
+import { DYNAMODB_LOCAL_CREDENTIALS, dynamoDbLocalClient } from '../../test/helpers/dynamoDbLocalServer.js';
 import { type MemoryPeaks, MemorySampler } from './memorySampler.js';
 import { createSourceTable, keyIndex, type ProducerResult } from './producer.js';
 import { openS3rverStore, type S3Target } from './s3rverStore.js';
@@ -70,11 +72,11 @@ const WRITTEN_AT = /"written_at":\{"N":"(\d+)"\}/;
 const VERSION = /"v":\{"N":"(\d+)"\}/;
 
 export async function runEndToEnd(c: EndToEndCase): Promise<EndToEndResult> {
-  const dynamodb = dynamoClient(c.dynamoEndpoint);
+  const dynamodb = dynamoDbLocalClient(c.dynamoEndpoint);
   const streams = new DynamoDBStreamsClient({
     endpoint: c.dynamoEndpoint,
-    region: REGION,
-    credentials: LOCAL_CREDENTIALS,
+    region: LOCAL_REGION,
+    credentials: DYNAMODB_LOCAL_CREDENTIALS,
     maxAttempts: 1,
   });
   const raw = new RawGetRecordsClient(streams);
@@ -107,29 +109,27 @@ export async function runEndToEnd(c: EndToEndCase): Promise<EndToEndResult> {
     raw,
     leaseTableName: leaseTable,
     store,
-    windowMs: c.windowMs,
-    allowedLatenessMs: c.allowedLatenessMs,
-    flushIntervalMs: c.flushIntervalMs,
-    maxSegmentBytes: 64 * MIB,
-    maxBufferBytes: 256 * MIB,
-    compression: 'zstd',
-    failoverMs: 10_000,
-    orphanGraceMs: 3_600_000,
+    config: pipelineConfig({
+      window: { windowMs: c.windowMs, allowedLatenessMs: c.allowedLatenessMs },
+      buffer: { flushIntervalMs: c.flushIntervalMs },
+    }),
     logger,
-    onCommit: (e: CommitEvent) => {
-      const atMs = Date.now();
-      commits.push({ atMs, records: e.records, bytes: e.bytes, windowStartMs: e.windowStartMs });
-      commitKeys.push({ key: e.key, atMs });
-      committedRecords += e.records;
-    },
-    onSeal: (e: SealEvent) => {
-      seals.push({
-        windowStartMs: e.windowStartMs,
-        atMs: Date.now(),
-        records: e.records,
-        segments: e.segments,
-      });
-      log(`  sealed window ${new Date(e.windowStartMs).toISOString().slice(11, 19)}: ${e.records} records`);
+    observer: {
+      segmentCommitted: (e: CommittedSegment) => {
+        const atMs = Date.now();
+        commits.push({ atMs, records: e.records, bytes: e.bytes, windowStartMs: e.windowStartMs });
+        commitKeys.push({ key: e.key, atMs });
+        committedRecords += e.records;
+      },
+      windowSealed: (e: SealedWindow) => {
+        seals.push({
+          windowStartMs: e.windowStartMs,
+          atMs: Date.now(),
+          records: e.records,
+          segments: e.segments,
+        });
+        log(`  sealed window ${new Date(e.windowStartMs).toISOString().slice(11, 19)}: ${e.records} records`);
+      },
     },
   });
   const timings: Timings = {};

@@ -3,17 +3,14 @@ import { DynamoDBStreamsClient } from '@aws-sdk/client-dynamodb-streams';
 import { keySchemaFromTable } from '../changelog/keySchema.js';
 import { RawGetRecordsClient } from '../coordination/getRecordsClient.js';
 import { createLeaseTable } from '../coordination/leaseTable.js';
-import { openObjectStore } from '../coordination/openObjectStore.js';
+import { openDestination } from '../coordination/openObjectStore.js';
+import { combineObservers, type PipelineObserver } from '../coordination/pipelineObserver.js';
 import { describeTableStream, enabledStreamArn } from '../coordination/shardDiscovery.js';
 import { ChangelogWorker } from '../ingest/changelogWorker.js';
-import type { SealEvent } from '../ingest/sealer.js';
-import type { CommitEvent } from '../ingest/segmentCommitter.js';
 import { type FollowedStream, type StreamRunner, TableWorker } from '../ingest/tableWorker.js';
 import { formatDuration } from '../support/duration.js';
 import { ChangelogError } from '../support/errors.js';
 import type { Logger } from '../support/logger.js';
-import { combineObservers } from '../support/pipelineObserver.js';
-import { retry } from '../support/retry.js';
 import { type ObservabilityServer, startObservabilityServer } from './httpServer.js';
 import { ChangelogMetrics } from './metrics.js';
 import type { RunConfig } from './runConfig.js';
@@ -28,8 +25,8 @@ export interface DaemonOptions {
   metricsHost?: string;
   /** Defaults to a new one; pass one to read its snapshot (the local stack's status line). */
   metrics?: ChangelogMetrics;
-  onCommit?: (event: CommitEvent) => void;
-  onSeal?: (event: SealEvent) => void;
+  /** Also told of everything the pipeline does (commits, seals, ...), beside metrics and stall detection. */
+  observer?: PipelineObserver;
   /**
    * Called once the worker is about to start (metrics server up). `streamArn` is the stream given
    * with --stream-arn; undefined when the daemon follows the table's streams.
@@ -67,11 +64,12 @@ export async function runDaemon(
   logger: Logger,
   options: DaemonOptions = {},
 ): Promise<DaemonResult> {
+  const { source, destination, pipeline, operations } = config;
   const metrics = options.metrics ?? new ChangelogMetrics();
   const stall = new StallDetector({
-    stallTimeoutMs: config.stallTimeoutMs,
+    stallTimeoutMs: operations.stallTimeoutMs,
     // Cycles run every failover / 3; missing them for two failovers means our leases are gone.
-    maxLeaseCycleAgeMs: 2 * config.failoverMs,
+    maxLeaseCycleAgeMs: 2 * pipeline.lease.failoverMs,
     logger,
   });
   const controller = new AbortController();
@@ -80,7 +78,7 @@ export async function runDaemon(
     if (controller.signal.aborted) return;
     stopRequestedAt = performance.now();
     logger.info(
-      { reason, deadline: formatDuration(config.shutdownTimeoutMs) },
+      { reason, deadline: formatDuration(operations.shutdownTimeoutMs) },
       'stopping: committing buffered data and releasing leases',
     );
     controller.abort(new Error(reason));
@@ -103,13 +101,7 @@ export async function runDaemon(
   const dynamodb = new DynamoDBClient({ maxAttempts: 1 });
   const streams = new DynamoDBStreamsClient({ maxAttempts: 1 });
   const raw = new RawGetRecordsClient(streams);
-  const store = openObjectStore(config.destination, {
-    s3: {
-      forcePathStyle: config.s3ForcePathStyle,
-      expectedBucketOwner: config.expectedBucketOwner,
-      sseKmsKeyId: config.sseKmsKeyId,
-    },
-  });
+  const store = openDestination(destination);
   let server: ObservabilityServer | undefined;
   /** What runs until the stop: one ChangelogWorker, or a TableWorker running one per stream. */
   let worker: StreamRunner | undefined;
@@ -117,60 +109,51 @@ export async function runDaemon(
   let current: ChangelogWorker | undefined;
   try {
     server = await startObservabilityServer({
-      port: config.metricsPort,
+      port: operations.metricsPort,
       host: options.metricsHost,
       metrics: () => metrics.exposition(),
       readiness: () =>
         controller.signal.aborted ? { ready: false, reason: 'shutting down' } : stall.readiness(),
     }).catch((error: unknown) => {
       throw new ChangelogError(
-        `cannot serve metrics on port ${config.metricsPort} (--metrics-port, CHANGELOG_METRICS_PORT): ${
+        `cannot serve metrics on port ${operations.metricsPort} (--metrics-port, CHANGELOG_METRICS_PORT): ${
           (error as NodeJS.ErrnoException).code === 'EADDRINUSE' ? 'the port is in use' : String(error)
         }`,
         { retriable: false, cause: error },
       );
     });
     const signal = controller.signal;
-    // Startup calls retry transient failures (DynamoDB briefly unreachable when a pod starts);
-    // a missing table or a disabled stream fails at once with its own message.
-    if (config.createLeaseTable) {
-      await retry(() => createLeaseTable(dynamodb, config.leaseTable, { signal }), { signal });
+    // Startup calls retry transient failures inside (DynamoDB briefly unreachable when a pod
+    // starts; coordination/awsCall.ts, one retry layer); a missing table or a disabled stream
+    // fails at once with its own message.
+    if (source.createLeaseTable) {
+      await createLeaseTable(dynamodb, source.leaseTable, { signal });
     }
     // One DescribeTable gives the key schema and, without --stream-arn, whether the table has a
     // stream to follow.
-    const described = await retry(() => describeTableStream(dynamodb, config.table, { signal }), { signal });
+    const described = await describeTableStream(dynamodb, source.table, { signal });
     const keySchema = keySchemaFromTable(described.description ?? {});
-    const observer = combineObservers(metrics, stall);
+    const observer = combineObservers(metrics, stall, options.observer);
     // One observer for every stream's worker: metrics and stall detection carry on across a switch.
     const changelogWorker = (streamArn: string, follow?: FollowedStream) =>
       new ChangelogWorker({
-        workerId: config.workerId,
-        table: config.table,
+        workerId: source.workerId,
+        table: source.table,
         streamArn,
         keySchema,
         dynamodb,
         streams,
         raw,
-        leaseTableName: config.leaseTable,
+        leaseTableName: source.leaseTable,
         store,
-        windowMs: config.windowMs,
-        allowedLatenessMs: config.allowedLatenessMs,
-        flushIntervalMs: config.flushIntervalMs,
-        maxSegmentBytes: config.maxSegmentBytes,
-        maxBufferBytes: config.maxBufferBytes,
-        compression: config.compression,
-        failoverMs: config.failoverMs,
-        orphanGraceMs: config.orphanGraceMs,
-        streamRetentionMs: config.streamRetentionMs,
+        config: pipeline,
         logger,
         observer,
-        onCommit: options.onCommit,
-        onSeal: options.onSeal,
         continuesFrom: follow?.continuesFrom,
         windowFloorMs: follow?.windowFloorMs,
       });
-    if (config.streamArn !== undefined) {
-      current = changelogWorker(config.streamArn);
+    if (source.streamArn !== undefined) {
+      current = changelogWorker(source.streamArn);
       worker = current;
     } else {
       // A table that never had a stream fails at once; one whose stream is disabled is followed:
@@ -178,17 +161,17 @@ export async function runDaemon(
       if (described.latestStreamArn === undefined) enabledStreamArn(described);
       if (!described.streamEnabled) {
         logger.warn(
-          { table: config.table, streamArn: described.latestStreamArn },
+          { table: source.table, streamArn: described.latestStreamArn },
           'the table’s stream is disabled: reading what is left of it, then waiting for a new stream',
         );
       }
       worker = new TableWorker({
-        workerId: config.workerId,
-        tableName: config.table,
+        workerId: source.workerId,
+        tableName: source.table,
         dynamodb,
         streams,
-        leaseTableName: config.leaseTable,
-        failoverMs: config.failoverMs,
+        leaseTableName: source.leaseTable,
+        lease: pipeline.lease,
         logger,
         pollIntervalMs: options.streamPollIntervalMs,
         worker: (stream) => {
@@ -204,25 +187,25 @@ export async function runDaemon(
     });
     logger.info(
       {
-        streamArn: config.streamArn ?? null,
-        follows: config.streamArn === undefined ? 'table' : 'stream',
-        leaseTable: config.leaseTable,
-        destination: config.destination,
-        window: formatDuration(config.windowMs),
-        maxBufferBytes: config.maxBufferBytes,
+        streamArn: source.streamArn ?? null,
+        follows: source.streamArn === undefined ? 'table' : 'stream',
+        leaseTable: source.leaseTable,
+        destination: destination.url,
+        window: formatDuration(pipeline.window.windowMs),
+        maxBufferBytes: pipeline.buffer.maxBufferBytes,
         metrics: server.url,
       },
       'worker starting',
     );
-    options.onStarted?.({ metricsUrl: server.url, streamArn: config.streamArn });
+    options.onStarted?.({ metricsUrl: server.url, streamArn: source.streamArn });
     const running = worker.run(signal);
-    const outcome = await untilDeadline(running, signal, config.shutdownTimeoutMs);
+    const outcome = await untilDeadline(running, signal, operations.shutdownTimeoutMs);
     const shutdownMs =
       stopRequestedAt === undefined ? undefined : Math.round(performance.now() - stopRequestedAt);
     if (outcome === 'deadline') {
       logger.error(
         {
-          deadline: formatDuration(config.shutdownTimeoutMs),
+          deadline: formatDuration(operations.shutdownTimeoutMs),
           buffered: current?.committer.bufferedBytes ?? 0,
         },
         'shutdown deadline passed: exiting with uncommitted data, which the next lease holders read again',

@@ -5,7 +5,7 @@ import type {
   LeaseChange,
   PipelineObserver,
   SealedWindow,
-} from '../support/pipelineObserver.js';
+} from '../coordination/pipelineObserver.js';
 
 const P = 'dynamodb_changelog_';
 

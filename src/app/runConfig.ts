@@ -3,10 +3,17 @@ import { hostname } from 'node:os';
 import { z } from 'zod';
 import { tableOfStreamArn, windowSizeProblem } from '../changelog/layout.js';
 import { SEGMENT_COMPRESSIONS, type SegmentCompression } from '../changelog/parquetEncoder.js';
+import {
+  DEFAULTS,
+  type DestinationConfig,
+  type OperationsConfig,
+  type PipelineConfig,
+} from '../coordination/config.js';
 import { parseDestination } from '../coordination/objectStore.js';
-import { formatDuration, parseByteSize, parseDuration } from '../support/duration.js';
+import { formatByteSize, formatDuration, parseByteSize, parseDuration } from '../support/duration.js';
 import { ConfigError } from '../support/errors.js';
 import { LOG_LEVELS, type LogLevel } from '../support/logger.js';
+import { COMMON_OPTIONS, STREAM_ARN, TABLE_NAME } from './commonOptions.js';
 
 /** Raw option values as given (flags, else environment, else defaults): all strings. */
 export interface RunOptionsInput {
@@ -20,6 +27,7 @@ export interface RunOptionsInput {
   flushInterval?: string | undefined;
   maxSegmentBytes?: string | undefined;
   maxBufferBytes?: string | undefined;
+  maxShardsPerSegment?: string | undefined;
   compression?: string | undefined;
   workerId?: string | undefined;
   failover?: string | undefined;
@@ -34,39 +42,30 @@ export interface RunOptionsInput {
   logLevel?: string | undefined;
 }
 
-export interface RunConfig {
+/** Which table and stream are read, and where the fleet's leases live. */
+export interface SourceConfig {
   table: string;
+  /** Read only this stream; undefined follows the table's streams. */
   streamArn: string | undefined;
-  destination: string;
+  /** The DynamoDB table for leases and the segment registry. */
   leaseTable: string;
   createLeaseTable: boolean;
-  windowMs: number;
-  allowedLatenessMs: number;
-  flushIntervalMs: number;
-  maxSegmentBytes: number;
-  maxBufferBytes: number;
-  compression: SegmentCompression;
+  /** This worker's lease owner id. */
   workerId: string;
-  failoverMs: number;
-  orphanGraceMs: number;
-  /** How long the stream keeps records (24 h on DynamoDB); see SegmentCommitterOptions.streamRetentionMs. */
-  streamRetentionMs: number;
-  /** 0 picks a free port. */
-  metricsPort: number;
-  shutdownTimeoutMs: number;
-  stallTimeoutMs: number;
-  s3ForcePathStyle: boolean;
-  expectedBucketOwner: string | undefined;
-  sseKmsKeyId: string | undefined;
-  logLevel: LogLevel;
+}
+
+/** `run`'s configuration: whole groups, each handed to the code that uses it. */
+export interface RunConfig {
+  source: SourceConfig;
+  destination: DestinationConfig;
+  pipeline: PipelineConfig;
+  operations: OperationsConfig;
 }
 
 /** Each option: its flag, argument, environment variable, default and --help text. */
 export const RUN_OPTIONS = {
   table: {
-    flag: '--table',
-    env: 'CHANGELOG_TABLE',
-    arg: '<name>',
+    ...COMMON_OPTIONS.table,
     help: 'source DynamoDB table (its streams are followed across disable / re-enable)',
   },
   streamArn: {
@@ -75,12 +74,7 @@ export const RUN_OPTIONS = {
     arg: '<arn>',
     help: "read only this stream instead of following the table's streams",
   },
-  destination: {
-    flag: '--destination',
-    env: 'CHANGELOG_DESTINATION',
-    arg: '<url>',
-    help: 's3://bucket/prefix or file:///dir',
-  },
+  destination: COMMON_OPTIONS.destination,
   leaseTable: {
     flag: '--lease-table',
     env: 'CHANGELOG_LEASE_TABLE',
@@ -95,42 +89,49 @@ export const RUN_OPTIONS = {
   window: {
     flag: '--window',
     env: 'CHANGELOG_WINDOW',
-    default: '5m',
+    default: formatDuration(DEFAULTS.window.windowMs),
     arg: '<duration>',
     help: 'window size, 1m to 24h, dividing a day',
   },
   allowedLateness: {
     flag: '--allowed-lateness',
     env: 'CHANGELOG_ALLOWED_LATENESS',
-    default: '60s',
+    default: formatDuration(DEFAULTS.window.allowedLatenessMs),
     arg: '<duration>',
     help: 'wait past a window end before sealing',
   },
   flushInterval: {
     flag: '--flush-interval',
     env: 'CHANGELOG_FLUSH_INTERVAL',
-    default: '30s',
+    default: formatDuration(DEFAULTS.buffer.flushIntervalMs),
     arg: '<duration>',
     help: 'flush a buffer once its oldest row waited this long',
   },
   maxSegmentBytes: {
     flag: '--max-segment-bytes',
     env: 'CHANGELOG_MAX_SEGMENT_BYTES',
-    default: '64MiB',
+    default: formatByteSize(DEFAULTS.buffer.maxSegmentBytes),
     arg: '<size>',
     help: 'flush a buffer at this many uncompressed bytes',
   },
   maxBufferBytes: {
     flag: '--max-buffer-bytes',
     env: 'CHANGELOG_MAX_BUFFER_BYTES',
-    default: '256MiB',
+    default: formatByteSize(DEFAULTS.buffer.maxBufferBytes),
     arg: '<size>',
     help: 'pause reading while this much is buffered',
+  },
+  maxShardsPerSegment: {
+    flag: '--max-shards-per-segment',
+    env: 'CHANGELOG_MAX_SHARDS_PER_SEGMENT',
+    default: String(DEFAULTS.buffer.maxShardsPerSegment),
+    arg: '<n>',
+    help: 'most shards in one segment (its commit is one transaction of a lease item per shard + 2)',
   },
   compression: {
     flag: '--compression',
     env: 'CHANGELOG_COMPRESSION',
-    default: 'zstd',
+    default: DEFAULTS.buffer.compression,
     arg: '<codec>',
     help: 'zstd, snappy or none',
   },
@@ -143,75 +144,58 @@ export const RUN_OPTIONS = {
   failover: {
     flag: '--failover',
     env: 'CHANGELOG_FAILOVER',
-    default: '10s',
+    default: formatDuration(DEFAULTS.lease.failoverMs),
     arg: '<duration>',
     help: 'a lease not renewed for this long is taken over',
   },
   orphanGrace: {
     flag: '--orphan-grace',
     env: 'CHANGELOG_ORPHAN_GRACE',
-    default: '1h',
+    default: formatDuration(DEFAULTS.orphans.orphanGraceMs),
     arg: '<duration>',
     help: 'unreferenced segment objects older than this are deleted',
   },
   streamRetention: {
     flag: '--stream-retention',
     env: 'CHANGELOG_STREAM_RETENTION',
-    default: '24h',
+    default: formatDuration(DEFAULTS.stream.streamRetentionMs),
     arg: '<duration>',
     help: 'how long the stream keeps records (24h on DynamoDB: change it only for a test emulator)',
   },
   metricsPort: {
     flag: '--metrics-port',
     env: 'CHANGELOG_METRICS_PORT',
-    default: '9464',
+    default: String(DEFAULTS.operations.metricsPort),
     arg: '<port>',
     help: 'serve /metrics, /healthz and /readyz on this port',
   },
   shutdownTimeout: {
     flag: '--shutdown-timeout',
     env: 'CHANGELOG_SHUTDOWN_TIMEOUT',
-    default: '25s',
+    default: formatDuration(DEFAULTS.operations.shutdownTimeoutMs),
     arg: '<duration>',
     help: 'on SIGTERM, exit within this long (keep it under the orchestrator grace)',
   },
   stallTimeout: {
     flag: '--stall-timeout',
     env: 'CHANGELOG_STALL_TIMEOUT',
-    default: '5m',
+    default: formatDuration(DEFAULTS.operations.stallTimeoutMs),
     arg: '<duration>',
     help: 'a shard without progress this long is stalled (metric, error log, /readyz)',
   },
-  s3ForcePathStyle: {
-    flag: '--s3-force-path-style',
-    env: 'CHANGELOG_S3_FORCE_PATH_STYLE',
-    help: 'path-style S3 URLs (MinIO, s3rver, LocalStack)',
-  },
-  expectedBucketOwner: {
-    flag: '--expected-bucket-owner',
-    env: 'CHANGELOG_EXPECTED_BUCKET_OWNER',
-    arg: '<account>',
-    help: 'refuse a bucket owned by another account',
-  },
-  sseKmsKeyId: {
-    flag: '--sse-kms-key-id',
-    env: 'CHANGELOG_SSE_KMS_KEY_ID',
-    arg: '<key>',
-    help: 'encrypt objects with this KMS key',
-  },
+  s3ForcePathStyle: COMMON_OPTIONS.s3ForcePathStyle,
+  expectedBucketOwner: COMMON_OPTIONS.expectedBucketOwner,
+  sseKmsKeyId: COMMON_OPTIONS.sseKmsKeyId,
   logLevel: {
     flag: '--log-level',
     env: 'CHANGELOG_LOG_LEVEL',
-    default: 'info',
+    default: DEFAULTS.operations.logLevel,
     arg: '<level>',
     help: 'debug, info, warn, error or silent',
   },
 } as const;
 
 type Name = keyof typeof RUN_OPTIONS;
-
-const TABLE_NAME = /^[A-Za-z0-9_.-]{3,255}$/;
-const STREAM_ARN = /^arn:aws[a-z-]*:dynamodb:[a-z0-9-]+:\d{12}:table\/[A-Za-z0-9_.-]{3,255}\/stream\/.+$/;
 
 /** Fills in environment variables and defaults for options not given as flags. */
 export function withEnvironment(
@@ -325,6 +309,11 @@ export function parseRunConfig(input: RunOptionsInput, env: NodeJS.ProcessEnv = 
       `${name('maxBufferBytes')} (${raw.maxBufferBytes}) must be at least ${name('maxSegmentBytes')} (${raw.maxSegmentBytes})`,
     );
   }
+  const maxShardsPerSegment = Number(raw.maxShardsPerSegment);
+  if (!/^\d+$/.test(String(raw.maxShardsPerSegment)) || maxShardsPerSegment < 1 || maxShardsPerSegment > 98) {
+    // DynamoDB transactions hold at most 100 items: the segment item, the window check, one per shard.
+    bad('maxShardsPerSegment', raw.maxShardsPerSegment, 'a whole number from 1 to 98');
+  }
   const compression = raw.compression as SegmentCompression;
   if (!SEGMENT_COMPRESSIONS.includes(compression))
     bad('compression', compression, `one of ${SEGMENT_COMPRESSIONS.join(', ')}`);
@@ -346,27 +335,32 @@ export function parseRunConfig(input: RunOptionsInput, env: NodeJS.ProcessEnv = 
 
   if (problems.length > 0) throw new ConfigError(problems);
   return {
-    table: table!,
-    streamArn,
-    destination: destination!,
-    leaseTable: leaseTable!,
-    createLeaseTable: flags.createLeaseTable,
-    windowMs,
-    allowedLatenessMs,
-    flushIntervalMs,
-    maxSegmentBytes,
-    maxBufferBytes,
-    compression,
-    workerId,
-    failoverMs,
-    orphanGraceMs,
-    streamRetentionMs,
-    metricsPort,
-    shutdownTimeoutMs,
-    stallTimeoutMs,
-    s3ForcePathStyle: flags.s3ForcePathStyle,
-    expectedBucketOwner: raw.expectedBucketOwner,
-    sseKmsKeyId: raw.sseKmsKeyId,
-    logLevel,
+    source: {
+      table: table!,
+      streamArn,
+      leaseTable: leaseTable!,
+      createLeaseTable: flags.createLeaseTable,
+      workerId,
+    },
+    destination: {
+      url: destination!,
+      s3ForcePathStyle: flags.s3ForcePathStyle,
+      expectedBucketOwner: raw.expectedBucketOwner,
+      sseKmsKeyId: raw.sseKmsKeyId,
+    },
+    pipeline: {
+      window: { windowMs, allowedLatenessMs },
+      buffer: {
+        flushIntervalMs,
+        maxSegmentBytes,
+        maxBufferBytes,
+        maxShardsPerSegment,
+        compression,
+      },
+      lease: { failoverMs },
+      stream: { streamRetentionMs },
+      orphans: { orphanGraceMs, orphanBatch: DEFAULTS.orphans.orphanBatch },
+    },
+    operations: { metricsPort, shutdownTimeoutMs, stallTimeoutMs, logLevel },
   };
 }

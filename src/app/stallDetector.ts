@@ -1,5 +1,5 @@
+import type { LeaseChange, PipelineObserver } from '../coordination/pipelineObserver.js';
 import type { Logger } from '../support/logger.js';
-import type { LeaseChange, PipelineObserver } from '../support/pipelineObserver.js';
 
 export interface StalledShard {
   shardId: string;

@@ -85,16 +85,14 @@ export interface Violation {
 }
 
 /**
- * What one manifest says about itself: a valid, aligned window; the complete flag agrees with the
- * gaps; record and late-record counts add up (manifest = sum of segments, segment = sum of its
- * shard entries); each shard entry lists a shard once, starts after its afterSequenceNumber and
- * does not end before it starts. Needs no object reads.
+ * The window of a manifest: a valid size (1 min to 24 h, dividing a day) and aligned to it. `verify`
+ * checks it; the sealer does not, because its window size comes from the validated config and the
+ * window state (tests seal 1-second windows).
  */
-export function manifestViolations(manifest: Manifest, key: string): Violation[] {
+export function windowShapeViolations(manifest: Manifest, key: string): Violation[] {
   const out: Violation[] = [];
   const startMs = Date.parse(manifest.window.start);
-  const window = isoTime(startMs);
-  const where = { key, window };
+  const where = { key, window: isoTime(startMs) };
   const sizeMs = Date.parse(manifest.window.end) - startMs;
   const sizeProblem = windowSizeProblem(sizeMs);
   if (sizeProblem !== undefined) {
@@ -110,6 +108,19 @@ export function manifestViolations(manifest: Manifest, key: string): Violation[]
       ...where,
     });
   }
+  return out;
+}
+
+/**
+ * What one manifest says about itself: the complete flag agrees with the gaps; record and
+ * late-record counts add up (manifest = sum of segments, segment = sum of its shard entries); each
+ * shard entry lists a shard once, starts after its afterSequenceNumber and does not end before it
+ * starts. Needs no object reads.
+ */
+export function manifestViolations(manifest: Manifest, key: string): Violation[] {
+  const out: Violation[] = [];
+  const window = isoTime(Date.parse(manifest.window.start));
+  const where = { key, window };
   if (manifest.complete !== (manifest.gaps.length === 0)) {
     out.push({
       kind: 'complete-flag',

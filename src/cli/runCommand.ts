@@ -31,7 +31,10 @@ shutdown deadline passed, 2 bad configuration.`,
     )
     .action(async (flags: RunOptionsInput) => {
       const config = parseRunConfig(flags);
-      const logger = createLogger(config.logLevel, { workerId: config.workerId, table: config.table });
+      const logger = createLogger(config.operations.logLevel, {
+        workerId: config.source.workerId,
+        table: config.source.table,
+      });
       const result = await runDaemon(config, logger);
       // Whatever handle is left (an idle socket) must not hold the process past its deadline.
       setTimeout(() => process.exit(result.exitCode), 2000).unref();

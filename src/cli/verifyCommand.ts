@@ -1,5 +1,6 @@
 import { DynamoDBStreamsClient } from '@aws-sdk/client-dynamodb-streams';
 import { type Command, CommanderError, Option } from 'commander';
+import { COMMON_OPTIONS, parseTimeOption, STREAM_ARN, TIME_ALLOWED } from '../app/commonOptions.js';
 import { manifestPrefix, tableOfStreamArn } from '../changelog/layout.js';
 import { RawGetRecordsClient } from '../coordination/getRecordsClient.js';
 import { parseDestination } from '../coordination/objectStore.js';
@@ -45,28 +46,6 @@ export class VerifyFailedError extends CommanderError {
   }
 }
 
-const TIME_ALLOWED =
-  'an ISO-8601 time with a zone (e.g. 2026-11-22T10:00:00Z), a date (2026-11-22, UTC midnight), or a duration ago (e.g. 30m, 2h, 1d)';
-
-// Date-only, or date and time with Z or an offset: a time without a zone would be read as local time.
-const ISO_TIME = /^\d{4}-\d{2}-\d{2}(?:T\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?:Z|[+-]\d{2}:\d{2}))?$/i;
-
-/** Epoch ms for a `--since`/`--until` value, or undefined when it is neither form. */
-export function parseTimeOption(text: string, nowMs: number): number | undefined {
-  const trimmed = text.trim();
-  if (ISO_TIME.test(trimmed)) {
-    // Date.parse rolls 2026-02-30 over to March; a calendar date must exist as written.
-    const [y, m, d] = trimmed.slice(0, 10).split('-').map(Number) as [number, number, number];
-    if (new Date(Date.UTC(y, m - 1, d)).getUTCDate() !== d) return undefined;
-    const ms = Date.parse(trimmed.toUpperCase());
-    return Number.isFinite(ms) ? ms : undefined;
-  }
-  // A bare number is refused: it could be meant as epoch seconds, milliseconds, or a duration.
-  if (!/[a-z]/i.test(trimmed)) return undefined;
-  const ago = parseDuration(trimmed);
-  return ago === undefined ? undefined : nowMs - ago;
-}
-
 export interface VerifyCommandOptions {
   /** The clock for relative times; tests pass a fixed one. */
   now?: () => number;
@@ -78,12 +57,20 @@ export interface VerifyCommandOptions {
   streamClients?: () => { streams: DynamoDBStreamsClient; raw?: RawGetRecordsClient };
 }
 
-const STREAM_ARN = /^arn:aws[a-z-]*:dynamodb:[a-z0-9-]+:\d{12}:table\/[A-Za-z0-9_.-]{3,255}\/stream\/.+$/;
-
 function defaultStreamClients(): { streams: DynamoDBStreamsClient; raw: RawGetRecordsClient } {
   // No SDK retries: the audit's reader retries itself (support/retry.ts), so the two never multiply.
   const streams = new DynamoDBStreamsClient({ maxAttempts: 1 });
   return { streams, raw: new RawGetRecordsClient(streams) };
+}
+
+/** A commander Option for a shared option (app/commonOptions.ts); `help` prefixes its own text. */
+function commonOption(name: keyof typeof COMMON_OPTIONS, help?: string): Option {
+  const spec = COMMON_OPTIONS[name];
+  const option = new Option(
+    'arg' in spec ? `${spec.flag} ${spec.arg}` : spec.flag,
+    help ? `${help}: ${spec.help}` : spec.help,
+  );
+  return 'env' in spec ? option.env(spec.env) : option;
 }
 
 /** `verify`: checks a range of sealed windows against the changelog's invariants. */
@@ -92,15 +79,13 @@ export function registerVerifyCommand(program: Command, options: VerifyCommandOp
   program
     .command('verify')
     .description('check the sealed windows of a time range against the changelog invariants')
+    .addOption(commonOption('destination', 'changelog location'))
+    .addOption(commonOption('table'))
+    .addOption(commonOption('since', `first window start to check (required): ${TIME_ALLOWED}`))
     .addOption(
-      new Option('--destination <url>', 'changelog location: s3://bucket/prefix or file:///dir').env(
-        'CHANGELOG_DESTINATION',
-      ),
+      commonOption('until', 'check windows starting before this time (default: all from --since on)'),
     )
-    .addOption(new Option('--table <name>', 'DynamoDB table name').env('CHANGELOG_TABLE'))
-    .option('--since <time>', `first window start to check (required): ${TIME_ALLOWED}`)
-    .option('--until <time>', 'check windows starting before this time (default: all from --since on)')
-    .option('--s3-force-path-style', 'use path-style S3 URLs (for S3-compatible stores)')
+    .addOption(commonOption('s3ForcePathStyle'))
     .option('--json', 'print the report as JSON')
     .option(
       '--stream',

@@ -5,6 +5,7 @@ import zlib from 'node:zlib';
 import type { DynamoDBStreamsClient } from '@aws-sdk/client-dynamodb-streams';
 import { SignatureV4 } from '@smithy/signature-v4';
 import { StreamError } from '../support/errors.js';
+import { isTransientServiceError } from './awsCall.js';
 
 /**
  * GetRecords without the AWS SDK's deserialiser. The SDK turns every record into objects at about
@@ -35,15 +36,6 @@ interface Target {
 }
 
 const TARGET = 'DynamoDBStreams_20120810.GetRecords';
-const RETRIABLE_CODES = new Set([
-  'LimitExceededException',
-  'ThrottlingException',
-  'ProvisionedThroughputExceededException',
-  'RequestLimitExceeded',
-  'InternalServerError',
-  'ServiceUnavailable',
-  'ServiceUnavailableException',
-]);
 
 /**
  * SHA-256 in the `Checksum` shape the SigV4 signer constructs (`new Sha256(secret?)`; a secret
@@ -84,7 +76,10 @@ export class RawGetRecordsClient {
 
   constructor(private readonly sdk: DynamoDBStreamsClient) {}
 
-  /** Sends GetRecords and returns the raw response body. Service errors become StreamError. */
+  /**
+   * Sends GetRecords once and returns the raw response body. Service errors become StreamError,
+   * `retriable` by awsCall's predicate; the reader's own retry() is the one layer that retries it.
+   */
   async getRecords(input: GetRecordsInput, signal?: AbortSignal): Promise<RawGetRecordsResponse> {
     const target = await this.resolveTarget();
     const body = Buffer.from(
@@ -248,7 +243,7 @@ function serviceError(response: HttpResult, requestId: string | undefined): Stre
     code,
     `GetRecords failed: ${code}: ${message}${requestId ? ` (request ${requestId})` : ''}`,
     {
-      retriable: response.status >= 500 || RETRIABLE_CODES.has(code),
+      retriable: isTransientServiceError(code, response.status),
     },
   );
 }

@@ -18,15 +18,25 @@ export type LeaseStartPosition =
   | { readonly type: 'AT_SEQUENCE_NUMBER'; readonly sequenceNumber: string }
   | { readonly type: 'VANISHED' };
 
-/** One shard's lease, as read from the lease table (see leaseTable.ts for the item layout). */
-export interface Lease {
-  readonly shardId: string;
+/**
+ * What every lease item carries, whatever it is the lease of (a shard, the sealer, ...); the one
+ * mechanism on it is coordination/fencedLease.ts.
+ */
+export interface LeaseFields {
   /** Worker id of the holder; undefined when the lease is free. */
   readonly owner?: string | undefined;
   /** +1 on every renew, take and release: a counter that stops moving means a dead holder. */
   readonly leaseCounter: number;
   /** +1 on every acquisition: the fencing token every write of the holder is conditional on. */
   readonly leaseEpoch: number;
+}
+
+/** A lease as its holder has it: owned. */
+export type HeldLease<L extends LeaseFields> = L & { readonly owner: string };
+
+/** One shard's lease, as read from the lease table (see leaseTable.ts for the item layout). */
+export interface Lease extends LeaseFields {
+  readonly shardId: string;
   /** A sequence number (the last record committed), TRIM_HORIZON or SHARD_END. */
   readonly checkpoint: string;
   readonly parentShardIds: readonly string[];

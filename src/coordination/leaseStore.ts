@@ -6,16 +6,15 @@ import {
   PutItemCommand,
   QueryCommand,
   type Update,
-  UpdateItemCommand,
 } from '@aws-sdk/client-dynamodb';
 import { compareCheckpoints } from '../changelog/sequenceNumber.js';
-import { ChangelogError, LeaseLostError } from '../support/errors.js';
+import { ChangelogError } from '../support/errors.js';
 import type { RetryOptions } from '../support/retry.js';
-import { callDynamo } from './dynamoCall.js';
-import type { Lease, LeaseStartAt } from './lease.js';
+import { awsCall, hasName } from './awsCall.js';
+import { FencedLease, LEASE_NAMES, type RenewSet } from './fencedLease.js';
+import type { HeldLease, Lease, LeaseStartAt } from './lease.js';
 import {
   changelogStartKey,
-  hasName,
   LEASE_PARTITION_KEY,
   LEASE_SORT_KEY,
   leaseFromItem,
@@ -110,21 +109,20 @@ export interface RenewProgress {
 // Placeholders for every attribute an expression touches: `owner` is a DynamoDB reserved word,
 // and one naming scheme keeps the expressions uniform.
 const NAMES = {
-  owner: '#owner',
-  counter: '#leaseCounter',
-  epoch: '#leaseEpoch',
+  ...LEASE_NAMES,
   checkpoint: '#checkpoint',
   lastEventTime: '#lastEventTimeMs',
   caughtUpAt: '#caughtUpAtMs',
   windowStart: '#windowStartMs',
-  pendingOwner: '#pendingOwner',
 } as const;
 
 const ONE: AttributeValue = { N: '1' };
 
 /**
- * Reads and writes the shard leases of one stream for one worker. Every write of a holder is
- * conditional on owner = this worker AND leaseEpoch = the epoch it acquired (fencing).
+ * Reads and writes the shard leases of one stream for one worker. Taking, renewing, releasing and
+ * fencing are the one lease mechanism (fencedLease.ts) on each shard's lease item: every write of
+ * a holder is conditional on owner = this worker AND leaseEpoch = the epoch it acquired. The
+ * checkpoint and the hand-off are this store's own holder writes, fenced the same way.
  *
  * A write can fail its own condition when an attempt that reached DynamoDB is retried (by the
  * SDK or by retry() after a lost response). So a failed condition is never taken at face value:
@@ -389,17 +387,7 @@ export class LeaseStore {
 
   /** One shard's lease, read consistently; undefined when it has no item. */
   async getLease(shardId: string, signal?: AbortSignal): Promise<Lease | undefined> {
-    const out = await this.call('read', shardId, signal, (s) =>
-      this.client.send(
-        new GetItemCommand({
-          TableName: this.tableName,
-          Key: leaseItemKey(this.streamArn, shardId),
-          ConsistentRead: true,
-        }),
-        { abortSignal: s },
-      ),
-    );
-    return out.Item === undefined ? undefined : leaseFromItem(out.Item);
+    return this.lease(shardId).get(signal);
   }
 
   /**
@@ -408,33 +396,7 @@ export class LeaseStore {
    * another worker moved first: losing that race is normal, not an error.
    */
   async take(observed: Lease, signal?: AbortSignal): Promise<Lease | undefined> {
-    const values: Record<string, AttributeValue> = {
-      ':me': { S: this.workerId },
-      ':one': ONE,
-      ':observedCounter': { N: String(observed.leaseCounter) },
-    };
-    let condition = `${NAMES.counter} = :observedCounter AND `;
-    if (observed.owner === undefined) {
-      condition += `attribute_not_exists(${NAMES.owner})`;
-    } else {
-      condition += `${NAMES.owner} = :observedOwner`;
-      values[':observedOwner'] = { S: observed.owner };
-    }
-    try {
-      return await this.update('take', observed.shardId, signal, {
-        // A take also clears any hand-off request: it was addressed to the previous holder.
-        UpdateExpression: `SET ${NAMES.owner} = :me, ${NAMES.counter} = ${NAMES.counter} + :one, ${NAMES.epoch} = ${NAMES.epoch} + :one REMOVE ${NAMES.pendingOwner}`,
-        ConditionExpression: condition,
-        ExpressionAttributeNames: pick(NAMES.owner, NAMES.counter, NAMES.epoch, NAMES.pendingOwner),
-        ExpressionAttributeValues: values,
-      });
-    } catch (error) {
-      if (!isConditionFailed(error)) throw error;
-      const current = await this.getLease(observed.shardId, signal);
-      // Ours with exactly one acquisition more: an earlier attempt of this very call landed.
-      if (current?.owner === this.workerId && current.leaseEpoch === observed.leaseEpoch + 1) return current;
-      return undefined;
-    }
+    return this.lease(observed.shardId).take(observed, this.workerId, signal);
   }
 
   /**
@@ -446,16 +408,20 @@ export class LeaseStore {
   async requestHandoff(observed: Lease, signal?: AbortSignal): Promise<boolean> {
     if (observed.owner === undefined || observed.owner === this.workerId) return false;
     try {
-      await this.update('request-handoff', observed.shardId, signal, {
-        UpdateExpression: `SET ${NAMES.pendingOwner} = :me`,
-        ConditionExpression: `${NAMES.owner} = :observedOwner AND ${NAMES.epoch} = :observedEpoch AND (attribute_not_exists(${NAMES.pendingOwner}) OR ${NAMES.pendingOwner} = :me)`,
-        ExpressionAttributeNames: pick(NAMES.owner, NAMES.epoch, NAMES.pendingOwner),
-        ExpressionAttributeValues: {
-          ':me': { S: this.workerId },
-          ':observedOwner': { S: observed.owner },
-          ':observedEpoch': { N: String(observed.leaseEpoch) },
+      await this.lease(observed.shardId).send(
+        'request-handoff',
+        {
+          UpdateExpression: `SET ${NAMES.pendingOwner} = :me`,
+          ConditionExpression: `${NAMES.owner} = :observedOwner AND ${NAMES.epoch} = :observedEpoch AND (attribute_not_exists(${NAMES.pendingOwner}) OR ${NAMES.pendingOwner} = :me)`,
+          ExpressionAttributeNames: pick(NAMES.owner, NAMES.epoch, NAMES.pendingOwner),
+          ExpressionAttributeValues: {
+            ':me': { S: this.workerId },
+            ':observedOwner': { S: observed.owner },
+            ':observedEpoch': { N: String(observed.leaseEpoch) },
+          },
         },
-      });
+        signal,
+      );
       return true;
     } catch (error) {
       if (isConditionFailed(error)) return false;
@@ -470,75 +436,43 @@ export class LeaseStore {
    */
   async handOff(held: Lease, to: string, signal?: AbortSignal): Promise<Lease> {
     this.assertHolder(held, 'hand off');
+    const lease = this.lease(held.shardId);
+    const update = lease.fencedUpdate(held, {
+      update: `SET ${NAMES.owner} = :to, ${NAMES.counter} = ${NAMES.counter} + :one, ${NAMES.epoch} = ${NAMES.epoch} + :one REMOVE ${NAMES.pendingOwner}`,
+      condition: `${NAMES.pendingOwner} = :to`,
+      names: pick(NAMES.counter, NAMES.pendingOwner),
+      values: { ':to': { S: to }, ':one': ONE },
+    });
     try {
-      return await this.update('handoff', held.shardId, signal, {
-        UpdateExpression: `SET ${NAMES.owner} = :to, ${NAMES.counter} = ${NAMES.counter} + :one, ${NAMES.epoch} = ${NAMES.epoch} + :one REMOVE ${NAMES.pendingOwner}`,
-        ConditionExpression: `${this.fencing()} AND ${NAMES.pendingOwner} = :to`,
-        ExpressionAttributeNames: pick(NAMES.owner, NAMES.epoch, NAMES.counter, NAMES.pendingOwner),
-        ExpressionAttributeValues: { ...this.fencingValues(held), ':to': { S: to }, ':one': ONE },
-      });
+      return await lease.send('handoff', update, signal);
     } catch (error) {
       if (!isConditionFailed(error)) throw error;
-      const current = await this.getLease(held.shardId, signal);
+      const current = await lease.get(signal);
       // An earlier attempt of this very call landed.
       if (current?.owner === to && current.leaseEpoch === held.leaseEpoch + 1) return current;
-      throw this.lost(held, current, 'hand off');
+      throw lease.lost(held, current, 'hand off');
     }
   }
 
   /** Heartbeat: advances the counter so other workers see this holder alive. */
   async renew(held: Lease, signal?: AbortSignal, progress: RenewProgress = {}): Promise<Lease> {
     this.assertHolder(held, 'renew');
-    const names: string[] = [NAMES.owner, NAMES.epoch, NAMES.counter];
-    const values: Record<string, AttributeValue> = { ...this.fencingValues(held), ':one': ONE };
-    let set = `${NAMES.counter} = ${NAMES.counter} + :one`;
+    let also: RenewSet | undefined;
     if (progress.caughtUpAtMs !== undefined) {
       assertTime(progress.caughtUpAtMs, 'caughtUpAtMs', held.shardId);
-      set += `, ${NAMES.caughtUpAt} = :caughtUpAt`;
-      names.push(NAMES.caughtUpAt);
-      values[':caughtUpAt'] = { N: String(progress.caughtUpAtMs) };
+      also = {
+        set: `${NAMES.caughtUpAt} = :caughtUpAt`,
+        names: pick(NAMES.caughtUpAt),
+        values: { ':caughtUpAt': { N: String(progress.caughtUpAtMs) } },
+      };
     }
-    try {
-      return await this.update('renew', held.shardId, signal, {
-        UpdateExpression: `SET ${set}`,
-        ConditionExpression: this.fencing(),
-        ExpressionAttributeNames: pick(...names),
-        ExpressionAttributeValues: values,
-      });
-    } catch (error) {
-      if (!isConditionFailed(error)) throw error;
-      const current = await this.getLease(held.shardId, signal);
-      if (current !== undefined && this.holds(current, held) && current.leaseCounter > held.leaseCounter) {
-        return current;
-      }
-      throw this.lost(held, current, 'renew');
-    }
+    return this.lease(held.shardId).renew(held, signal, also);
   }
 
   /** Gives the lease up; the counter moves too, so watchers see a change at once. */
   async release(held: Lease, signal?: AbortSignal): Promise<Lease> {
     this.assertHolder(held, 'release');
-    try {
-      return await this.update('release', held.shardId, signal, {
-        UpdateExpression: `REMOVE ${NAMES.owner} SET ${NAMES.counter} = ${NAMES.counter} + :one`,
-        ConditionExpression: this.fencing(),
-        ExpressionAttributeNames: pick(NAMES.owner, NAMES.epoch, NAMES.counter),
-        ExpressionAttributeValues: { ...this.fencingValues(held), ':one': ONE },
-      });
-    } catch (error) {
-      if (!isConditionFailed(error)) throw error;
-      const current = await this.getLease(held.shardId, signal);
-      // Free at our epoch with the counter moved: our own earlier attempt released it.
-      if (
-        current !== undefined &&
-        current.owner === undefined &&
-        current.leaseEpoch === held.leaseEpoch &&
-        current.leaseCounter > held.leaseCounter
-      ) {
-        return current;
-      }
-      throw this.lost(held, current, 'release');
-    }
+    return this.lease(held.shardId).release(held, signal);
   }
 
   /**
@@ -555,13 +489,9 @@ export class LeaseStore {
         { retriable: false, shardId: held.shardId, sequenceNumber: to },
       );
     }
-    const values: Record<string, AttributeValue> = {
-      ...this.fencingValues(held),
-      ':from': { S: from },
-      ':to': { S: to },
-    };
+    const values: Record<string, AttributeValue> = { ':from': { S: from }, ':to': { S: to } };
     let set = `${NAMES.checkpoint} = :to`;
-    const names: string[] = [NAMES.owner, NAMES.epoch, NAMES.checkpoint];
+    const names: string[] = [NAMES.checkpoint];
     if (lastEventTimeMs !== undefined) {
       assertTime(lastEventTimeMs, 'lastEventTimeMs', held.shardId);
       set += `, ${NAMES.lastEventTime} = :lastEventTimeMs`;
@@ -574,14 +504,12 @@ export class LeaseStore {
       names.push(NAMES.windowStart);
       values[':windowStartMs'] = { N: String(windowStartMs) };
     }
-    return {
-      TableName: this.tableName,
-      Key: leaseItemKey(this.streamArn, held.shardId),
-      UpdateExpression: `SET ${set}`,
-      ConditionExpression: `${this.fencing()} AND ${NAMES.checkpoint} = :from`,
-      ExpressionAttributeNames: pick(...names),
-      ExpressionAttributeValues: values,
-    };
+    return this.lease(held.shardId).fencedUpdate(held, {
+      update: `SET ${set}`,
+      condition: `${NAMES.checkpoint} = :from`,
+      names: pick(...names),
+      values,
+    });
   }
 
   /**
@@ -591,14 +519,16 @@ export class LeaseStore {
    * did not move it, which no retry can repair (non-retriable ChangelogError).
    */
   async checkpoint(held: Lease, move: CheckpointMove, signal?: AbortSignal): Promise<Lease> {
+    this.assertHolder(held, 'checkpoint');
     const update = this.checkpointUpdate(held, move);
+    const lease = this.lease(held.shardId);
     try {
-      return await this.update('checkpoint', held.shardId, signal, update);
+      return await lease.send('checkpoint', update, signal);
     } catch (error) {
       if (!isConditionFailed(error)) throw error;
-      const current = await this.getLease(held.shardId, signal);
-      if (current === undefined || !this.holds(current, held)) {
-        throw this.lost(held, current, 'checkpoint', move.to);
+      const current = await lease.get(signal);
+      if (current === undefined || !lease.holds(current, held)) {
+        throw lease.lost(held, current, 'checkpoint', move.to);
       }
       if (current.checkpoint === move.to) return current;
       throw new ChangelogError(
@@ -608,19 +538,21 @@ export class LeaseStore {
     }
   }
 
-  private fencing(): string {
-    return `${NAMES.owner} = :me AND ${NAMES.epoch} = :epoch`;
+  /** The one lease mechanism on a shard's lease item. */
+  private lease(shardId: string): FencedLease<Lease> {
+    return new FencedLease({
+      client: this.client,
+      tableName: this.tableName,
+      key: leaseItemKey(this.streamArn, shardId),
+      name: shardId,
+      shardId,
+      parse: leaseFromItem,
+      call: (operation, signal, fn) => this.call(operation, shardId, signal, fn),
+    });
   }
 
-  private fencingValues(held: Lease): Record<string, AttributeValue> {
-    return { ':me': { S: this.workerId }, ':epoch': { N: String(held.leaseEpoch) } };
-  }
-
-  private holds(current: Lease, held: Lease): boolean {
-    return current.owner === this.workerId && current.leaseEpoch === held.leaseEpoch;
-  }
-
-  private assertHolder(held: Lease, operation: string): void {
+  /** Only this worker's own lease may be written as its holder. */
+  private assertHolder(held: Lease, operation: string): asserts held is HeldLease<Lease> {
     if (held.owner !== this.workerId) {
       throw new ChangelogError(
         `cannot ${operation} the lease of ${held.shardId}: it is held by ${held.owner ?? 'nobody'}, not ${this.workerId}`,
@@ -629,49 +561,10 @@ export class LeaseStore {
     }
   }
 
-  private lost(
-    held: Lease,
-    current: Lease | undefined,
-    operation: string,
-    sequenceNumber?: string,
-  ): LeaseLostError {
-    const now =
-      current === undefined
-        ? 'its lease item is gone'
-        : `it is now ${current.owner === undefined ? 'free' : `held by ${current.owner}`} at epoch ${current.leaseEpoch}`;
-    return new LeaseLostError(
-      `${operation} failed: ${this.workerId} lost the lease of ${held.shardId} (held at epoch ${held.leaseEpoch}; ${now})`,
-      { shardId: held.shardId, sequenceNumber },
-    );
-  }
-
-  /** A conditional UpdateItem on one lease, returning the lease as written. */
-  private async update(
-    operation: string,
-    shardId: string,
-    signal: AbortSignal | undefined,
-    input: Omit<Update, 'TableName' | 'Key'>,
-  ): Promise<Lease> {
-    const out = await this.call(operation, shardId, signal, (s) =>
-      this.client.send(
-        new UpdateItemCommand({
-          ...input,
-          TableName: this.tableName,
-          Key: leaseItemKey(this.streamArn, shardId),
-          ReturnValues: 'ALL_NEW',
-        }),
-        { abortSignal: s },
-      ),
-    );
-    if (out.Attributes === undefined) {
-      throw new ChangelogError(`${operation} of ${shardId} returned no item`, { retriable: false, shardId });
-    }
-    return leaseFromItem(out.Attributes);
-  }
-
   /**
-   * Runs one DynamoDB call under retry(). A failed condition passes through untouched for the
-   * caller to resolve; other failures are wrapped with the operation and shard they belong to.
+   * Runs one DynamoDB call through awsCall (its one retry layer). A failed condition passes through
+   * untouched for the caller to resolve; other failures are wrapped with the operation and shard
+   * they belong to.
    */
   private call<T>(
     operation: string,
@@ -679,7 +572,7 @@ export class LeaseStore {
     signal: AbortSignal | undefined,
     fn: (signal: AbortSignal | undefined) => Promise<T>,
   ): Promise<T> {
-    return callDynamo(fn, {
+    return awsCall(fn, {
       retry: this.retryOptions,
       signal,
       passThrough: isConditionFailed,

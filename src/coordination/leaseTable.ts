@@ -6,8 +6,9 @@ import {
   type DynamoDBClient,
 } from '@aws-sdk/client-dynamodb';
 import { isSequenceNumber, isValidCheckpoint, TRIM_HORIZON } from '../changelog/sequenceNumber.js';
-import { ChangelogError, isRetriable } from '../support/errors.js';
-import { type RetryOptions, retry, sleep } from '../support/retry.js';
+import { ChangelogError } from '../support/errors.js';
+import { type RetryOptions, sleep } from '../support/retry.js';
+import { awsCall, hasName, isTransientAwsError } from './awsCall.js';
 import { LEASE_START_AT, type Lease, type LeaseStartAt } from './lease.js';
 
 /*
@@ -203,11 +204,11 @@ export async function createLeaseTable(
   const { timeoutMs = 120_000, pollIntervalMs = 500 } = options;
   const signal = options.signal ?? options.retry?.signal;
   const retryOptions: RetryOptions = { ...options.retry, signal };
-  const existing = await retry((_, s) => describe(client, tableName, s), retryOptions);
+  const existing = await awsCall((s) => describe(client, tableName, s), { retry: retryOptions });
   if (existing === undefined) {
     try {
-      await retry(
-        (_, s) =>
+      await awsCall(
+        (s) =>
           client.send(
             new CreateTableCommand({
               TableName: tableName,
@@ -223,7 +224,7 @@ export async function createLeaseTable(
             }),
             { abortSignal: s },
           ),
-        retryOptions,
+        { retry: retryOptions },
       );
     } catch (error) {
       if (!hasName(error, 'ResourceInUseException')) throw error;
@@ -252,7 +253,7 @@ async function waitUntilActive(
       }
     } catch (error) {
       // A transient fault while polling is just another "not yet"; the deadline still bounds it.
-      if (signal?.aborted || !isRetriable(error)) throw error;
+      if (signal?.aborted || !isTransientAwsError(error)) throw error;
     }
     if (performance.now() + pollIntervalMs > deadline) {
       throw new ChangelogError(
@@ -294,8 +295,4 @@ function assertKeySchema(tableName: string, table: TableDescription): void {
       { retriable: false },
     );
   }
-}
-
-export function hasName(error: unknown, name: string): boolean {
-  return typeof error === 'object' && error !== null && (error as { name?: unknown }).name === name;
 }

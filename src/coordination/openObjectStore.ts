@@ -1,3 +1,4 @@
+import type { DestinationConfig } from './config.js';
 import { LocalObjectStore } from './localObjectStore.js';
 import { type ObjectStore, parseDestination } from './objectStore.js';
 import { S3ObjectStore, type S3ObjectStoreOptions } from './s3ObjectStore.js';
@@ -14,4 +15,15 @@ export function openObjectStore(url: string, options: OpenObjectStoreOptions = {
     return new S3ObjectStore({ ...options.s3, bucket: destination.bucket, prefix: destination.prefix });
   }
   return new LocalObjectStore({ dir: destination.dir });
+}
+
+/** The store for a destination group (`run`'s --destination and S3 settings). */
+export function openDestination(destination: DestinationConfig): ObjectStore {
+  return openObjectStore(destination.url, {
+    s3: {
+      forcePathStyle: destination.s3ForcePathStyle,
+      expectedBucketOwner: destination.expectedBucketOwner,
+      sseKmsKeyId: destination.sseKmsKeyId,
+    },
+  });
 }

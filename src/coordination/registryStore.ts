@@ -7,20 +7,30 @@ import {
   QueryCommand,
   type TransactWriteItem,
   TransactWriteItemsCommand,
-  UpdateItemCommand,
 } from '@aws-sdk/client-dynamodb';
 import { windowId } from '../changelog/layout.js';
-import { ChangelogError } from '../support/errors.js';
+import { ChangelogError, LeaseLostError } from '../support/errors.js';
 import type { RetryOptions } from '../support/retry.js';
-import { callDynamo } from './dynamoCall.js';
-import { hasName, LEASE_PARTITION_KEY, LEASE_SORT_KEY } from './leaseTable.js';
+import {
+  type AwsCallOptions,
+  awsCall,
+  hasName,
+  isConditionFailure,
+  isTransactionConflict,
+  isTransientAwsError,
+} from './awsCall.js';
+import { FencedLease } from './fencedLease.js';
+import type { HeldLease, LeaseFields } from './lease.js';
+import { LEASE_PARTITION_KEY, LEASE_SORT_KEY } from './leaseTable.js';
 
 /*
  * The changelog registry lives in the lease table, beside the shard leases, under the partition
  * `table#<source table>` (the partition key attribute is the lease table's `streamArn`):
  *
  *   state                          window state: size, closed/sealed pointers (one item)
- *   sealer                         the sealer lease: owner, leaseCounter, leaseEpoch
+ *   sealer                         the sealer lease: owner, leaseCounter, leaseEpoch (a lease
+ *                                  item like a shard's, without the shard fields; other roles'
+ *                                  leases, e.g. `compactor`, go beside it: see lease())
  *   watermark                      the last watermark the sealer computed (advisory: workers
  *                                  flush windows about to close; never a commit condition)
  *   segment#<windowId>#<segmentId> one committed segment: object, counts, per-shard ranges
@@ -31,6 +41,18 @@ import { hasName, LEASE_PARTITION_KEY, LEASE_SORT_KEY } from './leaseTable.js';
  * change together). Partitioning by source table, not by stream, keeps one window sequence
  * per table across stream ARN changes (a stream disabled and enabled again).
  */
+
+/** How `transact` retries, besides transient faults. */
+export interface TransactOptions {
+  /**
+   * Also retry a transaction cancelled only by conflicts with other transactions (same token, so
+   * idempotent), in the same retry layer and budget as transient faults. Without it the caller
+   * gets that TransactionCanceledException like any other.
+   */
+  retryConflicts?: boolean;
+  /** Told of each retry, after the store's own `retry.onRetry` (the committer counts conflicts). */
+  onRetry?: RetryOptions['onRetry'];
+}
 
 export const REGISTRY_PARTITION_PREFIX = 'table#';
 const STATE_KEY = 'state';
@@ -95,7 +117,8 @@ export interface WindowState {
   gcThroughMs?: number | undefined;
 }
 
-export interface SealerLeaseItem {
+/** The sealer lease (and any lease of the registry partition): the lease fields alone. */
+export interface SealerLeaseItem extends LeaseFields {
   owner?: string | undefined;
   leaseCounter: number;
   leaseEpoch: number;
@@ -192,15 +215,28 @@ export class RegistryStore {
    * Sends one transaction. Its ClientRequestToken is a hash of the items, so a retry of the same
    * transaction is idempotent for DynamoDB's 10 minutes, and a transaction with other values can
    * never reuse a token (DynamoDB would refuse that as an IdempotentParameterMismatch). A
-   * TransactionCanceledException is passed through for the caller to read its CancellationReasons
-   * (it knows what each element was).
+   * TransactionCanceledException is passed through for the caller to read its reasons with
+   * awsCall's `cancellationReasons` (it knows what each element was).
    */
-  async transact(items: TransactWriteItem[], signal?: AbortSignal): Promise<void> {
+  async transact(
+    items: TransactWriteItem[],
+    signal?: AbortSignal,
+    options: TransactOptions = {},
+  ): Promise<void> {
     const token = requestToken('transact', JSON.stringify(items));
-    await this.call('transaction', signal, (s) =>
-      this.client.send(new TransactWriteItemsCommand({ TransactItems: items, ClientRequestToken: token }), {
-        abortSignal: s,
-      }),
+    await this.call(
+      'transaction',
+      signal,
+      (s) =>
+        this.client.send(new TransactWriteItemsCommand({ TransactItems: items, ClientRequestToken: token }), {
+          abortSignal: s,
+        }),
+      {
+        ...(options.retryConflicts && {
+          isTransient: (error: unknown) => isTransientAwsError(error) || isTransactionConflict(error),
+        }),
+        onRetry: options.onRetry,
+      },
     );
   }
 
@@ -381,19 +417,23 @@ export class RegistryStore {
     );
   }
 
+  /**
+   * The fenced lease (fencedLease.ts) on the item `leaseKey` of this changelog's registry
+   * partition: one per role that must run on one worker at a time (`sealer`, ...).
+   */
+  lease(leaseKey: string): FencedLease<SealerLeaseItem> {
+    return new FencedLease({
+      client: this.client,
+      tableName: this.tableName,
+      key: this.key(leaseKey),
+      name: `${leaseKey} (table ${this.table})`,
+      parse: registryLeaseFromItem,
+      call: (operation, signal, fn) => this.call(`${operation} ${leaseKey} lease`, signal, fn),
+    });
+  }
+
   async getSealerLease(signal?: AbortSignal): Promise<SealerLeaseItem | undefined> {
-    const out = await this.call('read sealer lease', signal, (s) =>
-      this.client.send(
-        new GetItemCommand({ TableName: this.tableName, Key: this.key(SEALER_KEY), ConsistentRead: true }),
-        { abortSignal: s },
-      ),
-    );
-    if (out.Item === undefined) return undefined;
-    return {
-      owner: out.Item['owner']?.S,
-      leaseCounter: Number(out.Item['leaseCounter']?.N ?? '0'),
-      leaseEpoch: Number(out.Item['leaseEpoch']?.N ?? '0'),
-    };
+    return this.lease(SEALER_KEY).get(signal);
   }
 
   /**
@@ -404,114 +444,56 @@ export class RegistryStore {
     observed: SealerLeaseItem | undefined,
     workerId: string,
     signal?: AbortSignal,
-  ): Promise<SealerLeaseItem | undefined> {
-    const values: Record<string, AttributeValue> = { ':me': S(workerId), ':one': N(1), ':zero': N(0) };
-    let condition: string;
-    if (observed === undefined) condition = 'attribute_not_exists(#sk)';
-    else {
-      condition = '#counter = :observed AND ';
-      values[':observed'] = N(observed.leaseCounter);
-      if (observed.owner === undefined) condition += 'attribute_not_exists(#owner)';
-      else {
-        condition += '#owner = :observedOwner';
-        values[':observedOwner'] = S(observed.owner);
-      }
-    }
-    try {
-      await this.call('take sealer lease', signal, (s) =>
-        this.client.send(
-          new UpdateItemCommand({
-            TableName: this.tableName,
-            Key: this.key(SEALER_KEY),
-            UpdateExpression:
-              'SET #owner = :me, #counter = if_not_exists(#counter, :zero) + :one, #epoch = if_not_exists(#epoch, :zero) + :one',
-            ConditionExpression: condition,
-            ExpressionAttributeNames: {
-              '#owner': 'owner',
-              '#counter': 'leaseCounter',
-              '#epoch': 'leaseEpoch',
-              ...(observed === undefined ? { '#sk': LEASE_SORT_KEY } : {}),
-            },
-            ExpressionAttributeValues: values,
-          }),
-          { abortSignal: s },
-        ),
-      );
-    } catch (error) {
-      if (!hasName(error, 'ConditionalCheckFailedException')) throw error;
-    }
-    const current = await this.getSealerLease(signal);
-    const expectedEpoch = (observed?.leaseEpoch ?? 0) + 1;
-    return current?.owner === workerId && current.leaseEpoch === expectedEpoch ? current : undefined;
+  ): Promise<HeldLease<SealerLeaseItem> | undefined> {
+    return this.lease(SEALER_KEY).take(observed, workerId, signal);
   }
 
   /** Heartbeat of the held sealer lease; undefined when it was lost. */
   async renewSealerLease(
-    held: SealerLeaseItem & { owner: string },
+    held: HeldLease<SealerLeaseItem>,
     signal?: AbortSignal,
-  ): Promise<SealerLeaseItem | undefined> {
-    return this.fencedSealerUpdate(held, 'SET #counter = #counter + :one', signal);
+  ): Promise<HeldLease<SealerLeaseItem> | undefined> {
+    return this.lease(SEALER_KEY).renew(held, signal).catch(undefinedIfLost);
   }
 
-  async releaseSealerLease(held: SealerLeaseItem & { owner: string }, signal?: AbortSignal): Promise<void> {
-    await this.fencedSealerUpdate(held, 'REMOVE #owner SET #counter = #counter + :one', signal);
+  /** Gives the sealer lease up; a holder that lost it already is fenced out (nothing happens). */
+  async releaseSealerLease(held: HeldLease<SealerLeaseItem>, signal?: AbortSignal): Promise<void> {
+    await this.lease(SEALER_KEY).release(held, signal).catch(undefinedIfLost);
   }
 
-  private async fencedSealerUpdate(
-    held: SealerLeaseItem & { owner: string },
-    update: string,
-    signal: AbortSignal | undefined,
-  ): Promise<SealerLeaseItem | undefined> {
-    try {
-      const out = await this.call('renew sealer lease', signal, (s) =>
-        this.client.send(
-          new UpdateItemCommand({
-            TableName: this.tableName,
-            Key: this.key(SEALER_KEY),
-            UpdateExpression: update,
-            ConditionExpression: '#owner = :me AND #epoch = :epoch',
-            ExpressionAttributeNames: {
-              '#owner': 'owner',
-              '#counter': 'leaseCounter',
-              '#epoch': 'leaseEpoch',
-            },
-            ExpressionAttributeValues: { ':me': S(held.owner), ':epoch': N(held.leaseEpoch), ':one': N(1) },
-            ReturnValues: 'ALL_NEW',
-          }),
-          { abortSignal: s },
-        ),
-      );
-      const a = out.Attributes ?? {};
-      return {
-        owner: a['owner']?.S,
-        leaseCounter: Number(a['leaseCounter']?.N ?? '0'),
-        leaseEpoch: Number(a['leaseEpoch']?.N ?? '0'),
-      };
-    } catch (error) {
-      if (!hasName(error, 'ConditionalCheckFailedException')) throw error;
-      const current = await this.getSealerLease(signal);
-      if (current?.owner === held.owner && current.leaseEpoch === held.leaseEpoch) return current;
-      return undefined;
-    }
-  }
-
+  /** One DynamoDB call through awsCall (its one retry layer); failed conditions pass through. */
   private call<T>(
     operation: string,
     signal: AbortSignal | undefined,
     fn: (signal: AbortSignal | undefined) => Promise<T>,
+    more: Pick<AwsCallOptions, 'isTransient' | 'onRetry'> = {},
   ): Promise<T> {
-    return callDynamo(fn, {
+    return awsCall(fn, {
       retry: this.retryOptions,
       signal,
-      passThrough: (error) =>
-        hasName(error, 'ConditionalCheckFailedException') || hasName(error, 'TransactionCanceledException'),
+      passThrough: isConditionFailure,
       wrap: (error, description, retriable) =>
         new ChangelogError(`registry ${operation} for table ${this.table} failed: ${description}`, {
           cause: error,
           retriable,
         }),
+      ...more,
     });
   }
+}
+
+/** A lease of the registry partition, as stored (fields a take has not written yet read as 0). */
+function registryLeaseFromItem(item: Record<string, AttributeValue>): SealerLeaseItem {
+  return {
+    owner: item['owner']?.S,
+    leaseCounter: Number(item['leaseCounter']?.N ?? '0'),
+    leaseEpoch: Number(item['leaseEpoch']?.N ?? '0'),
+  };
+}
+
+function undefinedIfLost(error: unknown): undefined {
+  if (error instanceof LeaseLostError) return undefined;
+  throw error;
 }
 
 /** Every worker of a changelog must use the window size stored in its state. */

@@ -10,15 +10,9 @@ import {
   S3Client,
 } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
-import {
-  ChangelogError,
-  ConfigError,
-  describeAwsError,
-  isRetriable,
-  ObjectConflictError,
-  ObjectStoreError,
-} from '../support/errors.js';
-import { combineSignals, type RetryOptions, retry } from '../support/retry.js';
+import { ConfigError, ObjectConflictError, ObjectStoreError } from '../support/errors.js';
+import type { RetryOptions } from '../support/retry.js';
+import { awsCall, isNotFound, isPreconditionFailed } from './awsCall.js';
 import {
   assertValidKey,
   assertValidPrefix,
@@ -411,39 +405,27 @@ export class S3ObjectStore implements ObjectStore {
     return second === 'precondition-failed' ? 'if-none-match' : 'head-compare';
   }
 
-  /** Runs one S3 call under retry(), translating failures into ObjectStoreError. */
+  /**
+   * Runs one S3 call through awsCall (transient faults and 409 conflicts retried there), failures
+   * translated into ObjectStoreError; ours already carry context and pass as they are.
+   */
   private call<T>(
     operation: string,
     key: string,
     signal: AbortSignal | undefined,
     fn: (signal: AbortSignal | undefined) => Promise<T>,
   ): Promise<T> {
-    const combined = combineSignals(this.retryOptions.signal, signal);
-    return retry(
-      async (_attempt, s) => {
-        try {
-          return await fn(s);
-        } catch (error) {
-          throw this.toStoreError(operation, key, error, s);
-        }
+    return awsCall(fn, {
+      retry: this.retryOptions,
+      signal,
+      wrap: (error, description, retriable) => {
+        const location = this.location(key);
+        return new ObjectStoreError(`${operation} ${location} failed: ${description}`, {
+          key: location,
+          cause: error,
+          retriable,
+        });
       },
-      { ...this.retryOptions, signal: combined },
-    );
-  }
-
-  private toStoreError(
-    operation: string,
-    key: string,
-    error: unknown,
-    signal: AbortSignal | undefined,
-  ): unknown {
-    // Ours already carry context; aborts surface as the signal's reason from retry().
-    if (error instanceof ChangelogError || signal?.aborted) return error;
-    const location = this.location(key);
-    return new ObjectStoreError(`${operation} ${location} failed: ${describeAwsError(error)}`, {
-      key: location,
-      cause: error,
-      retriable: isRetriable(error) || isConditionalConflict(error),
     });
   }
 
@@ -458,36 +440,6 @@ export class S3ObjectStore implements ObjectStore {
   private ownerParams(): { ExpectedBucketOwner?: string } {
     return this.expectedBucketOwner === undefined ? {} : { ExpectedBucketOwner: this.expectedBucketOwner };
   }
-}
-
-interface AwsErrorShape {
-  name?: string;
-  message?: string;
-  $metadata?: { httpStatusCode?: number };
-}
-
-function status(error: unknown): number | undefined {
-  return (error as AwsErrorShape | null)?.$metadata?.httpStatusCode;
-}
-
-function errorName(error: unknown): string | undefined {
-  return (error as AwsErrorShape | null)?.name;
-}
-
-function isNotFound(error: unknown): boolean {
-  // HEAD responses have no body, so a missing key arrives as a bare 404 named NotFound.
-  const name = errorName(error);
-  return name === 'NoSuchKey' || name === 'NotFound';
-}
-
-function isPreconditionFailed(error: unknown): boolean {
-  return errorName(error) === 'PreconditionFailed' || status(error) === 412;
-}
-
-/** S3's 409 for a conditional write racing another one on the same key: retrying resolves it. */
-function isConditionalConflict(error: unknown): boolean {
-  const name = errorName(error);
-  return status(error) === 409 && (name === 'ConditionalRequestConflict' || name === 'OperationAborted');
 }
 
 /** `promise`, or a rejection with the signal's reason as soon as `signal` aborts. */

@@ -8,8 +8,9 @@ import {
   type Shard,
   type StreamStatus,
 } from '@aws-sdk/client-dynamodb-streams';
-import { ChangelogError, ConfigError, isRetriable, StreamError } from '../support/errors.js';
-import { sleep as defaultSleep, type RetryOptions, retry } from '../support/retry.js';
+import { ChangelogError, ConfigError, StreamError } from '../support/errors.js';
+import { sleep as defaultSleep, type RetryOptions } from '../support/retry.js';
+import { awsCall } from './awsCall.js';
 import { ShardGraph } from './shardGraph.js';
 
 export type Sleeper = (ms: number, signal?: AbortSignal) => Promise<void>;
@@ -122,7 +123,7 @@ async function describePages(
   input: DescribeStreamCommandInput,
   options: DescribeStreamOptions,
 ): Promise<StreamShards> {
-  const { signal, pageLimit = DESCRIBE_STREAM_MAX_PAGE } = options;
+  const { pageLimit = DESCRIBE_STREAM_MAX_PAGE } = options;
   const pacer = options.pacer ?? createPacer(DESCRIBE_STREAM_MIN_INTERVAL_MS, options);
   const streamArn = input.StreamArn ?? '';
   const result: StreamShards = { streamArn, streamStatus: undefined, shards: [] };
@@ -137,7 +138,7 @@ async function describePages(
     };
     const page = await call(
       `DescribeStream ${streamArn}`,
-      () => client.send(new DescribeStreamCommand(pageInput), { abortSignal: signal }),
+      (s) => client.send(new DescribeStreamCommand(pageInput), { abortSignal: s }),
       options,
       pacer,
     );
@@ -180,7 +181,7 @@ export async function describeTableStream(
 ): Promise<TableStream> {
   const out = await call(
     `DescribeTable ${tableName}`,
-    () => dynamodb.send(new DescribeTableCommand({ TableName: tableName }), { abortSignal: options.signal }),
+    (s) => dynamodb.send(new DescribeTableCommand({ TableName: tableName }), { abortSignal: s }),
     options,
   );
   return {
@@ -232,7 +233,7 @@ export async function listTableStreams(
     };
     const page = await call(
       `ListStreams ${tableName}`,
-      () => client.send(new ListStreamsCommand(input), { abortSignal: options.signal }),
+      (s) => client.send(new ListStreamsCommand(input), { abortSignal: s }),
       options,
     );
     for (const stream of page.Streams ?? []) if (stream.StreamArn) arns.add(stream.StreamArn);
@@ -260,27 +261,23 @@ function compareStrings(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
 }
 
-/** One AWS call with retry for transient faults; failures come out as StreamError with the service's code. */
-async function call<T>(what: string, fn: () => Promise<T>, options: CallOptions, pacer?: Pacer): Promise<T> {
-  const { signal } = options;
-  try {
-    return await retry(
-      async () => {
-        await pacer?.wait(signal);
-        return fn();
-      },
-      { ...options.retry, ...(signal !== undefined && { signal }) },
-    );
-  } catch (error) {
-    if (signal?.aborted) throw signal.reason;
-    if (error instanceof StreamError) throw error;
-    const code = (error as { name?: string } | null)?.name ?? 'UnknownError';
-    const message = error instanceof Error ? error.message : String(error);
-    throw new StreamError(code, `${what} failed: ${code}: ${message}`, {
-      cause: error,
-      retriable: isRetriable(error),
-    });
-  }
+/** One AWS call through awsCall (paced when a pacer is given); failures come out as StreamError with the service's code. */
+function call<T>(
+  what: string,
+  fn: (signal: AbortSignal | undefined) => Promise<T>,
+  options: CallOptions,
+  pacer?: Pacer,
+): Promise<T> {
+  return awsCall(fn, {
+    retry: options.retry,
+    signal: options.signal,
+    ...(pacer !== undefined && { beforeAttempt: (s: AbortSignal | undefined) => pacer.wait(s) }),
+    wrap: (error, _description, retriable) => {
+      const code = (error as { name?: string } | null)?.name ?? 'UnknownError';
+      const message = error instanceof Error ? error.message : String(error);
+      return new StreamError(code, `${what} failed: ${code}: ${message}`, { cause: error, retriable });
+    },
+  });
 }
 
 export type StreamState = 'draining' | 'current';

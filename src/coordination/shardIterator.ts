@@ -4,9 +4,13 @@ import {
   type ShardIteratorType,
 } from '@aws-sdk/client-dynamodb-streams';
 import { StreamError } from '../support/errors.js';
-import { type RetryOptions, retry } from '../support/retry.js';
+import type { RetryOptions } from '../support/retry.js';
+import { awsCall } from './awsCall.js';
 
-/** GetShardIterator under retry(); a missing iterator in the answer is an error. */
+/**
+ * GetShardIterator through awsCall (transient faults retried there; other failures thrown as the
+ * SDK's errors, whose names the reader acts on); a missing iterator in the answer is an error.
+ */
 export async function getShardIterator(
   streams: DynamoDBStreamsClient,
   at: { streamArn: string; shardId: string; type: ShardIteratorType; sequenceNumber?: string | undefined },
@@ -14,8 +18,8 @@ export async function getShardIterator(
   signal: AbortSignal,
 ): Promise<string> {
   const { streamArn, shardId, type, sequenceNumber } = at;
-  const output = await retry(
-    () =>
+  const output = await awsCall(
+    (s) =>
       streams.send(
         new GetShardIteratorCommand({
           StreamArn: streamArn,
@@ -23,9 +27,9 @@ export async function getShardIterator(
           ShardIteratorType: type,
           ...(sequenceNumber !== undefined && { SequenceNumber: sequenceNumber }),
         }),
-        { abortSignal: signal },
+        { abortSignal: s },
       ),
-    { ...retryOptions, signal },
+    { retry: { ...retryOptions, signal } },
   );
   if (!output.ShardIterator) {
     throw new StreamError('NoShardIterator', `GetShardIterator returned no iterator for ${shardId}`, {

@@ -1,16 +1,16 @@
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import type { DynamoDBStreamsClient } from '@aws-sdk/client-dynamodb-streams';
 import type { KeySchema } from '../changelog/keySchema.js';
-import type { SegmentCompression } from '../changelog/parquetEncoder.js';
+import type { PipelineConfig } from '../coordination/config.js';
 import type { RawGetRecordsClient } from '../coordination/getRecordsClient.js';
 import { LeaseStore } from '../coordination/leaseStore.js';
 import type { ObjectStore } from '../coordination/objectStore.js';
+import type { PipelineObserver } from '../coordination/pipelineObserver.js';
 import { RegistryStore } from '../coordination/registryStore.js';
 import { type Logger, silentLogger } from '../support/logger.js';
-import type { PipelineObserver } from '../support/pipelineObserver.js';
 import type { RetryOptions } from '../support/retry.js';
-import { type SealEvent, Sealer } from './sealer.js';
-import { type CommitEvent, SegmentCommitter } from './segmentCommitter.js';
+import { Sealer } from './sealer.js';
+import { SegmentCommitter } from './segmentCommitter.js';
 import { StreamWorker } from './streamWorker.js';
 
 export interface ChangelogWorkerOptions {
@@ -25,23 +25,12 @@ export interface ChangelogWorkerOptions {
   raw?: RawGetRecordsClient;
   leaseTableName: string;
   store: ObjectStore;
-  windowMs: number;
-  allowedLatenessMs: number;
-  flushIntervalMs: number;
-  maxSegmentBytes: number;
-  maxBufferBytes: number;
-  compression: SegmentCompression;
-  failoverMs: number;
-  orphanGraceMs: number;
-  /** How long the stream keeps records (default 24 h); see SegmentCommitterOptions. */
-  streamRetentionMs?: number;
-  maxShardsPerSegment?: number;
+  /** The settings, by group; each component gets the groups it needs, whole. */
+  config: PipelineConfig;
   logger?: Logger;
   retry?: RetryOptions;
   idleMinMs?: number;
   idleMaxMs?: number;
-  onCommit?: (event: CommitEvent) => void;
-  onSeal?: (event: SealEvent) => void;
   /** Told of what the pipeline does (metrics, stall detection): see PipelineObserver. */
   observer?: PipelineObserver;
   /**
@@ -100,17 +89,10 @@ export class ChangelogWorker {
       leases: this.leases,
       registry: this.registry,
       store: o.store,
-      windowMs: o.windowMs,
-      allowedLatenessMs: o.allowedLatenessMs,
-      flushIntervalMs: o.flushIntervalMs,
-      maxSegmentBytes: o.maxSegmentBytes,
-      maxBufferBytes: o.maxBufferBytes,
-      maxShardsPerSegment: o.maxShardsPerSegment,
-      streamRetentionMs: o.streamRetentionMs,
-      compression: o.compression,
+      window: o.config.window,
+      buffer: o.config.buffer,
+      stream: o.config.stream,
       logger: this.log,
-      retry: o.retry,
-      onCommit: o.onCommit,
       observer: o.observer,
       windowFloorMs: o.windowFloorMs,
     });
@@ -121,13 +103,11 @@ export class ChangelogWorker {
       registry: this.registry,
       listLeases: (signal) => this.leases.listLeases(signal),
       store: o.store,
-      windowMs: o.windowMs,
-      allowedLatenessMs: o.allowedLatenessMs,
-      orphanGraceMs: o.orphanGraceMs,
-      streamRetentionMs: o.streamRetentionMs,
-      failoverMs: o.failoverMs,
+      window: o.config.window,
+      orphans: o.config.orphans,
+      stream: o.config.stream,
+      lease: o.config.lease,
       logger: this.log,
-      onSeal: o.onSeal,
       observer: o.observer,
     });
     this.streamWorker = new StreamWorker({
@@ -137,7 +117,7 @@ export class ChangelogWorker {
       raw: o.raw,
       leases: this.leases,
       sink: this.committer,
-      failoverMs: o.failoverMs,
+      lease: o.config.lease,
       idleMinMs: o.idleMinMs,
       idleMaxMs: o.idleMaxMs,
       retry: o.retry,

@@ -11,8 +11,17 @@ import {
   windowStartOf,
 } from '../changelog/layout.js';
 import { buildManifest, type Manifest, parseManifest, serializeManifest } from '../changelog/manifest.js';
-import type { Lease } from '../coordination/lease.js';
+import {
+  DEFAULTS,
+  type LeaseConfig,
+  type OrphanConfig,
+  type StreamConfig,
+  type WindowConfig,
+} from '../coordination/config.js';
+import type { HeldLease, Lease } from '../coordination/lease.js';
+import { LeaseExpiryTracker } from '../coordination/leaseExpiry.js';
 import type { ObjectStore } from '../coordination/objectStore.js';
+import type { PipelineObserver, SealedWindow } from '../coordination/pipelineObserver.js';
 import {
   type RegistryStore,
   type SealerLeaseItem,
@@ -21,18 +30,8 @@ import {
 } from '../coordination/registryStore.js';
 import { ChangelogError } from '../support/errors.js';
 import { type Logger, silentLogger } from '../support/logger.js';
-import type { PipelineObserver } from '../support/pipelineObserver.js';
 import { sleep } from '../support/retry.js';
 import { computeWatermark } from './watermark.js';
-
-export interface SealEvent {
-  windowStartMs: number;
-  key: string;
-  records: number;
-  segments: number;
-  gaps: number;
-  lateRecords: number;
-}
 
 export interface SealerOptions {
   workerId: string;
@@ -42,32 +41,23 @@ export interface SealerOptions {
   /** The stream's shard leases (the watermark comes from them). */
   listLeases: (signal?: AbortSignal) => Promise<Lease[]>;
   store: ObjectStore;
-  windowMs: number;
-  allowedLatenessMs: number;
-  /** Orphan objects younger than this are left alone. Default 1 h. */
-  orphanGraceMs?: number;
-  /** Most objects deleted per cycle. Default 100. */
-  orphanBatch?: number;
-  /** Sealer lease failover; renewals every third of it. Default 10 s. */
-  failoverMs?: number;
+  window: WindowConfig;
+  /** Orphan collection; default DEFAULTS.orphans. */
+  orphans?: OrphanConfig | undefined;
+  /** Sealer lease failover (renewals every third of it); default DEFAULTS.lease. */
+  lease?: LeaseConfig | undefined;
   /** Pause between cycles. Default 1 s. */
   intervalMs?: number;
   logger?: Logger;
-  onSeal?: (event: SealEvent) => void;
-  onOrphansDeleted?: (count: number) => void;
-  onWatermark?: (watermarkMs: number) => void;
   /** Told of seals, the watermark, orphans deleted and where sealing stands (metrics). */
   observer?: PipelineObserver;
   /** Monotonic clock for lease expiry. */
   now?: () => number;
   /** Wall clock: closedAt stamps, orphan ages, the initial window. */
   wallNow?: () => number;
-  /** How long the stream keeps records (default 24 h): the window state starts one window before it. */
-  streamRetentionMs?: number | undefined;
+  /** The stream's retention (default DEFAULTS.stream): the window state starts one window before it. */
+  stream?: StreamConfig | undefined;
 }
-
-/** How far back the first window may start: the stream keeps records 24 h. */
-const RETENTION_MS = DAY_MS;
 
 /**
  * Seals windows. One worker at a time holds the sealer lease (an item beside the shard leases);
@@ -85,8 +75,9 @@ export class Sealer {
   private readonly log: Logger;
   private readonly now: () => number;
   private readonly wallNow: () => number;
-  private held: (SealerLeaseItem & { owner: string }) | undefined;
-  private observed: { lease: SealerLeaseItem | undefined; since: number } | undefined;
+  private held: HeldLease<SealerLeaseItem> | undefined;
+  /** When the sealer lease, held by another worker, stood still for the failover time. */
+  private readonly expiry: LeaseExpiryTracker<SealerLeaseItem>;
   private lastRenew = Number.NEGATIVE_INFINITY;
   private publishedWatermark: number | undefined;
 
@@ -95,6 +86,11 @@ export class Sealer {
     this.log = options.logger ?? silentLogger;
     this.now = options.now ?? (() => performance.now());
     this.wallNow = options.wallNow ?? (() => Date.now());
+    this.expiry = new LeaseExpiryTracker({
+      failoverMs: (options.lease ?? DEFAULTS.lease).failoverMs,
+      now: this.now,
+      idOf: () => 'sealer',
+    });
   }
 
   get isLeader(): boolean {
@@ -111,7 +107,7 @@ export class Sealer {
             this.o.observer?.sealerState?.({
               leader: false,
               sealedThroughMs: undefined,
-              windowMs: this.o.windowMs,
+              windowMs: this.o.window.windowMs,
             });
           }
         } catch (error) {
@@ -132,35 +128,24 @@ export class Sealer {
     }
   }
 
+  /** Renews the sealer lease every third of the failover time, or takes it once free or expired. */
   private async manageLease(signal: AbortSignal): Promise<void> {
-    const failover = this.o.failoverMs ?? 10_000;
     const now = this.now();
-    if (this.held) {
-      if (now - this.lastRenew < failover / 3) return;
-      const renewed = await this.o.registry.renewSealerLease(this.held, signal);
-      if (renewed?.owner === this.held.owner) {
-        this.held = { ...renewed, owner: this.held.owner };
-        this.lastRenew = now;
-      } else {
-        this.log.warn({ leaseEpoch: this.held.leaseEpoch }, 'sealer lease lost');
-        this.held = undefined;
-      }
+    const held = this.held;
+    if (held) {
+      if (now - this.lastRenew < this.expiry.failoverMs / 3) return;
+      this.held = await this.o.registry.renewSealerLease(held, signal);
+      if (this.held) this.lastRenew = now;
+      else this.log.warn({ leaseEpoch: held.leaseEpoch }, 'sealer lease lost');
       return;
     }
     const current = await this.o.registry.getSealerLease(signal);
-    const same =
-      this.observed !== undefined &&
-      this.observed.lease?.leaseCounter === current?.leaseCounter &&
-      this.observed.lease?.owner === current?.owner;
-    if (!same) this.observed = { lease: current, since: now };
-    const free = current === undefined || current.owner === undefined;
-    const expired = same && now - this.observed!.since >= failover;
-    if (!free && !expired) return;
-    const taken = await this.o.registry.takeSealerLease(current, this.o.workerId, signal);
-    if (taken?.owner === this.o.workerId) {
-      this.held = { ...taken, owner: this.o.workerId };
+    this.expiry.observe(current === undefined ? [] : [current], now);
+    if (current !== undefined && !this.expiry.isExpired(current, now)) return;
+    this.held = await this.o.registry.takeSealerLease(current, this.o.workerId, signal);
+    if (this.held) {
       this.lastRenew = now;
-      this.log.info({ leaseEpoch: taken.leaseEpoch, from: current?.owner ?? null }, 'sealer lease taken');
+      this.log.info({ leaseEpoch: this.held.leaseEpoch, from: current?.owner ?? null }, 'sealer lease taken');
     }
   }
 
@@ -173,17 +158,16 @@ export class Sealer {
     if (watermark !== undefined && watermark !== this.publishedWatermark) {
       await this.o.registry.putWatermark(watermark, signal);
       this.publishedWatermark = watermark;
-      this.o.onWatermark?.(watermark);
       this.o.observer?.watermark?.(watermark);
     }
     let state = await this.state(watermark, signal);
-    if (state.windowMs !== this.o.windowMs) {
-      throw windowSizeMismatch(this.o.table, state.windowMs, this.o.windowMs);
+    if (state.windowMs !== this.o.window.windowMs) {
+      throw windowSizeMismatch(this.o.table, state.windowMs, this.o.window.windowMs);
     }
     if (state.sealedThroughMs < state.closedThroughMs) {
       state = await this.sealClosed(state, held, signal);
     } else if (watermark !== undefined) {
-      const closeThrough = windowStartOf(watermark - this.o.allowedLatenessMs, this.o.windowMs);
+      const closeThrough = windowStartOf(watermark - this.o.window.allowedLatenessMs, this.o.window.windowMs);
       if (closeThrough > state.closedThroughMs) {
         const next: WindowState = { ...state, closedThroughMs: closeThrough, closedAtMs: this.wallNow() };
         if (await this.o.registry.updateState(state, next, held, signal)) {
@@ -202,7 +186,7 @@ export class Sealer {
     this.o.observer?.sealerState?.({
       leader: true,
       sealedThroughMs: state.sealedThroughMs,
-      windowMs: this.o.windowMs,
+      windowMs: this.o.window.windowMs,
     });
     await this.collectOrphans(state, held, signal);
   }
@@ -213,10 +197,11 @@ export class Sealer {
     // Nothing older than the stream's retention can arrive: start one window before it.
     const base = Math.min(this.wallNow(), watermark ?? Number.POSITIVE_INFINITY);
     const start =
-      windowStartOf(base - (this.o.streamRetentionMs ?? RETENTION_MS), this.o.windowMs) - this.o.windowMs;
+      windowStartOf(base - (this.o.stream ?? DEFAULTS.stream).streamRetentionMs, this.o.window.windowMs) -
+      this.o.window.windowMs;
     return this.o.registry.initState(
       {
-        windowMs: this.o.windowMs,
+        windowMs: this.o.window.windowMs,
         streamArn: this.o.streamArn,
         closedThroughMs: start,
         sealedThroughMs: start,
@@ -230,10 +215,10 @@ export class Sealer {
   /** Writes the manifests of the closed, unsealed windows, in order. */
   private async sealClosed(
     state: WindowState,
-    held: SealerLeaseItem & { owner: string },
+    held: HeldLease<SealerLeaseItem>,
     signal?: AbortSignal,
   ): Promise<WindowState> {
-    const w = this.o.windowMs;
+    const w = this.o.window.windowMs;
     const { segments, gaps } = await this.o.registry.queryRange(
       state.sealedThroughMs,
       state.closedThroughMs,
@@ -276,29 +261,23 @@ export class Sealer {
         throw new ChangelogError('window state changed under the sealer (lease lost?)', { retriable: true });
       }
       current = next;
-      const event: SealEvent = {
+      const event: SealedWindow = {
         windowStartMs: start,
         key,
         records: manifest.recordCount,
         segments: manifest.segments.length,
         gaps: manifest.gaps.length,
         lateRecords: manifest.lateRecordCount,
+        complete: manifest.complete,
       };
-      this.log.info({ window: windowId(start), ...event, complete: manifest.complete }, 'window sealed');
+      this.log.info({ window: windowId(start), ...event }, 'window sealed');
       if (!manifest.complete) {
         this.log.error(
           { window: windowId(start), gaps: manifest.gaps },
           'window sealed INCOMPLETE: it lists trimmed-data gaps',
         );
       }
-      this.o.onSeal?.(event);
-      this.o.observer?.windowSealed?.({
-        windowStartMs: start,
-        records: event.records,
-        segments: event.segments,
-        gaps: event.gaps,
-        complete: manifest.complete,
-      });
+      this.o.observer?.windowSealed?.(event);
     }
     if (current.sealedThroughMs < state.closedThroughMs) {
       const next = { ...current, sealedThroughMs: state.closedThroughMs };
@@ -317,13 +296,13 @@ export class Sealer {
    */
   private async collectOrphans(
     state: WindowState,
-    held: SealerLeaseItem & { owner: string },
+    held: HeldLease<SealerLeaseItem>,
     signal?: AbortSignal,
   ): Promise<void> {
     const from = state.gcThroughMs ?? state.sealedThroughMs;
     if (from >= state.sealedThroughMs) return;
-    const grace = this.o.orphanGraceMs ?? 3_600_000;
-    const batch = this.o.orphanBatch ?? 100;
+    const grace = (this.o.orphans ?? DEFAULTS.orphans).orphanGraceMs;
+    const batch = (this.o.orphans ?? DEFAULTS.orphans).orphanBatch;
     const cutoff = this.wallNow() - grace;
     const referenced = new Map<number, Set<string>>();
     const toDelete: string[] = [];
@@ -360,7 +339,6 @@ export class Sealer {
     if (toDelete.length > 0) {
       await this.o.store.delete(toDelete, signal);
       this.log.info({ count: toDelete.length, first: toDelete[0] }, 'orphans deleted');
-      this.o.onOrphansDeleted?.(toDelete.length);
       this.o.observer?.orphansDeleted?.(toDelete.length);
     }
     const gcThrough = Math.min(scannedThrough, blockedAt ?? Number.POSITIVE_INFINITY);

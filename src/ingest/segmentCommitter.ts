@@ -2,7 +2,6 @@ import type { TransactWriteItem } from '@aws-sdk/client-dynamodb';
 import { ChangeBuffer } from '../changelog/changeBuffer.js';
 import type { KeySchema } from '../changelog/keySchema.js';
 import { segmentId, segmentObjectKey, windowId, windowStartOf } from '../changelog/layout.js';
-import type { SegmentCompression } from '../changelog/parquetEncoder.js';
 import { type EncodedSegment, encodeSegment } from '../changelog/segmentEncoder.js';
 import {
   compareCheckpoints,
@@ -10,10 +9,12 @@ import {
   SHARD_END,
   TRIM_HORIZON,
 } from '../changelog/sequenceNumber.js';
+import { cancellationReasons, hasName, isTransactionConflict } from '../coordination/awsCall.js';
+import { type BufferConfig, DEFAULTS, type StreamConfig, type WindowConfig } from '../coordination/config.js';
 import type { Lease } from '../coordination/lease.js';
 import type { LeaseStore, RenewProgress } from '../coordination/leaseStore.js';
-import { hasName } from '../coordination/leaseTable.js';
 import type { ObjectStore } from '../coordination/objectStore.js';
+import type { CommittedSegment, PipelineObserver } from '../coordination/pipelineObserver.js';
 import {
   type GapRecord,
   type RegistryShardEntry,
@@ -24,22 +25,9 @@ import {
 } from '../coordination/registryStore.js';
 import { ChangelogError, isRetriable, LeaseLostError, WindowClosedError } from '../support/errors.js';
 import { type Logger, silentLogger } from '../support/logger.js';
-import type { PipelineObserver } from '../support/pipelineObserver.js';
-import { type RetryOptions, retry, sleep } from '../support/retry.js';
+import { sleep } from '../support/retry.js';
 import { decodePage, type FetchedPage, type PageSummary, type StreamGap } from './shardReader.js';
 import type { ShardSession, ShardSink } from './shardSink.js';
-
-export interface CommitEvent {
-  windowStartMs: number;
-  key: string;
-  records: number;
-  bytes: number;
-  lateRecords: number;
-  shards: RegistryShardEntry[];
-  gaps: number;
-  /** `exists`: the object was already there (a retried flush). */
-  put: 'created' | 'exists';
-}
 
 export interface SegmentCommitterOptions {
   workerId: string;
@@ -50,33 +38,23 @@ export interface SegmentCommitterOptions {
   leases: LeaseStore;
   registry: RegistryStore;
   store: ObjectStore;
-  windowMs: number;
-  allowedLatenessMs: number;
-  /** Flush a window's buffer once its oldest row waited this long. */
-  flushIntervalMs: number;
-  /** Flush a window's buffer once it holds this many uncompressed bytes. */
-  maxSegmentBytes: number;
-  /** Bound on all buffered bytes: reading waits for flushes beyond it. */
-  maxBufferBytes: number;
+  window: WindowConfig;
   /**
-   * Shards one segment may hold: its commit is one transaction of shards + 2 items (+ gaps), and
-   * DynamoDB allows 100. Default 48, which leaves room for a gap per shard.
+   * Flush triggers, the bound on buffered bytes, and shards per segment (a commit is one
+   * transaction of shards + 2 items (+ gaps), and DynamoDB allows 100).
    */
-  maxShardsPerSegment?: number;
-  compression: SegmentCompression;
+  buffer: BufferConfig;
   /**
-   * How long the stream keeps records: 24 h on DynamoDB (the default). A shard of the changelog's
-   * start is read from TRIM_HORIZON; if it is first read later than this after the start, records
-   * written after the start may have been trimmed unread, and a gap says so (see accept).
+   * The stream's retention. A shard of the changelog's start is read from TRIM_HORIZON; if it is
+   * first read later than the retention after the start, records written after the start may have
+   * been trimmed unread, and a gap says so (see accept). Default DEFAULTS.stream.
    */
-  streamRetentionMs?: number | undefined;
+  stream?: StreamConfig | undefined;
   /** Wall clock (ms) for the retention check; default Date.now. */
   wallClock?: () => number;
   logger?: Logger;
-  retry?: RetryOptions;
   /** How often the window state (closed windows, watermark) is re-read. Default 2 s. */
   stateRefreshMs?: number;
-  onCommit?: (event: CommitEvent) => void;
   /** Told of commits and failed commits (metrics). */
   observer?: PipelineObserver;
   /** Monotonic ms, for buffer ages. */
@@ -189,7 +167,7 @@ export class SegmentCommitter implements ShardSink {
     this.log = options.logger ?? silentLogger;
     this.scratch = new ChangeBuffer(options.keySchema);
     this.now = options.now ?? (() => performance.now());
-    this.maxShards = Math.min(options.maxShardsPerSegment ?? 48, MAX_TRANSACTION_ITEMS - 2);
+    this.maxShards = Math.min(options.buffer.maxShardsPerSegment, MAX_TRANSACTION_ITEMS - 2);
   }
 
   /** Uncompressed bytes buffered and not yet committed. */
@@ -206,7 +184,7 @@ export class SegmentCommitter implements ShardSink {
 
   /** Flushes buffers that are due (age, size, window about to close) until aborted. */
   async run(signal: AbortSignal): Promise<void> {
-    const tick = Math.max(50, Math.min(1000, Math.floor(this.o.flushIntervalMs / 4)));
+    const tick = Math.max(50, Math.min(1000, Math.floor(this.o.buffer.flushIntervalMs / 4)));
     while (!signal.aborted) {
       try {
         await this.refreshState(signal);
@@ -266,7 +244,7 @@ export class SegmentCommitter implements ShardSink {
     // Backpressure: hold this reader until flushes bring the buffers under their bound. A flush
     // that made no progress (the store is down) backs off; a stopped reader stops waiting.
     let pauseMs = 0;
-    while (this.bufferedBytes >= this.o.maxBufferBytes && this.queue.length > 0 && !st.dropped) {
+    while (this.bufferedBytes >= this.o.buffer.maxBufferBytes && this.queue.length > 0 && !st.dropped) {
       session.signal.throwIfAborted();
       const before = this.bufferedBytes;
       await this.flushDue(true, 1);
@@ -388,7 +366,7 @@ export class SegmentCommitter implements ShardSink {
   ): void {
     // Event times have one-second precision.
     if (firstEventTimeMs !== undefined && firstEventTimeMs <= startedAtMs + 1000) return;
-    const retentionMs = this.o.streamRetentionMs ?? 86_400_000;
+    const retentionMs = (this.o.stream ?? DEFAULTS.stream).streamRetentionMs;
     const now = (this.o.wallClock ?? Date.now)();
     if (now < startedAtMs + retentionMs - Math.min(3_600_000, retentionMs / 10)) return;
     const shardId = st.session.shardId;
@@ -444,8 +422,8 @@ export class SegmentCommitter implements ShardSink {
       this.o.registry.getWatermark(signal),
     ]);
     if (state !== undefined) {
-      if (state.windowMs !== this.o.windowMs) {
-        throw windowSizeMismatch(this.o.table, state.windowMs, this.o.windowMs);
+      if (state.windowMs !== this.o.window.windowMs) {
+        throw windowSizeMismatch(this.o.table, state.windowMs, this.o.window.windowMs);
       }
       this.openFromMs = Math.max(this.openFromMs, state.closedThroughMs);
     }
@@ -479,7 +457,7 @@ export class SegmentCommitter implements ShardSink {
       this.record(st, target, seqAt(runStart), seqAt(end - 1), end - runStart);
     };
     for (let r = 0; r < rows.rowCount; r++) {
-      const w = Math.max(windowStartOf(rows.eventTimeMs(r), this.o.windowMs), st.hwm, this.openFromMs);
+      const w = Math.max(windowStartOf(rows.eventTimeMs(r), this.o.window.windowMs), st.hwm, this.openFromMs);
       if (target === undefined || target.startMs !== w || target.sealed) {
         closeRun(r);
         runStart = r;
@@ -566,13 +544,14 @@ export class SegmentCommitter implements ShardSink {
         const b = this.queue[i]!;
         const closing =
           this.watermarkMs !== undefined &&
-          b.startMs + this.o.windowMs + this.o.allowedLatenessMs <= this.watermarkMs + this.o.flushIntervalMs;
+          b.startMs + this.o.window.windowMs + this.o.window.allowedLatenessMs <=
+            this.watermarkMs + this.o.buffer.flushIntervalMs;
         const due =
           b.sealed ||
           closing ||
           b.startMs < this.openFromMs ||
-          now - b.firstArrival >= this.o.flushIntervalMs ||
-          b.buffer.byteSize >= this.o.maxSegmentBytes;
+          now - b.firstArrival >= this.o.buffer.flushIntervalMs ||
+          b.buffer.byteSize >= this.o.buffer.maxSegmentBytes;
         if (due) upTo = Math.max(upTo, i + 1);
       }
       for (let n = 0; n < upTo && this.queue.length > 0; n++) {
@@ -639,13 +618,13 @@ export class SegmentCommitter implements ShardSink {
     const segment =
       b.encoded ??
       encodeSegment(b.buffer, {
-        compression: this.o.compression,
+        compression: this.o.buffer.compression,
         metadata: { table: this.o.table, stream_arn: this.o.streamArn },
       });
     b.encoded = segment;
     const id = segmentId({
       windowStartMs: b.startMs,
-      compression: this.o.compression,
+      compression: this.o.buffer.compression,
       shards: segment.shards,
     });
     const key = segmentObjectKey(this.o.table, b.startMs, id);
@@ -745,10 +724,12 @@ export class SegmentCommitter implements ShardSink {
     }
 
     try {
-      await retry(() => this.o.registry.transact(items), {
-        ...this.o.retry,
-        shouldRetry: isTransactionConflict,
-        onRetry: () => this.o.observer?.commitFailed?.('conflict'),
+      // One retry layer: the registry's, for transient faults and (asked here) conflicts.
+      await this.o.registry.transact(items, undefined, {
+        retryConflicts: true,
+        onRetry: (error) => {
+          if (isTransactionConflict(error)) this.o.observer?.commitFailed?.('conflict');
+        },
       });
     } catch (error) {
       const landed = await this.landed(error, b.startMs, id, commitId).catch(() => false);
@@ -840,7 +821,7 @@ export class SegmentCommitter implements ShardSink {
         );
       }
     }
-    const event: CommitEvent = {
+    const event: CommittedSegment = {
       windowStartMs: b.startMs,
       key,
       records: record.records,
@@ -849,6 +830,7 @@ export class SegmentCommitter implements ShardSink {
       shards: entries,
       gaps: gapCount,
       put: put.outcome,
+      seconds: (performance.now() - started) / 1000,
     };
     this.log.info(
       {
@@ -867,16 +849,7 @@ export class SegmentCommitter implements ShardSink {
       },
       'segment committed',
     );
-    this.o.onCommit?.(event);
-    this.o.observer?.segmentCommitted?.({
-      windowStartMs: b.startMs,
-      records: record.records,
-      bytes: record.bytes,
-      lateRecords: record.lateRecords,
-      gaps: gapCount,
-      shards: entries.length,
-      seconds: (performance.now() - started) / 1000,
-    });
+    this.o.observer?.segmentCommitted?.(event);
     return 'done';
   }
 
@@ -1020,9 +993,9 @@ export class SegmentCommitter implements ShardSink {
     key: string | undefined,
     windowStartMs: number,
   ): Promise<Error> {
-    const reasons = (error as { CancellationReasons?: { Code?: string }[] }).CancellationReasons ?? [];
+    const reasons = cancellationReasons(error) ?? [];
     for (let i = 0; i < reasons.length; i++) {
-      if (reasons[i]?.Code !== 'ConditionalCheckFailed') continue;
+      if (reasons[i] !== 'ConditionalCheckFailed') continue;
       const item = items[i]!;
       if (item.ConditionCheck) {
         return new WindowClosedError(
@@ -1113,13 +1086,13 @@ export type CommitFailure =
  * each lease-update item by index. A failed window check wins over failed lease updates.
  */
 export function classifyCommitFailure(error: unknown, itemShard: ReadonlyMap<number, string>): CommitFailure {
-  if (!hasName(error, 'TransactionCanceledException')) return { kind: 'other' };
-  const reasons = (error as { CancellationReasons?: { Code?: string }[] }).CancellationReasons ?? [];
+  const reasons = cancellationReasons(error);
+  if (reasons === undefined) return { kind: 'other' };
   const shardIds: string[] = [];
   let other = false;
   for (let i = 0; i < reasons.length; i++) {
-    const code = reasons[i]?.Code;
-    if (code === undefined || code === 'None') continue;
+    const code = reasons[i];
+    if (code === 'None') continue;
     if (code !== 'ConditionalCheckFailed') other = true;
     else if (i === WINDOW_CHECK_ITEM) return { kind: 'window-closed' };
     else if (itemShard.has(i)) shardIds.push(itemShard.get(i)!);
@@ -1153,16 +1126,6 @@ function addGap(st: ShardState, gap: PendingGap): void {
     open.fromTimeMs = gap.fromTimeMs;
   }
   open.detectedAtMs ??= gap.detectedAtMs;
-}
-
-function isTransactionConflict(error: unknown): boolean {
-  if (hasName(error, 'TransactionConflictException')) return true;
-  if (!hasName(error, 'TransactionCanceledException')) return false;
-  const reasons = (error as { CancellationReasons?: { Code?: string }[] }).CancellationReasons ?? [];
-  return (
-    reasons.some((r) => r.Code === 'TransactionConflict') &&
-    !reasons.some((r) => r.Code === 'ConditionalCheckFailed')
-  );
 }
 
 function maxEventTimeByShard(buffer: ChangeBuffer): Map<string, number> {

@@ -9,10 +9,10 @@ import type { ChangeBuffer } from '../changelog/changeBuffer.js';
 import { appendStreamRecords, type StreamRecordObject } from '../changelog/sdkRecordDecoder.js';
 import { type DecodedPage, decodeGetRecordsResponse } from '../changelog/wireRecordDecoder.js';
 import type { RawGetRecordsClient } from '../coordination/getRecordsClient.js';
+import type { PipelineObserver } from '../coordination/pipelineObserver.js';
 import { describeAllShards } from '../coordination/shardDiscovery.js';
 import { getShardIterator } from '../coordination/shardIterator.js';
 import { isRetriable, StreamError } from '../support/errors.js';
-import type { PipelineObserver } from '../support/pipelineObserver.js';
 import { type RetryOptions, retry, sleep } from '../support/retry.js';
 
 /** One GetRecords response, as bytes (fast path) or as the SDK's objects. */

@@ -2,15 +2,16 @@ import { setMaxListeners } from 'node:events';
 import type { DynamoDBStreamsClient } from '@aws-sdk/client-dynamodb-streams';
 import PQueue from 'p-queue';
 import { SHARD_END } from '../changelog/sequenceNumber.js';
+import { DEFAULTS, type LeaseConfig } from '../coordination/config.js';
 import type { RawGetRecordsClient } from '../coordination/getRecordsClient.js';
 import { type Lease, startPositionOf } from '../coordination/lease.js';
 import { planLeaseTakes } from '../coordination/leaseBalancer.js';
 import { LeaseExpiryTracker } from '../coordination/leaseExpiry.js';
 import { changelogStartMessage, type LeaseStore } from '../coordination/leaseStore.js';
+import type { PipelineObserver } from '../coordination/pipelineObserver.js';
 import { ShardDiscovery } from '../coordination/shardDiscovery.js';
 import type { ShardGraph } from '../coordination/shardGraph.js';
 import { isRetriable, LeaseLostError } from '../support/errors.js';
-import type { PipelineObserver } from '../support/pipelineObserver.js';
 import { type RetryOptions, sleep } from '../support/retry.js';
 import { type CheckpointEvent, PageCheckpointSink } from './pageCheckpointSink.js';
 import {
@@ -42,9 +43,12 @@ export interface StreamWorkerOptions {
   sink?: ShardSink;
   consume?: (page: FetchedPage, shardId: string) => Promise<PageSummary>;
   onGap?: (gap: StreamGap) => Promise<void> | void;
-  /** Lease expiry: no counter change for this long, on this worker's monotonic clock. */
-  failoverMs?: number;
-  /** Renew and balancing period; about a third of failoverMs. */
+  /**
+   * Lease expiry: no counter change for `failoverMs`, on this worker's monotonic clock. Default
+   * DEFAULTS.lease.
+   */
+  lease?: LeaseConfig | undefined;
+  /** Renew and balancing period; default a third of failoverMs. */
   renewIntervalMs?: number;
   /** GetRecords calls in flight across this worker's shards. */
   maxGetRecordsInFlight?: number;
@@ -104,6 +108,7 @@ export class StreamWorker {
   private readonly limiter: PQueue;
   private readonly discovery: ShardDiscovery;
   private readonly now: () => number;
+  private readonly failoverMs: number;
   private readonly sink: ShardSink;
   /** Hand-offs this worker asked for, by shard. */
   private readonly requested = new Map<string, HandOffRequest>();
@@ -111,6 +116,7 @@ export class StreamWorker {
 
   constructor(options: StreamWorkerOptions) {
     this.o = options;
+    this.failoverMs = (options.lease ?? DEFAULTS.lease).failoverMs;
     const { consume } = options;
     if (options.sink === undefined && consume === undefined) {
       throw new TypeError('StreamWorker needs a sink or a consume function');
@@ -124,7 +130,7 @@ export class StreamWorker {
         onCheckpoint: options.onCheckpoint,
       });
     this.now = options.now ?? (() => performance.now());
-    this.expiry = new LeaseExpiryTracker({ failoverMs: options.failoverMs ?? 10_000, now: this.now });
+    this.expiry = new LeaseExpiryTracker({ failoverMs: this.failoverMs, now: this.now });
     this.limiter = new PQueue({ concurrency: options.maxGetRecordsInFlight ?? 16 });
     this.discovery =
       options.discovery ??
@@ -139,7 +145,7 @@ export class StreamWorker {
   async run(signal: AbortSignal): Promise<void> {
     // One abort listener per shard reader: hundreds are expected, not a leak.
     setMaxListeners(0, signal);
-    const interval = this.o.renewIntervalMs ?? Math.round((this.o.failoverMs ?? 10_000) / 3);
+    const interval = this.o.renewIntervalMs ?? Math.round(this.failoverMs / 3);
     const discovering = this.discovery
       .start(signal, (graph) => this.onGraph(graph, signal))
       .catch((error: unknown) => {
@@ -249,7 +255,7 @@ export class StreamWorker {
           );
         }
         steal = undefined;
-      } else if (now - request.at < (this.o.failoverMs ?? 10_000)) {
+      } else if (now - request.at < this.failoverMs) {
         steal = undefined;
       } else {
         this.requested.delete(steal.shardId);

@@ -23,7 +23,7 @@ export interface TableWorkerOptions
     | 'raw'
     | 'consume'
     | 'onGap'
-    | 'failoverMs'
+    | 'lease'
     | 'renewIntervalMs'
     | 'idleMinMs'
     | 'idleMaxMs'
@@ -238,7 +238,7 @@ export class TableWorker {
       raw: o.raw,
       consume: o.consume,
       onGap: o.onGap,
-      failoverMs: o.failoverMs,
+      lease: o.lease,
       renewIntervalMs: o.renewIntervalMs,
       idleMinMs: o.idleMinMs,
       idleMaxMs: o.idleMaxMs,

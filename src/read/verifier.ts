@@ -3,6 +3,7 @@ import {
   ShardChains,
   type Violation,
   type ViolationKind,
+  windowShapeViolations,
 } from '../changelog/invariants.js';
 import { isoTime, windowDataPrefix, windowSizeProblem } from '../changelog/layout.js';
 import {
@@ -187,7 +188,10 @@ class Verification {
       );
     }
     // The manifest's own consistency: one checker (changelog/invariants.ts), which the sealer ran too.
-    this.report.violations.push(...manifestViolations(manifest, key));
+    this.report.violations.push(
+      ...windowShapeViolations(manifest, key),
+      ...manifestViolations(manifest, key),
+    );
     this.checkWindowSizeConsistent(key, window, endMs - startMs);
     this.chains.add(manifest);
     this.report.records += manifest.recordCount;

@@ -2,6 +2,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { localAwsEnvironment } from '../../src/app/local/localServers.js';
 import {
   ChangelogReader,
   type ChangelogRow,
@@ -17,7 +18,7 @@ import {
   type StreamedChange,
   writeVersion,
 } from '../helpers/chaosProducer.js';
-import { type CliProcess, type LogRecord, localAwsEnv, runCli, startCli } from '../helpers/cliProcess.js';
+import { type CliProcess, type LogRecord, runCli, startCli } from '../helpers/cliProcess.js';
 import { createStreamTable, type DynamoDbLocal, startDynamoDbLocal } from '../helpers/dynamoDbLocal.js';
 import { type FaultProxy, startFaultProxy } from '../helpers/faultProxy.js';
 import { type S3rverServer, startS3rver } from '../helpers/s3rverServer.js';
@@ -273,7 +274,7 @@ export async function runChaosScenario(options: ChaosOptions): Promise<ChaosRepo
     });
     const sourceStreamArn = await createStreamTable(ddb, TABLE);
 
-    let env = localAwsEnv({ dynamodb: dynamo.endpoint, s3: proxy.endpoint });
+    let env = localAwsEnvironment({ dynamodb: dynamo.endpoint, s3: proxy.endpoint });
     /** `verify`'s environment: the workers', but Streams calls go to the emulator itself, not the tap. */
     let verifyEnv = env;
     if (emu !== undefined) {
@@ -292,8 +293,8 @@ export async function runChaosScenario(options: ChaosOptions): Promise<ChaosRepo
         errorRate: emu.errorRate ?? 0.01,
       });
       tap = await startStreamsTap(emulator.endpoint);
-      env = localAwsEnv({ dynamodb: emulator.endpoint, streams: tap.endpoint, s3: proxy.endpoint });
-      verifyEnv = localAwsEnv({ dynamodb: emulator.endpoint, s3: proxy.endpoint });
+      env = localAwsEnvironment({ dynamodb: emulator.endpoint, streams: tap.endpoint, s3: proxy.endpoint });
+      verifyEnv = localAwsEnvironment({ dynamodb: emulator.endpoint, s3: proxy.endpoint });
     }
 
     const destination = `s3://${BUCKET}/${PREFIX}`;

@@ -14,7 +14,7 @@ import {
   GetShardIteratorCommand,
   type Shard,
 } from '@aws-sdk/client-dynamodb-streams';
-import { seededRandom } from '../../src/app/local/demoProducer.js';
+import { seededRandom } from '../../src/support/random.js';
 
 /*
  * The chaos test's producer: inserts, updates and deletes over a fixed key space, with a log of

@@ -329,26 +329,3 @@ function withTimeout<T>(promise: Promise<T>, ms: number, message: () => string):
     );
   });
 }
-
-/**
- * The environment a `dynamodb-changelog` child needs to reach a DynamoDB Local and an S3 server
- * on loopback: region, the S3RVER credentials (s3rver accepts no others; DynamoDB Local keeps a
- * database per access key, so the test's own clients must use them too) and the endpoints.
- * `streams` (AWS_ENDPOINT_URL_DYNAMODB_STREAMS) defaults to `dynamodb`: DynamoDB Local answers
- * both APIs on one port; give it to read another Streams endpoint (the many-shard emulator, or a
- * tap in front of it).
- */
-export function localAwsEnv(endpoints: {
-  dynamodb: string;
-  s3: string;
-  streams?: string;
-}): Record<string, string> {
-  return {
-    AWS_REGION: 'us-east-1',
-    AWS_ACCESS_KEY_ID: 'S3RVER',
-    AWS_SECRET_ACCESS_KEY: 'S3RVER',
-    AWS_ENDPOINT_URL_DYNAMODB: endpoints.dynamodb,
-    AWS_ENDPOINT_URL_DYNAMODB_STREAMS: endpoints.streams ?? endpoints.dynamodb,
-    AWS_ENDPOINT_URL_S3: endpoints.s3,
-  };
-}

@@ -8,6 +8,16 @@ import { compressors } from 'hyparquet-compressors';
 import { parseKeySchema } from '../../src/changelog/keySchema.js';
 import { dataPrefix } from '../../src/changelog/layout.js';
 import type { StreamRecordObject } from '../../src/changelog/sdkRecordDecoder.js';
+import {
+  type BufferConfig,
+  type LeaseConfig,
+  type OrphanConfig,
+  type PipelineConfig,
+  type PipelineOverrides,
+  pipelineConfig,
+  type StreamConfig,
+  type WindowConfig,
+} from '../../src/coordination/config.js';
 import type { Lease } from '../../src/coordination/lease.js';
 import { LeaseStore } from '../../src/coordination/leaseStore.js';
 import { createLeaseTable } from '../../src/coordination/leaseTable.js';
@@ -19,16 +29,14 @@ import type {
   PutOptions,
   PutResult,
 } from '../../src/coordination/objectStore.js';
+import { type CommittedSegment, combineObservers } from '../../src/coordination/pipelineObserver.js';
 import { RegistryStore } from '../../src/coordination/registryStore.js';
-import {
-  type CommitEvent,
-  SegmentCommitter,
-  type SegmentCommitterOptions,
-} from '../../src/ingest/segmentCommitter.js';
+import { SegmentCommitter, type SegmentCommitterOptions } from '../../src/ingest/segmentCommitter.js';
 import type { FetchedPage } from '../../src/ingest/shardReader.js';
 import type { ShardSession } from '../../src/ingest/shardSink.js';
 import { ObjectStoreError } from '../../src/support/errors.js';
 import type { Logger } from '../../src/support/logger.js';
+import type { RetryOptions } from '../../src/support/retry.js';
 
 /*
  * Fixtures for the commit protocol and the sealer on DynamoDB Local: a lease table per test, shard
@@ -168,7 +176,7 @@ export interface CommitEnv {
   store: LocalObjectStore;
   registry: RegistryStore;
   leasesFor(workerId: string, client?: DynamoDBClient): LeaseStore;
-  registryWith(client: DynamoDBClient, retry?: SegmentCommitterOptions['retry']): RegistryStore;
+  registryWith(client: DynamoDBClient, retry?: RetryOptions): RegistryStore;
   cleanup(): Promise<void>;
 }
 
@@ -185,7 +193,7 @@ export async function createCommitEnv(
   const store = new LocalObjectStore({ dir });
   const leasesFor = (workerId: string, c: DynamoDBClient = client) =>
     new LeaseStore({ client: c, tableName: leaseTable, streamArn, workerId, retry: RETRY });
-  const registryWith = (c: DynamoDBClient, retry: SegmentCommitterOptions['retry'] = RETRY) =>
+  const registryWith = (c: DynamoDBClient, retry: RetryOptions = RETRY) =>
     new RegistryStore({ client: c, tableName: leaseTable, table, retry });
   await leasesFor('setup').ensureLeases(
     shardIds.map((shardId) => ({ shardId, parentShardIds: lineage[shardId] ?? [] })),
@@ -206,7 +214,7 @@ export async function createCommitEnv(
 
 export interface CommitterUnderTest {
   committer: SegmentCommitter;
-  commits: CommitEvent[];
+  commits: CommittedSegment[];
   leases: LeaseStore;
   registry: RegistryStore;
 }
@@ -218,33 +226,26 @@ export interface CommitterUnderTest {
 export function makeCommitter(
   env: CommitEnv,
   workerId: string,
-  overrides: Partial<SegmentCommitterOptions> = {},
+  overrides: Partial<SegmentCommitterOptions> & FlatSettings = {},
 ): CommitterUnderTest {
-  const commits: CommitEvent[] = [];
+  const commits: CommittedSegment[] = [];
   const leases = overrides.leases ?? env.leasesFor(workerId);
   const registry = overrides.registry ?? env.registry;
-  const committer = new SegmentCommitter({
-    workerId,
-    streamArn: env.streamArn,
-    table: env.table,
-    keySchema: KEY_SCHEMA,
-    leases,
-    registry,
-    store: env.store,
-    windowMs: WINDOW_MS,
-    allowedLatenessMs: 0,
-    flushIntervalMs: 3_600_000,
-    maxSegmentBytes: 64 * 1024 * 1024,
-    maxBufferBytes: 256 * 1024 * 1024,
-    compression: 'zstd',
-    retry: RETRY,
-    stateRefreshMs: 0,
-    ...overrides,
-    onCommit: (event) => {
-      commits.push(event);
-      overrides.onCommit?.(event);
-    },
-  });
+  const committer = new SegmentCommitter(
+    withSettings({
+      workerId,
+      streamArn: env.streamArn,
+      table: env.table,
+      keySchema: KEY_SCHEMA,
+      leases,
+      registry,
+      store: env.store,
+      retry: RETRY,
+      stateRefreshMs: 0,
+      ...overrides,
+      observer: combineObservers({ segmentCommitted: (event) => commits.push(event) }, overrides.observer),
+    }),
+  );
   return { committer, commits, leases, registry };
 }
 
@@ -435,4 +436,50 @@ export async function waitUntil(
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 20));
   }
+}
+
+/** Settings a test gives flat (`{ maxBufferBytes: 1 }`); the components take them as groups. */
+export type FlatSettings = Partial<WindowConfig & BufferConfig & StreamConfig & LeaseConfig & OrphanConfig>;
+
+const GROUP_OF: Record<keyof FlatSettings, keyof PipelineConfig> = {
+  windowMs: 'window',
+  allowedLatenessMs: 'window',
+  flushIntervalMs: 'buffer',
+  maxSegmentBytes: 'buffer',
+  maxBufferBytes: 'buffer',
+  maxShardsPerSegment: 'buffer',
+  compression: 'buffer',
+  failoverMs: 'lease',
+  streamRetentionMs: 'stream',
+  orphanGraceMs: 'orphans',
+  orphanBatch: 'orphans',
+};
+
+/** The tests' settings: 1-minute windows, no lateness, no flush by age (tests flush themselves). */
+export const TEST_SETTINGS: FlatSettings = {
+  windowMs: WINDOW_MS,
+  allowedLatenessMs: 0,
+  flushIntervalMs: 3_600_000,
+};
+
+/**
+ * Component options with flat settings turned into the groups (DEFAULTS for what neither `base`
+ * nor `options` sets): `new SegmentCommitter(withSettings({ ...options, maxBufferBytes: 1 }))`.
+ */
+export function withSettings<T extends object>(
+  options: T,
+  base: FlatSettings = TEST_SETTINGS,
+): Omit<T, keyof FlatSettings> & PipelineConfig {
+  const overrides: Record<string, Record<string, unknown>> = {};
+  const rest: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries({ ...base, ...options })) {
+    const group = GROUP_OF[key as keyof FlatSettings];
+    if (group === undefined) rest[key] = value;
+    else if (value !== undefined) {
+      overrides[group] ??= {};
+      overrides[group][key] = value;
+    }
+  }
+  return { ...rest, ...pipelineConfig(overrides as PipelineOverrides) } as Omit<T, keyof FlatSettings> &
+    PipelineConfig;
 }

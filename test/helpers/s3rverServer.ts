@@ -3,7 +3,12 @@ import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { S3Client } from '@aws-sdk/client-s3';
-import { type LocalServer, startS3rver as startLocalS3rver } from '../../src/app/local/localServers.js';
+import {
+  LOCAL_CREDENTIALS,
+  LOCAL_REGION,
+  type LocalServer,
+  startS3rver as startLocalS3rver,
+} from '../../src/app/local/localServers.js';
 
 export interface S3rverServer {
   endpoint: string;
@@ -21,6 +26,17 @@ export interface S3rverServer {
  * test worker.
  */
 
+/** A path-style client of the s3rver at `endpoint`: its fixed credentials, no SDK retries. */
+export function s3rverClient(endpoint: string): S3Client {
+  return new S3Client({
+    endpoint,
+    region: LOCAL_REGION,
+    forcePathStyle: true,
+    credentials: LOCAL_CREDENTIALS,
+    maxAttempts: 1,
+  });
+}
+
 /** Starts s3rver on a free port over a fresh temp directory, with `bucket` created. */
 export async function startS3rver(bucket = 'changelog-test'): Promise<S3rverServer> {
   const directory = await mkdtemp(path.join(tmpdir(), 's3rver-'));
@@ -35,13 +51,7 @@ export async function startS3rver(bucket = 'changelog-test'): Promise<S3rverServ
     await rm(directory, { recursive: true, force: true });
     throw error;
   }
-  const client = new S3Client({
-    endpoint: server.endpoint,
-    region: 'us-east-1',
-    forcePathStyle: true,
-    credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' },
-    maxAttempts: 1,
-  });
+  const client = s3rverClient(server.endpoint);
   return {
     endpoint: server.endpoint,
     bucket,

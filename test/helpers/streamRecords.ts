@@ -3,7 +3,7 @@
  * repeat. Used by tests and by scripts/benchEncode.ts.
  */
 
-import { seededRandom } from '../../src/app/local/demoProducer.js';
+import { seededRandom } from '../../src/support/random.js';
 
 export type WireAttributeValue =
   | { S: string }

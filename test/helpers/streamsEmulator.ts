@@ -31,7 +31,7 @@ import { createHash, randomUUID } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import zlib from 'node:zlib';
-import { seededRandom } from '../../src/app/local/demoProducer.js';
+import { seededRandom } from '../../src/support/random.js';
 
 // ---------------------------------------------------------------------------------------------
 // Public API

@@ -64,18 +64,6 @@ export async function ensureDemoTable(client: DynamoDBClient, table = DEMO_TABLE
   }
 }
 
-/** mulberry32: a small seeded PRNG, so tests can replay the producer's choices. */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 export function orderId(index: number): string {
   return `ord-${String(index).padStart(6, '0')}`;
 }

@@ -8,9 +8,12 @@ import { ChangelogError } from '../../support/errors.js';
 import type { SpawnDynamoDbLocal } from './devDependencies.js';
 
 /*
- * The two servers of the local stack, on free loopback ports, each in its own process:
+ * The two servers of the local stack, on free loopback ports, each in its own process. The one
+ * starter of each, for `dynamodb-changelog local`, the tests (test/helpers/dynamoDbLocalServer.ts,
+ * test/helpers/s3rverServer.ts) and the benchmarks:
  *
- * - DynamoDB Local (Java), with its database files under a directory, so a second run resumes;
+ * - DynamoDB Local (Java), with its database files under a directory, so a second run resumes, or
+ *   in memory;
  * - s3rver (an S3 protocol server) over a directory, run by a child Node process because its
  *   ListObjectsV2 continuation tokens use DES, which OpenSSL 3 only offers with
  *   --openssl-legacy-provider (jamhall/s3rver#818).
@@ -25,6 +28,29 @@ import type { SpawnDynamoDbLocal } from './devDependencies.js';
 /** DynamoDB Local keeps one database per access key and region: every client must use the same. */
 export const LOCAL_CREDENTIALS = { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' } as const;
 export const LOCAL_REGION = 'us-east-1';
+
+/**
+ * The `AWS_*` variables an SDK client (this process's, or a child `dynamodb-changelog`'s) needs to
+ * reach a DynamoDB Local and an S3 server on loopback: the region, LOCAL_CREDENTIALS (s3rver
+ * accepts no others; DynamoDB Local keeps a database per access key, so every other client of the
+ * same tables must use them too) and the endpoints. `streams` (AWS_ENDPOINT_URL_DYNAMODB_STREAMS)
+ * defaults to `dynamodb`, since DynamoDB Local answers both APIs on one port; tests give another
+ * Streams endpoint (the many-shard emulator, or a tap in front of it).
+ */
+export function localAwsEnvironment(endpoints: {
+  dynamodb: string;
+  s3: string;
+  streams?: string;
+}): Record<string, string> {
+  return {
+    AWS_REGION: LOCAL_REGION,
+    AWS_ACCESS_KEY_ID: LOCAL_CREDENTIALS.accessKeyId,
+    AWS_SECRET_ACCESS_KEY: LOCAL_CREDENTIALS.secretAccessKey,
+    AWS_ENDPOINT_URL_DYNAMODB: endpoints.dynamodb,
+    AWS_ENDPOINT_URL_DYNAMODB_STREAMS: endpoints.streams ?? endpoints.dynamodb,
+    AWS_ENDPOINT_URL_S3: endpoints.s3,
+  };
+}
 
 export interface ServerExit {
   code: number | null;
@@ -135,15 +161,21 @@ export interface DynamoDbLocalOptions {
   spawn: SpawnDynamoDbLocal;
   /** From checkJava: `java` on PATH, or an absolute path under JAVA_HOME. */
   javaCommand: string;
-  /** Database files go here (created if missing); a later start with the same directory resumes. */
-  dbPath: string;
+  /**
+   * Database files go here (created if missing); a later start with the same directory resumes.
+   * Undefined: in memory (`-inMemory`), gone when the server stops.
+   */
+  dbPath?: string | undefined;
   signal?: AbortSignal;
 }
 
-/** Starts DynamoDB Local on a free loopback port and waits until it answers. */
+/**
+ * Starts DynamoDB Local on a free loopback port and waits until it answers. Retries on another
+ * port if the chosen one was taken in between.
+ */
 export async function startDynamoDbLocal(options: DynamoDbLocalOptions): Promise<LocalServer> {
-  const dbPath = path.resolve(options.dbPath);
-  await mkdir(dbPath, { recursive: true });
+  const dbPath = options.dbPath === undefined ? undefined : path.resolve(options.dbPath);
+  if (dbPath !== undefined) await mkdir(dbPath, { recursive: true });
   let lastError: unknown;
   for (let attempt = 0; attempt < START_ATTEMPTS; attempt++) {
     options.signal?.throwIfAborted();
@@ -171,16 +203,16 @@ export async function startDynamoDbLocal(options: DynamoDbLocalOptions): Promise
 }
 
 /**
- * The package's spawn runs the command `java` (with the jar, `-dbPath` and `-port`). A Java found
- * under JAVA_HOME is put first on PATH for that one call, so the same launcher runs it.
+ * The package's spawn runs the command `java` (with the jar, `-dbPath` or `-inMemory`, and `-port`).
+ * A Java found under JAVA_HOME is put first on PATH for that one call, so the same launcher runs it.
  */
-function spawnJava(options: DynamoDbLocalOptions, port: number, dbPath: string): ChildProcess {
+function spawnJava(options: DynamoDbLocalOptions, port: number, dbPath: string | undefined): ChildProcess {
   const savedPath = process.env.PATH;
   if (options.javaCommand !== 'java') {
     process.env.PATH = [path.dirname(options.javaCommand), savedPath].filter(Boolean).join(path.delimiter);
   }
   try {
-    return options.spawn({ command: 'java', port, path: dbPath, detached: DETACH, stdio: 'pipe' });
+    return options.spawn({ command: 'java', port, path: dbPath ?? null, detached: DETACH, stdio: 'pipe' });
   } finally {
     if (savedPath === undefined) delete process.env.PATH;
     else process.env.PATH = savedPath;

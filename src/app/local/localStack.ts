@@ -2,8 +2,8 @@ import { rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { keyColumnName } from '../../changelog/keySchema.js';
-import { openObjectStore } from '../../coordination/openObjectStore.js';
-import type { SealEvent } from '../../ingest/sealer.js';
+import { openDestination } from '../../coordination/openObjectStore.js';
+import type { SealedWindow } from '../../coordination/pipelineObserver.js';
 import { formatDuration } from '../../support/duration.js';
 import { ChangelogError } from '../../support/errors.js';
 import { createLogger, type Logger } from '../../support/logger.js';
@@ -17,6 +17,7 @@ import {
   LOCAL_CREDENTIALS,
   LOCAL_REGION,
   type LocalServer,
+  localAwsEnvironment,
   startDynamoDbLocal,
   startS3rver,
 } from './localServers.js';
@@ -63,19 +64,7 @@ export interface LocalStackOptions {
   signal?: AbortSignal;
 }
 
-/** What the SDK clients of this process (the daemon's included) need to talk to the local servers. */
-export function localAwsEnvironment(endpoints: { dynamodb: string; s3: string }): Record<string, string> {
-  return {
-    AWS_REGION: LOCAL_REGION,
-    AWS_ACCESS_KEY_ID: LOCAL_CREDENTIALS.accessKeyId,
-    AWS_SECRET_ACCESS_KEY: LOCAL_CREDENTIALS.secretAccessKey,
-    AWS_ENDPOINT_URL_DYNAMODB: endpoints.dynamodb,
-    AWS_ENDPOINT_URL_DYNAMODB_STREAMS: endpoints.dynamodb,
-    AWS_ENDPOINT_URL_S3: endpoints.s3,
-  };
-}
-
-/** Variables that would change what the SDK does with the ones above. */
+/** Variables that would change what the SDK does with the ones of localAwsEnvironment. */
 const CONFLICTING_AWS_VARIABLES = [
   'AWS_PROFILE',
   'AWS_DEFAULT_REGION',
@@ -211,8 +200,8 @@ export async function runLocalStack(options: LocalStackOptions): Promise<number>
       {}, // not the environment: CHANGELOG_* meant for `run` must not change the demo
     );
     logger = createLogger(
-      config.logLevel,
-      { workerId: config.workerId, table: config.table },
+      config.operations.logLevel,
+      { workerId: config.source.workerId, table: config.source.table },
       { file: dirs.log },
     );
     producerClient = new DynamoDBClient({
@@ -228,7 +217,7 @@ export async function runLocalStack(options: LocalStackOptions): Promise<number>
         `  DynamoDB Local  ${dynamo.value.endpoint}  (Java ${java.version.version}; data in ${dirs.dynamodb})`,
         `  S3 (s3rver)     ${s3.value.endpoint}  (bucket ${LOCAL_BUCKET}; objects in ${dirs.s3})`,
         `  demo table      ${DEMO_TABLE}, stream NEW_AND_OLD_IMAGES; ${options.keys} orders, ${options.rate} writes/s`,
-        `  changelog       ${config.destination}, ${LOCAL_WINDOW} windows, lease table ${LOCAL_LEASE_TABLE}`,
+        `  changelog       ${config.destination.url}, ${LOCAL_WINDOW} windows, lease table ${LOCAL_LEASE_TABLE}`,
         `  daemon log      ${dirs.log}`,
         '',
       ].join('\n'),
@@ -242,7 +231,7 @@ export async function runLocalStack(options: LocalStackOptions): Promise<number>
     });
     const producerController = new AbortController();
     const daemonController = new AbortController();
-    const sealed: SealEvent[] = [];
+    const sealed: SealedWindow[] = [];
     const committed: string[] = [];
     startedAt = performance.now();
     const producing = producer.run(producerController.signal).catch((error: unknown) => {
@@ -254,8 +243,10 @@ export async function runLocalStack(options: LocalStackOptions): Promise<number>
       handleSignals: false,
       metricsHost: '127.0.0.1',
       metrics,
-      onCommit: (event) => committed.push(event.key),
-      onSeal: (event) => sealed.push(event),
+      observer: {
+        segmentCommitted: (event) => committed.push(event.key),
+        windowSealed: (event) => sealed.push(event),
+      },
       onStarted: ({ metricsUrl }) => {
         status.print(
           [
@@ -312,9 +303,9 @@ export async function runLocalStack(options: LocalStackOptions): Promise<number>
     const snapshot: MetricsSnapshot = await metrics.snapshot();
     let sealedOnDisk: SealedWindowOnDisk[] | undefined;
     if (failure === undefined) {
-      const store = openObjectStore(config.destination, { s3: { forcePathStyle: true } });
+      const store = openDestination(config.destination);
       try {
-        sealedOnDisk = await readSealedWindows(store, config.table, AbortSignal.timeout(30_000));
+        sealedOnDisk = await readSealedWindows(store, config.source.table, AbortSignal.timeout(30_000));
       } catch (error) {
         logger.warn({ error: describe(error) }, 'could not read the manifests for the summary');
       } finally {

@@ -1,7 +1,7 @@
 import path from 'node:path';
 import { isoTime } from '../../changelog/layout.js';
 import type { ObjectStore } from '../../coordination/objectStore.js';
-import type { SealEvent } from '../../ingest/sealer.js';
+import type { SealedWindow } from '../../coordination/pipelineObserver.js';
 import { listManifests, readManifest } from '../../read/manifestReader.js';
 import type { MetricsSnapshot } from '../metrics.js';
 import type { ProducerCounts } from './demoProducer.js';
@@ -131,7 +131,7 @@ export interface LocalSummaryInput {
   produced: ProducerCounts;
   metrics: MetricsSnapshot;
   /** Windows sealed by this run, as the sealer reported them. */
-  sealedThisRun: readonly SealEvent[];
+  sealedThisRun: readonly SealedWindow[];
   /** Every sealed window on disk; undefined when the manifests could not be read. */
   sealedOnDisk: readonly SealedWindowOnDisk[] | undefined;
   /** Segment keys this run committed. */

@@ -4,9 +4,10 @@ import path from 'node:path';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { GetObjectCommand } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { localAwsEnvironment } from '../../../src/app/local/localServers.js';
 import { RegistryStore } from '../../../src/coordination/registryStore.js';
 import { readStreamChanges, runProducer } from '../../helpers/chaosProducer.js';
-import { type CliProcess, type LogRecord, localAwsEnv, startCli } from '../../helpers/cliProcess.js';
+import { type CliProcess, type LogRecord, startCli } from '../../helpers/cliProcess.js';
 import { createStreamTable, type DynamoDbLocal, startDynamoDbLocal } from '../../helpers/dynamoDbLocal.js';
 import { startFaultProxy } from '../../helpers/faultProxy.js';
 import { readWithDuckDB } from '../../helpers/parquetReaders.js';
@@ -56,7 +57,7 @@ describe('run: graceful shutdown', () => {
   it('commits what it buffered, releases its lease for another worker at once, exits 0, loses nothing', async () => {
     const streamArn = await createStreamTable(ddb, TABLE);
     const logDir = await mkdtemp(path.join(tmpdir(), 'changelog-shutdown-'));
-    const env = localAwsEnv({ dynamodb: dynamo.endpoint, s3: s3.endpoint });
+    const env = localAwsEnvironment({ dynamodb: dynamo.endpoint, s3: s3.endpoint });
     const args = (flushInterval: string) => [
       'run',
       ...['--table', TABLE, '--destination', `s3://${BUCKET}/${PREFIX}`, '--lease-table', LEASE_TABLE],
@@ -167,7 +168,7 @@ describe('run: graceful shutdown', () => {
     const streamArn = await createStreamTable(ddb, table);
     const proxy = await startFaultProxy(s3.endpoint);
     try {
-      const env = localAwsEnv({ dynamodb: dynamo.endpoint, s3: proxy.endpoint });
+      const env = localAwsEnvironment({ dynamodb: dynamo.endpoint, s3: proxy.endpoint });
       const args = [
         'run',
         ...['--table', table, '--destination', `s3://${BUCKET}/${PREFIX}`, '--lease-table', leaseTable],

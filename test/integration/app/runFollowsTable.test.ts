@@ -4,6 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type DaemonResult, runDaemon } from '../../../src/app/daemon.js';
 import type { RunConfig } from '../../../src/app/runConfig.js';
 import { windowStartOf } from '../../../src/changelog/layout.js';
+import { pipelineConfig } from '../../../src/coordination/config.js';
 import { LeaseStore } from '../../../src/coordination/leaseStore.js';
 import type { Logger } from '../../../src/support/logger.js';
 import { ChangelogReader, type ChangelogRow } from '../../helpers/changelogReader.js';
@@ -115,28 +116,25 @@ describe('run follows the table across a stream disable and re-enable', () => {
 
     const logs: LogLine[] = [];
     const config = (workerId: string): RunConfig => ({
-      table: TABLE,
-      streamArn: undefined,
-      destination: `s3://${BUCKET}/${PREFIX}`,
-      leaseTable: LEASE_TABLE,
-      createLeaseTable: true,
-      windowMs: WINDOW_MS,
-      allowedLatenessMs: LATENESS_MS,
-      flushIntervalMs: 500,
-      maxSegmentBytes: 64 * 1024 * 1024,
-      maxBufferBytes: 256 * 1024 * 1024,
-      compression: 'zstd',
-      workerId,
-      failoverMs: 3_000,
-      orphanGraceMs: 3_600_000,
-      streamRetentionMs: 86_400_000,
-      metricsPort: 0,
-      shutdownTimeoutMs: 20_000,
-      stallTimeoutMs: 300_000,
-      s3ForcePathStyle: true,
-      expectedBucketOwner: undefined,
-      sseKmsKeyId: undefined,
-      logLevel: 'info',
+      source: {
+        table: TABLE,
+        streamArn: undefined,
+        leaseTable: LEASE_TABLE,
+        createLeaseTable: true,
+        workerId,
+      },
+      destination: {
+        url: `s3://${BUCKET}/${PREFIX}`,
+        s3ForcePathStyle: true,
+        expectedBucketOwner: undefined,
+        sseKmsKeyId: undefined,
+      },
+      pipeline: pipelineConfig({
+        window: { windowMs: WINDOW_MS, allowedLatenessMs: LATENESS_MS },
+        buffer: { flushIntervalMs: 500 },
+        lease: { failoverMs: 3_000 },
+      }),
+      operations: { metricsPort: 0, shutdownTimeoutMs: 20_000, stallTimeoutMs: 300_000, logLevel: 'info' },
     });
     const stop = new AbortController();
     const daemons: Promise<DaemonResult>[] = ['follow-a', 'follow-b'].map((workerId) =>

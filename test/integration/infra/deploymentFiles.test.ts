@@ -51,7 +51,7 @@ describe('infra/ deployment files', () => {
       for (const name of Object.keys(env)) expect(KNOWN_ENV.has(name), `${file}: ${name}`).toBe(true);
       // Throws (ConfigError naming the setting) on anything `run` would refuse.
       const config = parseRunConfig({}, env);
-      expect(config.table, file).toBe(env['CHANGELOG_TABLE']);
+      expect(config.source.table, file).toBe(env['CHANGELOG_TABLE']);
     }
   });
 

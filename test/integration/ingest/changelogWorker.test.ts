@@ -12,11 +12,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseKeySchema } from '../../../src/changelog/keySchema.js';
 import { manifestPrefix } from '../../../src/changelog/layout.js';
 import { parseManifest } from '../../../src/changelog/manifest.js';
+import { pipelineConfig } from '../../../src/coordination/config.js';
 import { RawGetRecordsClient } from '../../../src/coordination/getRecordsClient.js';
 import { createLeaseTable } from '../../../src/coordination/leaseTable.js';
 import { LocalObjectStore } from '../../../src/coordination/localObjectStore.js';
+import type { CommittedSegment } from '../../../src/coordination/pipelineObserver.js';
 import { ChangelogWorker } from '../../../src/ingest/changelogWorker.js';
-import type { CommitEvent } from '../../../src/ingest/segmentCommitter.js';
 import { createStreamTable, type DynamoDbLocal, startDynamoDbLocal } from '../../helpers/dynamoDbLocal.js';
 import { readWithDuckDB } from '../../helpers/parquetReaders.js';
 
@@ -109,7 +110,7 @@ describe('ChangelogWorker on DynamoDB Local', () => {
     const streamArn = await createStreamTable(dynamodb, table);
     await createLeaseTable(dynamodb, leaseTable);
     const store = new LocalObjectStore({ dir });
-    const commits: CommitEvent[] = [];
+    const commits: CommittedSegment[] = [];
     const makeWorker = (workerId: string) =>
       new ChangelogWorker({
         workerId,
@@ -121,17 +122,15 @@ describe('ChangelogWorker on DynamoDB Local', () => {
         raw: new RawGetRecordsClient(streams),
         leaseTableName: leaseTable,
         store,
-        windowMs: 1000,
-        allowedLatenessMs: 500,
-        flushIntervalMs: 300,
-        maxSegmentBytes: 64 * 1024 * 1024,
-        maxBufferBytes: 256 * 1024 * 1024,
-        compression: 'zstd',
-        failoverMs: 1500,
-        orphanGraceMs: 0,
+        config: pipelineConfig({
+          window: { windowMs: 1000, allowedLatenessMs: 500 },
+          buffer: { flushIntervalMs: 300 },
+          lease: { failoverMs: 1500 },
+          orphans: { orphanGraceMs: 0 },
+        }),
         idleMinMs: 50,
         idleMaxMs: 200,
-        onCommit: (e) => commits.push(e),
+        observer: { segmentCommitted: (e) => commits.push(e) },
       });
 
     const write = async (from: number, to: number) => {

@@ -10,8 +10,9 @@ import {
 import { parseManifest } from '../../../src/changelog/manifest.js';
 import type { LeaseStore } from '../../../src/coordination/leaseStore.js';
 import type { ObjectStore } from '../../../src/coordination/objectStore.js';
+import { combineObservers, type SealedWindow } from '../../../src/coordination/pipelineObserver.js';
 import type { SegmentRecord } from '../../../src/coordination/registryStore.js';
-import { type SealEvent, Sealer, type SealerOptions } from '../../../src/ingest/sealer.js';
+import { Sealer, type SealerOptions } from '../../../src/ingest/sealer.js';
 import { ChangelogError } from '../../../src/support/errors.js';
 import {
   type CommitEnv,
@@ -19,6 +20,7 @@ import {
   createCommitEnv,
   dataKeys,
   FaultyStore,
+  type FlatSettings,
   makeCommitter,
   objectsPage,
   recordRun,
@@ -26,10 +28,12 @@ import {
   seq,
   setObjectTime,
   shardName,
+  TEST_SETTINGS,
   takeSession,
   W,
   WINDOW_MS,
   waitUntil,
+  withSettings,
 } from '../../helpers/commitFixtures.js';
 import { useDynamoDbLocal } from '../../helpers/dynamoDbLocal.js';
 
@@ -58,7 +62,7 @@ afterEach(async () => {
 
 interface SealerUnderTest {
   sealer: Sealer;
-  seals: SealEvent[];
+  seals: SealedWindow[];
   /** Takes the sealer lease (as run() does first) and fails if it could not. */
   lead(): Promise<void>;
   manageLease(): Promise<void>;
@@ -67,25 +71,27 @@ interface SealerUnderTest {
 function makeSealer(
   e: CommitEnv,
   workerId: string,
-  overrides: Partial<SealerOptions> & { store?: ObjectStore } = {},
+  overrides: Partial<SealerOptions> & FlatSettings & { store?: ObjectStore } = {},
 ): SealerUnderTest {
-  const seals: SealEvent[] = [];
+  const seals: SealedWindow[] = [];
   const leases = e.leasesFor(workerId);
-  const sealer = new Sealer({
-    workerId,
-    table: e.table,
-    streamArn: e.streamArn,
-    registry: e.registry,
-    listLeases: (signal) => leases.listLeases(signal),
-    store: e.store,
-    windowMs: WINDOW_MS,
-    allowedLatenessMs: 0,
-    orphanGraceMs: HOUR,
-    wallNow: () => WALL,
-    intervalMs: 20,
-    ...overrides,
-    onSeal: (event) => seals.push(event),
-  });
+  const sealer = new Sealer(
+    withSettings(
+      {
+        workerId,
+        table: e.table,
+        streamArn: e.streamArn,
+        registry: e.registry,
+        listLeases: (signal?: AbortSignal) => leases.listLeases(signal),
+        store: e.store,
+        wallNow: () => WALL,
+        intervalMs: 20,
+        ...overrides,
+        observer: combineObservers({ windowSealed: (event) => seals.push(event) }, overrides.observer),
+      },
+      { ...TEST_SETTINGS, orphanGraceMs: HOUR },
+    ),
+  );
   const manageLease = () =>
     (sealer as unknown as { manageLease(signal: AbortSignal): Promise<void> }).manageLease(
       new AbortController().signal,
@@ -414,7 +420,10 @@ describe('Sealer on DynamoDB Local', () => {
     await setObjectTime(e.store, orphans.unsealed, WALL - 5 * HOUR);
     let wall = WALL;
     const deleted: number[] = [];
-    const s = makeSealer(e, 'sealer-1', { wallNow: () => wall, onOrphansDeleted: (n) => deleted.push(n) });
+    const s = makeSealer(e, 'sealer-1', {
+      wallNow: () => wall,
+      observer: { orphansDeleted: (n) => deleted.push(n) },
+    });
     await s.lead();
 
     await s.sealer.cycle();

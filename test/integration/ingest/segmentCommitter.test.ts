@@ -215,13 +215,15 @@ describe('SegmentCommitter on DynamoDB Local', () => {
     });
     const { committer, commits, leases } = makeCommitter(e, 'worker-a', {
       store,
-      onCommit: () => {
-        if (store.gate) return;
-        store.gate = new Promise<void>((resolve) => {
-          openGate = resolve;
-        });
-        secondPut = store.nextPutStarted();
-        markFirst();
+      observer: {
+        segmentCommitted: () => {
+          if (store.gate) return;
+          store.gate = new Promise<void>((resolve) => {
+            openGate = resolve;
+          });
+          secondPut = store.nextPutStarted();
+          markFirst();
+        },
       },
     });
     const sa = await takeSession(leases, A);

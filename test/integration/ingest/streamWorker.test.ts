@@ -147,7 +147,7 @@ describe('StreamWorker fleet on DynamoDB Local', () => {
         streams,
         raw,
         leases: pausable(store, gate),
-        failoverMs: FAILOVER_MS,
+        lease: { failoverMs: FAILOVER_MS },
         renewIntervalMs: RENEW_MS,
         idleMinMs: 20,
         idleMaxMs: 100,

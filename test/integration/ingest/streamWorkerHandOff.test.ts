@@ -8,8 +8,8 @@ import { mockClient } from 'aws-sdk-client-mock';
 import { describe, expect, it } from 'vitest';
 import { LeaseStore } from '../../../src/coordination/leaseStore.js';
 import { createLeaseTable } from '../../../src/coordination/leaseTable.js';
+import type { LeaseChange } from '../../../src/coordination/pipelineObserver.js';
 import { StreamWorker } from '../../../src/ingest/streamWorker.js';
-import type { LeaseChange } from '../../../src/support/pipelineObserver.js';
 import { useDynamoDbLocal } from '../../helpers/dynamoDbLocal.js';
 import { sdkDeserializeGetRecords } from '../../helpers/sdkGetRecords.js';
 import { getRecordsResponse } from '../../helpers/streamRecords.js';
@@ -67,7 +67,7 @@ describe('StreamWorker balancing', () => {
         leases,
         // A holder gets a failover period to answer a hand-off request before the lease is taken
         // the hard way: long enough here that a loaded CI machine never gets there.
-        failoverMs: 8_000,
+        lease: { failoverMs: 8_000 },
         renewIntervalMs: 200,
         idleMinMs: 20,
         idleMaxMs: 50,

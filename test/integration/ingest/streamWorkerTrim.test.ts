@@ -124,7 +124,7 @@ describe('StreamWorker when the stream trimmed shards nobody read yet', () => {
       streamArn: STREAM,
       streams,
       leases,
-      failoverMs: 1500,
+      lease: { failoverMs: 1500 },
       renewIntervalMs: 100,
       idleMinMs: 10,
       idleMaxMs: 40,

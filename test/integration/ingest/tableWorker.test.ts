@@ -126,7 +126,7 @@ describe('TableWorker across stream disable / re-enable', () => {
         leaseClient: local().client,
         streams,
         leaseTableName,
-        failoverMs: 1500,
+        lease: { failoverMs: 1500 },
         renewIntervalMs: 200,
         idleMinMs: 10,
         idleMaxMs: 40,

@@ -76,17 +76,35 @@ describe('ChangelogMetrics', () => {
     });
     metrics.segmentCommitted({
       windowStartMs: 0,
+      key: 'orders/data/dt=1970-01-01/window=19700101T000000Z/s.parquet',
       records: 10,
       bytes: 900,
       lateRecords: 1,
       gaps: 0,
-      shards: 1,
+      shards: [
+        {
+          shardId: 'shard-1',
+          afterSequenceNumber: 'TRIM_HORIZON',
+          firstSequenceNumber: '1',
+          lastSequenceNumber: '10',
+          records: 10,
+        },
+      ],
+      put: 'created',
       seconds: 0.3,
     });
     metrics.commitFailed('conflict');
     metrics.commitFailed('refused');
     metrics.gapRecorded();
-    metrics.windowSealed({ windowStartMs: 0, records: 10, segments: 1, gaps: 1, complete: false });
+    metrics.windowSealed({
+      windowStartMs: 0,
+      key: 'orders/manifests/dt=1970-01-01/19700101T000000Z.json',
+      records: 10,
+      segments: 1,
+      gaps: 1,
+      lateRecords: 0,
+      complete: false,
+    });
     metrics.orphansDeleted(3);
     metrics.cycleFailed('sealer-cycle');
     metrics.watermark(1_700_000_000_000);

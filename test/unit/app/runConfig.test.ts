@@ -28,34 +28,39 @@ describe('parseRunConfig', () => {
   it('fills in the defaults', () => {
     const config = parseRunConfig({ ...REQUIRED, workerId: 'worker-1' }, {});
     expect(config).toEqual({
-      table: 'orders',
-      streamArn: undefined,
-      destination: 's3://changelog-bucket/prefix',
-      leaseTable: 'changelog-leases',
-      createLeaseTable: false,
-      windowMs: 5 * 60_000,
-      allowedLatenessMs: 60_000,
-      flushIntervalMs: 30_000,
-      maxSegmentBytes: 64 * 1024 * 1024,
-      maxBufferBytes: 256 * 1024 * 1024,
-      compression: 'zstd',
-      workerId: 'worker-1',
-      failoverMs: 10_000,
-      orphanGraceMs: 3_600_000,
-      streamRetentionMs: 86_400_000,
-      metricsPort: 9464,
-      shutdownTimeoutMs: 25_000,
-      stallTimeoutMs: 300_000,
-      s3ForcePathStyle: false,
-      expectedBucketOwner: undefined,
-      sseKmsKeyId: undefined,
-      logLevel: 'info',
+      source: {
+        table: 'orders',
+        streamArn: undefined,
+        leaseTable: 'changelog-leases',
+        createLeaseTable: false,
+        workerId: 'worker-1',
+      },
+      destination: {
+        url: 's3://changelog-bucket/prefix',
+        s3ForcePathStyle: false,
+        expectedBucketOwner: undefined,
+        sseKmsKeyId: undefined,
+      },
+      pipeline: {
+        window: { windowMs: 5 * 60_000, allowedLatenessMs: 60_000 },
+        buffer: {
+          flushIntervalMs: 30_000,
+          maxSegmentBytes: 64 * 1024 * 1024,
+          maxBufferBytes: 256 * 1024 * 1024,
+          maxShardsPerSegment: 48,
+          compression: 'zstd',
+        },
+        lease: { failoverMs: 10_000 },
+        stream: { streamRetentionMs: 86_400_000 },
+        orphans: { orphanGraceMs: 3_600_000, orphanBatch: 100 },
+      },
+      operations: { metricsPort: 9464, shutdownTimeoutMs: 25_000, stallTimeoutMs: 300_000, logLevel: 'info' },
     });
   });
 
   it('makes up a unique worker id (host, pid, random) when none is given', () => {
-    const a = parseRunConfig(REQUIRED, {}).workerId;
-    const b = parseRunConfig(REQUIRED, {}).workerId;
+    const a = parseRunConfig(REQUIRED, {}).source.workerId;
+    const b = parseRunConfig(REQUIRED, {}).source.workerId;
     expect(a).toMatch(new RegExp(`-${process.pid}-[0-9a-f]{6}$`));
     expect(a).not.toBe(b);
   });
@@ -71,6 +76,7 @@ describe('parseRunConfig', () => {
       CHANGELOG_FLUSH_INTERVAL: '10s',
       CHANGELOG_MAX_SEGMENT_BYTES: '8MiB',
       CHANGELOG_MAX_BUFFER_BYTES: '100MB',
+      CHANGELOG_MAX_SHARDS_PER_SEGMENT: '20',
       CHANGELOG_COMPRESSION: 'snappy',
       CHANGELOG_WORKER_ID: 'env-worker',
       CHANGELOG_FAILOVER: '20s',
@@ -84,28 +90,38 @@ describe('parseRunConfig', () => {
       CHANGELOG_LOG_LEVEL: 'debug',
     };
     expect(parseRunConfig({}, env)).toEqual({
-      table: 'orders', // from the stream ARN
-      streamArn: ARN,
-      destination: 'file:///var/changelog',
-      leaseTable: 'leases-from-env',
-      createLeaseTable: true,
-      windowMs: 15 * 60_000,
-      allowedLatenessMs: 120_000,
-      flushIntervalMs: 10_000,
-      maxSegmentBytes: 8 * 1024 * 1024,
-      maxBufferBytes: 100_000_000,
-      compression: 'snappy',
-      workerId: 'env-worker',
-      failoverMs: 20_000,
-      orphanGraceMs: 7_200_000,
-      streamRetentionMs: 86_400_000,
-      metricsPort: 9100,
-      shutdownTimeoutMs: 50_000,
-      stallTimeoutMs: 900_000,
-      s3ForcePathStyle: true,
-      expectedBucketOwner: '123456789012',
-      sseKmsKeyId: 'alias/changelog',
-      logLevel: 'debug',
+      source: {
+        table: 'orders', // from the stream ARN
+        streamArn: ARN,
+        leaseTable: 'leases-from-env',
+        createLeaseTable: true,
+        workerId: 'env-worker',
+      },
+      destination: {
+        url: 'file:///var/changelog',
+        s3ForcePathStyle: true,
+        expectedBucketOwner: '123456789012',
+        sseKmsKeyId: 'alias/changelog',
+      },
+      pipeline: {
+        window: { windowMs: 15 * 60_000, allowedLatenessMs: 120_000 },
+        buffer: {
+          flushIntervalMs: 10_000,
+          maxSegmentBytes: 8 * 1024 * 1024,
+          maxBufferBytes: 100_000_000,
+          maxShardsPerSegment: 20,
+          compression: 'snappy',
+        },
+        lease: { failoverMs: 20_000 },
+        stream: { streamRetentionMs: 86_400_000 },
+        orphans: { orphanGraceMs: 7_200_000, orphanBatch: 100 },
+      },
+      operations: {
+        metricsPort: 9100,
+        shutdownTimeoutMs: 50_000,
+        stallTimeoutMs: 900_000,
+        logLevel: 'debug',
+      },
     });
     // Every option has an environment variable, and the test above set all of them but one.
     expect(Object.values(RUN_OPTIONS).map((o) => o.env)).toEqual(
@@ -126,11 +142,9 @@ describe('parseRunConfig', () => {
       env,
     );
     expect(config).toMatchObject({
-      table: 'flag-table',
-      windowMs: 60_000,
-      compression: 'zstd',
-      logLevel: 'info',
-      createLeaseTable: false,
+      source: { table: 'flag-table', createLeaseTable: false },
+      pipeline: { window: { windowMs: 60_000 }, buffer: { compression: 'zstd' } },
+      operations: { logLevel: 'info' },
     });
     expect(
       withEnvironment({ window: '1h' }, { CHANGELOG_WINDOW: '5m', CHANGELOG_FAILOVER: '3s' }),
@@ -138,8 +152,8 @@ describe('parseRunConfig', () => {
   });
 
   it('derives the table from --stream-arn, and refuses a --table that contradicts it', () => {
-    expect(parseRunConfig({ ...REQUIRED, table: undefined, streamArn: ARN }, {}).table).toBe('orders');
-    expect(parseRunConfig({ ...REQUIRED, table: 'orders', streamArn: ARN }, {}).streamArn).toBe(ARN);
+    expect(parseRunConfig({ ...REQUIRED, table: undefined, streamArn: ARN }, {}).source.table).toBe('orders');
+    expect(parseRunConfig({ ...REQUIRED, table: 'orders', streamArn: ARN }, {}).source.streamArn).toBe(ARN);
     expect(problems({ ...REQUIRED, table: 'other', streamArn: ARN })).toEqual([
       `--table (CHANGELOG_TABLE) is "other" but --stream-arn (CHANGELOG_STREAM_ARN) belongs to table orders`,
     ]);
@@ -159,7 +173,7 @@ describe('parseRunConfig', () => {
     ['90m', 5_400_000],
     ['1m30s', 90_000],
   ])('accepts the window %s (it divides a day)', (window, ms) => {
-    expect(parseRunConfig({ ...REQUIRED, window }, {}).windowMs).toBe(ms);
+    expect(parseRunConfig({ ...REQUIRED, window }, {}).pipeline.window.windowMs).toBe(ms);
   });
 
   it.each([
@@ -198,6 +212,7 @@ describe('parseRunConfig', () => {
           flushInterval: '50ms',
           maxSegmentBytes: '10KB',
           maxBufferBytes: 'lots',
+          maxShardsPerSegment: '99',
           compression: 'lz4',
           workerId: 'has space',
           failover: '500ms',
@@ -231,6 +246,7 @@ describe('parseRunConfig', () => {
       ['--stall-timeout (CHANGELOG_STALL_TIMEOUT)', /expected a duration/],
       ['--max-segment-bytes (CHANGELOG_MAX_SEGMENT_BYTES)', /must be at least 1048576 bytes/],
       ['--max-buffer-bytes (CHANGELOG_MAX_BUFFER_BYTES)', /expected a byte size/],
+      ['--max-shards-per-segment (CHANGELOG_MAX_SHARDS_PER_SEGMENT)', /is "99": a whole number from 1 to 98/],
       ['--compression (CHANGELOG_COMPRESSION)', /one of zstd, snappy, none/],
       ['--log-level (CHANGELOG_LOG_LEVEL)', /one of debug, info, warn, error, silent/],
       ['--create-lease-table (CHANGELOG_CREATE_LEASE_TABLE)', /true or false/],

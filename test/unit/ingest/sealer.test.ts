@@ -8,14 +8,8 @@ import {
 import { buildManifest, parseManifest } from '../../../src/changelog/manifest.js';
 import { TRIM_HORIZON } from '../../../src/changelog/sequenceNumber.js';
 import type { Lease } from '../../../src/coordination/lease.js';
-import {
-  compareKeys,
-  type ListOptions,
-  type ObjectInfo,
-  type ObjectStore,
-  type PutResult,
-  sha256Checksum,
-} from '../../../src/coordination/objectStore.js';
+import { sha256Checksum } from '../../../src/coordination/objectStore.js';
+import { combineObservers, type SealedWindow } from '../../../src/coordination/pipelineObserver.js';
 import type {
   GapRecord,
   RegistryStore,
@@ -23,9 +17,18 @@ import type {
   SegmentRecord,
   WindowState,
 } from '../../../src/coordination/registryStore.js';
-import { checkSealable, type SealEvent, Sealer, type SealerOptions } from '../../../src/ingest/sealer.js';
-import { ChangelogError, ObjectConflictError } from '../../../src/support/errors.js';
-import { capturingLogger, seq, W, WINDOW_MS } from '../../helpers/commitFixtures.js';
+import { checkSealable, Sealer, type SealerOptions } from '../../../src/ingest/sealer.js';
+import { ChangelogError } from '../../../src/support/errors.js';
+import {
+  capturingLogger,
+  type FlatSettings,
+  seq,
+  TEST_SETTINGS,
+  W,
+  WINDOW_MS,
+  withSettings,
+} from '../../helpers/commitFixtures.js';
+import { MemoryObjectStore } from '../../helpers/memoryObjectStore.js';
 
 const TABLE = 'orders';
 const ARN = 'arn:aws:dynamodb:us-east-1:123456789012:table/orders/stream/2026-01-01T00:00:00.000';
@@ -219,48 +222,6 @@ class FakeRegistry {
   }
 }
 
-/** A create-only in-memory ObjectStore whose objects' ages the test sets. */
-class MemoryStore implements ObjectStore {
-  readonly url = 'memory://';
-  readonly objects = new Map<string, { body: Uint8Array; lastModified: Date }>();
-  async putIfAbsent(key: string, body: Uint8Array): Promise<PutResult> {
-    const checksum = sha256Checksum(body);
-    const existing = this.objects.get(key);
-    if (existing) {
-      const old = sha256Checksum(existing.body);
-      if (old !== checksum) throw new ObjectConflictError(key, checksum, old);
-      return { key, bytes: body.byteLength, checksum, outcome: 'exists' };
-    }
-    this.objects.set(key, { body, lastModified: new Date(WALL) });
-    return { key, bytes: body.byteLength, checksum, outcome: 'created' };
-  }
-  async get(key: string) {
-    return this.objects.get(key)?.body;
-  }
-  async head(key: string): Promise<ObjectInfo | undefined> {
-    const o = this.objects.get(key);
-    return (
-      o && { key, bytes: o.body.byteLength, checksum: sha256Checksum(o.body), lastModified: o.lastModified }
-    );
-  }
-  async *list(prefix: string, options: ListOptions = {}): AsyncIterable<ObjectInfo> {
-    const keys = [...this.objects.keys()]
-      .filter(
-        (k) =>
-          k.startsWith(prefix) &&
-          (options.startAfter === undefined || compareKeys(k, options.startAfter) > 0),
-      )
-      .sort(compareKeys);
-    for (const key of keys) {
-      const o = this.objects.get(key);
-      if (o) yield { key, bytes: o.body.byteLength, checksum: undefined, lastModified: o.lastModified };
-    }
-  }
-  async delete(keys: readonly string[]) {
-    for (const k of keys) this.objects.delete(k);
-  }
-}
-
 function lease(shardId: string, progress: number | undefined): Lease {
   return {
     shardId,
@@ -273,30 +234,36 @@ function lease(shardId: string, progress: number | undefined): Lease {
   };
 }
 
-function setup(over: Partial<SealerOptions> = {}, leases: Lease[] = [lease('shard-a', W(3) + 1000)]) {
+function setup(
+  over: Partial<SealerOptions> & FlatSettings = {},
+  leases: Lease[] = [lease('shard-a', W(3) + 1000)],
+) {
   const registry = new FakeRegistry();
-  const store = new MemoryStore();
-  const seals: SealEvent[] = [];
+  // Objects are created at WALL; tests age them by setting lastModified.
+  const store = new MemoryObjectStore({ now: () => WALL });
+  const seals: SealedWindow[] = [];
   const logger = capturingLogger();
   let listCalls = 0;
-  const sealer = new Sealer({
-    workerId: 'sealer-1',
-    table: TABLE,
-    streamArn: ARN,
-    registry: registry as unknown as RegistryStore,
-    listLeases: async () => {
-      listCalls++;
-      return leases;
-    },
-    store,
-    windowMs: WINDOW_MS,
-    allowedLatenessMs: 0,
-    orphanGraceMs: 3_600_000,
-    wallNow: () => WALL,
-    logger,
-    onSeal: (e) => seals.push(e),
-    ...over,
-  });
+  const sealer = new Sealer(
+    withSettings(
+      {
+        workerId: 'sealer-1',
+        table: TABLE,
+        streamArn: ARN,
+        registry: registry as unknown as RegistryStore,
+        listLeases: async () => {
+          listCalls++;
+          return leases;
+        },
+        store,
+        wallNow: () => WALL,
+        logger,
+        ...over,
+        observer: combineObservers({ windowSealed: (e) => seals.push(e) }, over.observer),
+      },
+      { ...TEST_SETTINGS, orphanGraceMs: 3_600_000 },
+    ),
+  );
   const lead = () =>
     (sealer as unknown as { manageLease(signal: AbortSignal): Promise<void> }).manageLease(
       new AbortController().signal,
@@ -450,5 +417,52 @@ describe('Sealer (in-memory registry and store)', () => {
     await t.store.putIfAbsent(`${windowDataPrefix(TABLE, W(1))}orphan.parquet`, new Uint8Array([1]));
     await t.lead();
     await expect(t.sealer.cycle()).rejects.toThrow(/sealed window 20260115T100100Z has no manifest/);
+  });
+});
+
+describe('Sealer lease (manageLease on the fenced lease and the expiry tracker)', () => {
+  it('takes a free lease at once, another worker’s only once its counter stood still for the failover time', async () => {
+    const clock = { t: 0 };
+    const t = setup({ now: () => clock.t, failoverMs: 900 });
+    t.registry.sealer = { owner: 'sealer-2', leaseCounter: 4, leaseEpoch: 2 };
+    await t.lead();
+    clock.t = 899;
+    await t.lead();
+    expect(t.sealer.isLeader).toBe(false);
+    // It moved: the wait starts again.
+    t.registry.sealer = { ...t.registry.sealer, leaseCounter: 5 };
+    clock.t = 1000;
+    await t.lead();
+    clock.t = 1899;
+    await t.lead();
+    expect(t.sealer.isLeader).toBe(false);
+    clock.t = 1900;
+    await t.lead();
+    expect(t.sealer.isLeader).toBe(true);
+    expect(t.registry.sealer).toEqual({ owner: 'sealer-1', leaseCounter: 6, leaseEpoch: 3 });
+    expect(t.logger.lines.find((l) => l.message === 'sealer lease taken')).toBeDefined();
+
+    const free = setup();
+    free.registry.sealer = { owner: undefined, leaseCounter: 7, leaseEpoch: 3 };
+    await free.lead();
+    expect(free.registry.sealer).toEqual({ owner: 'sealer-1', leaseCounter: 8, leaseEpoch: 4 });
+  });
+
+  it('renews every third of the failover time, and lets go once the lease was taken from it', async () => {
+    const clock = { t: 0 };
+    const t = setup({ now: () => clock.t, failoverMs: 900 });
+    await t.lead();
+    expect(t.registry.sealer).toEqual({ owner: 'sealer-1', leaseCounter: 1, leaseEpoch: 1 });
+    clock.t = 299;
+    await t.lead();
+    expect(t.registry.sealer?.leaseCounter).toBe(1);
+    clock.t = 300;
+    await t.lead();
+    expect(t.registry.sealer?.leaseCounter).toBe(2);
+    t.registry.sealer = { owner: 'sealer-2', leaseCounter: 3, leaseEpoch: 2 };
+    clock.t = 600;
+    await t.lead();
+    expect(t.sealer.isLeader).toBe(false);
+    expect(t.logger.lines.find((l) => l.message === 'sealer lease lost')).toBeDefined();
   });
 });

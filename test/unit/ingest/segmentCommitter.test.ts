@@ -1,18 +1,17 @@
-import { DynamoDBClient, type TransactWriteItem } from '@aws-sdk/client-dynamodb';
+import { DynamoDBClient, type TransactWriteItem, TransactWriteItemsCommand } from '@aws-sdk/client-dynamodb';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { Lease } from '../../../src/coordination/lease.js';
 import { LeaseStore } from '../../../src/coordination/leaseStore.js';
-import type { ObjectStore, PutResult } from '../../../src/coordination/objectStore.js';
-import { sha256Checksum } from '../../../src/coordination/objectStore.js';
+import { type CommittedSegment, combineObservers } from '../../../src/coordination/pipelineObserver.js';
 import { RegistryStore, requestToken } from '../../../src/coordination/registryStore.js';
 import {
-  type CommitEvent,
   classifyCommitFailure,
   SegmentCommitter,
   type SegmentCommitterOptions,
 } from '../../../src/ingest/segmentCommitter.js';
-import { ChangelogError, ObjectStoreError } from '../../../src/support/errors.js';
+import { ChangelogError } from '../../../src/support/errors.js';
 import {
+  type FlatSettings,
   KEY_SCHEMA,
   objectsPage,
   recordRun,
@@ -20,8 +19,9 @@ import {
   sessionOf,
   shardName,
   W,
-  WINDOW_MS,
+  withSettings,
 } from '../../helpers/commitFixtures.js';
+import { MemoryObjectStore } from '../../helpers/memoryObjectStore.js';
 
 /*
  * SegmentCommitter's own logic with DynamoDB replaced at the transport: the real item builders
@@ -54,35 +54,10 @@ function held(shardId: string, epoch = 1): Lease {
   };
 }
 
-class MemoryStore implements ObjectStore {
-  readonly url = 'memory://';
-  readonly objects = new Map<string, Uint8Array>();
-  puts = 0;
-  /** Throws a retriable error for every put while true. */
-  failing = false;
-  onPut: (() => void) | undefined;
-  async putIfAbsent(key: string, body: Uint8Array): Promise<PutResult> {
-    this.puts++;
-    this.onPut?.();
-    if (this.failing) throw new ObjectStoreError(`PUT ${key}: 503 SlowDown`, { key, retriable: true });
-    const outcome = this.objects.has(key) ? 'exists' : 'created';
-    this.objects.set(key, body);
-    return { key, bytes: body.byteLength, checksum: sha256Checksum(body), outcome };
-  }
-  async get(key: string) {
-    return this.objects.get(key);
-  }
-  async head() {
-    return undefined;
-  }
-  async *list() {}
-  async delete() {}
-}
-
-function setup(over: Partial<SegmentCommitterOptions> = {}) {
+function setup(over: Partial<SegmentCommitterOptions> & FlatSettings = {}) {
   const leases = new LeaseStore({ client, tableName: 'leases', streamArn: ARN, workerId: 'worker-a' });
   const registry = new RegistryStore({ client, tableName: 'leases', table: 'orders' });
-  const store = new MemoryStore();
+  const store = new MemoryObjectStore();
   const transactions: { items: TransactWriteItem[]; token: string }[] = [];
   // The registry derives a transaction's ClientRequestToken from its items.
   const tokenOf = (items: TransactWriteItem[]) => requestToken('transact', JSON.stringify(items));
@@ -95,25 +70,21 @@ function setup(over: Partial<SegmentCommitterOptions> = {}) {
   const getLease = vi.spyOn(leases, 'getLease').mockImplementation(async (id) => held(id));
   // No changelog-start item: the check for trims after the start has nothing to compare with.
   vi.spyOn(leases, 'changelogStart').mockResolvedValue(undefined);
-  const commits: CommitEvent[] = [];
-  const committer = new SegmentCommitter({
-    workerId: 'worker-a',
-    streamArn: ARN,
-    table: 'orders',
-    keySchema: KEY_SCHEMA,
-    leases,
-    registry,
-    store,
-    windowMs: WINDOW_MS,
-    allowedLatenessMs: 0,
-    flushIntervalMs: 3_600_000,
-    maxSegmentBytes: 64 * 1024 * 1024,
-    maxBufferBytes: 256 * 1024 * 1024,
-    compression: 'zstd',
-    retry: { baseDelayMs: 1, maxDelayMs: 2, retries: 3 },
-    onCommit: (e) => commits.push(e),
-    ...over,
-  });
+  const commits: CommittedSegment[] = [];
+  const committer = new SegmentCommitter(
+    withSettings({
+      workerId: 'worker-a',
+      streamArn: ARN,
+      table: 'orders',
+      keySchema: KEY_SCHEMA,
+      leases,
+      registry,
+      store,
+      retry: { baseDelayMs: 1, maxDelayMs: 2, retries: 3 },
+      ...over,
+      observer: combineObservers({ segmentCommitted: (e) => commits.push(e) }, over.observer),
+    }),
+  );
   return { committer, commits, store, transactions, transact, getSegment, getLease, leases, registry };
 }
 
@@ -175,12 +146,18 @@ describe('SegmentCommitter commit transaction', () => {
   });
 
   it('retries a transaction canceled by a conflict with the same token, and commits once', async () => {
-    const t = setup();
+    const conflicts: string[] = [];
+    const t = setup({ observer: { commitFailed: (kind) => conflicts.push(kind) } });
+    // The conflict is retried by the registry's retry layer (the only one): cancel at the transport.
+    t.transact.mockRestore();
     let calls = 0;
-    t.transact.mockImplementation(async (items) => {
-      t.transactions.push({ items, token: requestToken('transact', JSON.stringify(items)) });
+    vi.spyOn(client, 'send').mockImplementation(async (command: unknown) => {
+      if (!(command instanceof TransactWriteItemsCommand)) throw new Error('unexpected call');
+      const { TransactItems = [], ClientRequestToken = '' } = command.input;
+      t.transactions.push({ items: TransactItems, token: ClientRequestToken });
       calls++;
       if (calls <= 2) throw canceled('None', 'None', 'TransactionConflict');
+      return {};
     });
     const sa = sessionOf(held(A));
     t.committer.open(sa);
@@ -197,6 +174,7 @@ describe('SegmentCommitter commit transaction', () => {
     expect(new Set(t.transactions.map((x) => JSON.stringify(x.items))).size).toBe(1);
     expect(t.commits).toHaveLength(1);
     expect(sa.restarts).toEqual([]);
+    expect(conflicts).toEqual(['conflict', 'conflict']);
   });
 
   it('drops and restarts every shard of a segment refused for a reason it cannot explain', async () => {

@@ -1,12 +1,12 @@
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { SHARD_END } from '../../../src/changelog/sequenceNumber.js';
+import { DEFAULTS } from '../../../src/coordination/config.js';
 import type { Lease } from '../../../src/coordination/lease.js';
 import { LeaseStore } from '../../../src/coordination/leaseStore.js';
-import type { ObjectStore, PutResult } from '../../../src/coordination/objectStore.js';
-import { sha256Checksum } from '../../../src/coordination/objectStore.js';
+import type { CommittedSegment } from '../../../src/coordination/pipelineObserver.js';
 import { RegistryStore } from '../../../src/coordination/registryStore.js';
-import { type CommitEvent, SegmentCommitter } from '../../../src/ingest/segmentCommitter.js';
+import { SegmentCommitter } from '../../../src/ingest/segmentCommitter.js';
 import {
   KEY_SCHEMA,
   objectsPage,
@@ -16,6 +16,7 @@ import {
   W,
   WINDOW_MS,
 } from '../../helpers/commitFixtures.js';
+import { MemoryObjectStore } from '../../helpers/memoryObjectStore.js';
 
 /*
  * The committer's window floor (windowFloorMs): the daemon following a table across a stream
@@ -49,24 +50,6 @@ function held(shardId: string, over: Partial<Lease> = {}): Lease {
   };
 }
 
-class MemoryStore implements ObjectStore {
-  readonly url = 'memory://';
-  readonly objects = new Map<string, Uint8Array>();
-  async putIfAbsent(key: string, body: Uint8Array): Promise<PutResult> {
-    const outcome = this.objects.has(key) ? 'exists' : 'created';
-    this.objects.set(key, body);
-    return { key, bytes: body.byteLength, checksum: sha256Checksum(body), outcome };
-  }
-  async get(key: string) {
-    return this.objects.get(key);
-  }
-  async head() {
-    return undefined;
-  }
-  async *list() {}
-  async delete() {}
-}
-
 function setup(windowFloorMs: number | undefined) {
   const leases = new LeaseStore({ client, tableName: 'leases', streamArn: ARN, workerId: 'worker-a' });
   // No changelog-start item: the check for trims after the start has nothing to compare with.
@@ -81,7 +64,7 @@ function setup(windowFloorMs: number | undefined) {
     checkpoint: move.to,
     windowStartMs: move.windowStartMs,
   }));
-  const commits: CommitEvent[] = [];
+  const commits: CommittedSegment[] = [];
   const committer = new SegmentCommitter({
     workerId: 'worker-a',
     streamArn: ARN,
@@ -89,15 +72,10 @@ function setup(windowFloorMs: number | undefined) {
     keySchema: KEY_SCHEMA,
     leases,
     registry,
-    store: new MemoryStore(),
-    windowMs: WINDOW_MS,
-    allowedLatenessMs: 0,
-    flushIntervalMs: 3_600_000,
-    maxSegmentBytes: 64 * 1024 * 1024,
-    maxBufferBytes: 256 * 1024 * 1024,
-    compression: 'zstd',
-    retry: { baseDelayMs: 1, maxDelayMs: 2, retries: 3 },
-    onCommit: (e) => commits.push(e),
+    store: new MemoryObjectStore(),
+    window: { windowMs: WINDOW_MS, allowedLatenessMs: 0 },
+    buffer: { ...DEFAULTS.buffer, flushIntervalMs: 3_600_000 },
+    observer: { segmentCommitted: (e) => commits.push(e) },
     windowFloorMs,
   });
   return { committer, commits, checkpoint };

@@ -20,8 +20,8 @@ import {
   newOrderItem,
   nextOp,
   type OrderStatus,
-  seededRandom,
 } from '../../../../src/app/local/demoProducer.js';
+import { seededRandom } from '../../../../src/support/random.js';
 
 const ddb = mockClient(DynamoDBClient);
 const client = () =>

@@ -121,6 +121,7 @@ describe('buildLocalSummary', () => {
             segments: 1,
             gaps: 0,
             lateRecords: 0,
+            complete: true,
           },
           {
             windowStartMs: W + 60_000,
@@ -129,6 +130,7 @@ describe('buildLocalSummary', () => {
             segments: 0,
             gaps: 0,
             lateRecords: 0,
+            complete: true,
           },
         ],
         sealedOnDisk: [

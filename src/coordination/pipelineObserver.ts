@@ -1,20 +1,32 @@
-/** What a committed segment looked like, as the observer sees it. */
+import type { ManifestShard } from '../changelog/manifest.js';
+
+/** A committed segment: what the registry recorded of it. */
 export interface CommittedSegment {
   windowStartMs: number;
+  /** The segment object's key (relative to the destination). */
+  key: string;
   records: number;
   bytes: number;
   lateRecords: number;
+  /** Per shard: the checkpoint it continued from and the sequence range it holds. */
+  shards: readonly ManifestShard[];
+  /** Gaps committed with it. */
   gaps: number;
-  shards: number;
+  /** `exists`: the object was already there (a retried flush). */
+  put: 'created' | 'exists';
   /** Encode + write + commit, wall seconds. */
   seconds: number;
 }
 
+/** A sealed window: its manifest was published. */
 export interface SealedWindow {
   windowStartMs: number;
+  /** The manifest object's key. */
+  key: string;
   records: number;
   segments: number;
   gaps: number;
+  lateRecords: number;
   complete: boolean;
 }
 
@@ -30,8 +42,10 @@ export type CommitFailureKind = 'conflict' | 'refused' | 'write-failed' | 'trans
 export type LeaseChange = 'taken' | 'stolen' | 'lost' | 'released' | 'ended' | 'handed-off';
 
 /**
- * Events the pipeline reports as it works: metrics and stall detection listen to them. Every
- * method is optional and must be cheap and must not throw (it runs on the reading path).
+ * THE event channel: what the pipeline does, reported once, in one shape. Metrics, stall
+ * detection, the local stack's summary, benchmarks and tests all listen here (combineObservers
+ * fans out to several); log lines say the same for people. Every method is optional and must be
+ * cheap and must not throw (it runs on the reading path).
  */
 export interface PipelineObserver {
   /** One GetRecords call: `outcome` is 'ok' or the error's code. */

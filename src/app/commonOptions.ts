@@ -1,0 +1,76 @@
+import { parseDuration } from '../support/duration.js';
+
+/**
+ * The options several commands share (`run`, `verify`, and next `changes` and `replay`), declared
+ * once: flag, argument, environment variable and help, and the one parser of their values.
+ */
+export const COMMON_OPTIONS = {
+  table: {
+    flag: '--table',
+    env: 'CHANGELOG_TABLE',
+    arg: '<name>',
+    help: 'source DynamoDB table',
+  },
+  destination: {
+    flag: '--destination',
+    env: 'CHANGELOG_DESTINATION',
+    arg: '<url>',
+    help: 's3://bucket/prefix or file:///dir',
+  },
+  s3ForcePathStyle: {
+    flag: '--s3-force-path-style',
+    env: 'CHANGELOG_S3_FORCE_PATH_STYLE',
+    help: 'path-style S3 URLs (MinIO, s3rver, LocalStack)',
+  },
+  expectedBucketOwner: {
+    flag: '--expected-bucket-owner',
+    env: 'CHANGELOG_EXPECTED_BUCKET_OWNER',
+    arg: '<account>',
+    help: 'refuse a bucket owned by another account',
+  },
+  sseKmsKeyId: {
+    flag: '--sse-kms-key-id',
+    env: 'CHANGELOG_SSE_KMS_KEY_ID',
+    arg: '<key>',
+    help: 'encrypt objects with this KMS key',
+  },
+  since: {
+    flag: '--since',
+    arg: '<time>',
+    help: 'start of the time range',
+  },
+  until: {
+    flag: '--until',
+    arg: '<time>',
+    help: 'end of the time range (exclusive)',
+  },
+} as const;
+
+/** The DynamoDB table-name rule, for `--table` and `--lease-table`. */
+export const TABLE_NAME = /^[A-Za-z0-9_.-]{3,255}$/;
+/** A DynamoDB Stream ARN, for `--stream-arn`. */
+export const STREAM_ARN =
+  /^arn:aws[a-z-]*:dynamodb:[a-z0-9-]+:\d{12}:table\/[A-Za-z0-9_.-]{3,255}\/stream\/.+$/;
+
+/** What `--since` / `--until` accept, for error messages and --help. */
+export const TIME_ALLOWED =
+  'an ISO-8601 time with a zone (e.g. 2026-11-22T10:00:00Z), a date (2026-11-22, UTC midnight), or a duration ago (e.g. 30m, 2h, 1d)';
+
+// Date-only, or date and time with Z or an offset: a time without a zone would be read as local time.
+const ISO_TIME = /^\d{4}-\d{2}-\d{2}(?:T\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?:Z|[+-]\d{2}:\d{2}))?$/i;
+
+/** Epoch ms for a `--since`/`--until` value, or undefined when it is neither form. */
+export function parseTimeOption(text: string, nowMs: number): number | undefined {
+  const trimmed = text.trim();
+  if (ISO_TIME.test(trimmed)) {
+    // Date.parse rolls 2026-02-30 over to March; a calendar date must exist as written.
+    const [y, m, d] = trimmed.slice(0, 10).split('-').map(Number) as [number, number, number];
+    if (new Date(Date.UTC(y, m - 1, d)).getUTCDate() !== d) return undefined;
+    const ms = Date.parse(trimmed.toUpperCase());
+    return Number.isFinite(ms) ? ms : undefined;
+  }
+  // A bare number is refused: it could be meant as epoch seconds, milliseconds, or a duration.
+  if (!/[a-z]/i.test(trimmed)) return undefined;
+  const ago = parseDuration(trimmed);
+  return ago === undefined ? undefined : nowMs - ago;
+}
