@@ -2,6 +2,7 @@ import path from 'node:path';
 import { isoTime } from '../../changelog/layout.js';
 import type { ObjectStore } from '../../coordination/objectStore.js';
 import type { SealedWindow } from '../../coordination/pipelineObserver.js';
+import { latestPerKeyClause, sqlIdentifier, sqlString } from '../../read/latestStateSql.js';
 import { listManifests, readManifest } from '../../read/manifestReader.js';
 import type { MetricsSnapshot } from '../metrics.js';
 import type { ProducerCounts } from './demoProducer.js';
@@ -33,16 +34,6 @@ export function s3rverTableDirectory(
   return path.join(s3Directory, bucket, ...prefix.split('/').filter((p) => p !== ''), table);
 }
 
-/** A SQL string literal. */
-export function sqlString(text: string): string {
-  return `'${text.replaceAll("'", "''")}'`;
-}
-
-/** A SQL identifier, quoted only when needed. */
-export function sqlIdentifier(name: string): string {
-  return /^[a-z_][a-z0-9_]*$/.test(name) ? name : `"${name.replaceAll('"', '""')}"`;
-}
-
 export interface ChangesQueryOptions {
   /** Absolute paths of the Parquet files. */
   files: readonly string[];
@@ -60,7 +51,7 @@ export interface ChangesQueryOptions {
 export function buildChangesQuery(options: ChangesQueryOptions): string {
   const files = options.files.map((f) => `  ${sqlString(f)}`).join(',\n');
   const partition = options.keyColumns.map(sqlIdentifier).join(', ');
-  const latest = `QUALIFY row_number() OVER (PARTITION BY ${partition} ORDER BY lpad(sequence_number, 40, '0') DESC) = 1`;
+  const latest = latestPerKeyClause(options.keyColumns);
   return [
     `-- ${options.label}`,
     'CREATE OR REPLACE VIEW changes AS',

@@ -7,8 +7,6 @@ import {
   type LocalSummaryInput,
   s3rverObjectPath,
   splitStatements,
-  sqlIdentifier,
-  sqlString,
 } from '../../../../src/app/local/localSummary.js';
 import type { MetricsSnapshot } from '../../../../src/app/metrics.js';
 
@@ -39,13 +37,6 @@ describe('s3rverObjectPath', () => {
 });
 
 describe('SQL text', () => {
-  it('quotes strings and identifiers', () => {
-    expect(sqlString("/tmp/it's/x")).toBe("'/tmp/it''s/x'");
-    expect(sqlIdentifier('order_id')).toBe('order_id');
-    expect(sqlIdentifier('Order Id')).toBe('"Order Id"');
-    expect(sqlIdentifier('a"b')).toBe('"a""b"');
-  });
-
   it('builds a view over exactly the given files and the queries over it', () => {
     const query = buildChangesQuery({
       files: ['/a/1.parquet._S3rver_object', "/b/it's.parquet._S3rver_object"],
