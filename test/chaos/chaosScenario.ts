@@ -476,11 +476,12 @@ export async function runChaosScenario(options: ChaosOptions): Promise<ChaosRepo
             const before = faultProxy.counts.injected503 + faultProxy.counts.injectedResponseLost;
             faultProxy.setFaultRate(faultRate);
             const start = performance.now();
-            // Until at least one fault landed (capped), so a fault period is never a no-op.
+            // Until at least one fault landed (capped), so a fault period is never a no-op: in a
+            // short run S3 writes are few (a flush every 30 s), and 20 s once saw none (CI).
             while (
               performance.now() - start < minMs ||
               (faultProxy.counts.injected503 + faultProxy.counts.injectedResponseLost === before &&
-                performance.now() - start < 20_000)
+                performance.now() - start < 60_000)
             ) {
               await sleep(200);
             }
