@@ -1,7 +1,11 @@
 import type { Violation } from '../changelog/invariants.js';
 import { isoTime, windowStartOf } from '../changelog/layout.js';
 import type { Manifest, ManifestGap } from '../changelog/manifest.js';
-import { compareSequenceNumbers } from '../changelog/sequenceNumber.js';
+import {
+  compareSequenceNumbers,
+  normalizeSequenceNumber,
+  TRIM_HORIZON,
+} from '../changelog/sequenceNumber.js';
 import type { ShardGraph } from '../coordination/shardGraph.js';
 import { formatDuration } from '../support/duration.js';
 import {
@@ -121,9 +125,7 @@ interface ShardEntryInfo {
   last: string;
 }
 
-const TRIM_HORIZON = 'TRIM_HORIZON';
 const MAX_LISTED = 20;
-const normalise = (s: string) => s.replace(/^0+(?=\d)/, '');
 const cmp = compareSequenceNumbers;
 
 interface Run {
@@ -203,7 +205,7 @@ export class StreamAudit {
         shard = new Map();
         this.rows.set(row.shardId, shard);
       }
-      const seq = normalise(row.sequenceNumber);
+      const seq = normalizeSequenceNumber(row.sequenceNumber);
       const ref: RowRef = { eventId: row.eventId, op: row.op, keys: row.keys, segment };
       const existing = shard.get(seq);
       if (existing === undefined) shard.set(seq, ref);
@@ -336,7 +338,7 @@ export class StreamAudit {
   takeRows(shardId: string, sequenceNumber: string): RowRef[] | undefined {
     const shard = this.rows.get(shardId);
     if (shard === undefined) return undefined;
-    const seq = normalise(sequenceNumber);
+    const seq = normalizeSequenceNumber(sequenceNumber);
     const refs = shard.get(seq);
     if (refs === undefined) return undefined;
     shard.delete(seq);
