@@ -37,7 +37,10 @@ export interface DaemonOptions {
 }
 
 export interface DaemonResult {
-  /** 0: stopped cleanly within the deadline. 1: the deadline passed first (nothing is lost: see docs). */
+  /**
+   * 0: stopped cleanly within the deadline. 1: data was left uncommitted (the deadline passed, or
+   * the last commit failed); nothing is lost, the next lease holders read it again.
+   */
   exitCode: 0 | 1;
   /** Milliseconds from the stop request to the end of the shutdown. */
   shutdownMs: number | undefined;
@@ -202,13 +205,19 @@ export async function runDaemon(
     const outcome = await untilDeadline(running, signal, operations.shutdownTimeoutMs);
     const shutdownMs =
       stopRequestedAt === undefined ? undefined : Math.round(performance.now() - stopRequestedAt);
-    if (outcome === 'deadline') {
+    // Rows still buffered after the stop (the deadline passed, or the last commit failed and the
+    // leases were released anyway) are not lost: their checkpoints were not advanced, so the next
+    // lease holders read them again. The exit code still says the stop was not clean.
+    const buffered = current?.committer.bufferedBytes ?? 0;
+    if (outcome === 'deadline' || buffered > 0) {
       logger.error(
         {
+          reason: outcome === 'deadline' ? 'shutdown deadline passed' : 'the last commit failed',
           deadline: formatDuration(operations.shutdownTimeoutMs),
-          buffered: current?.committer.bufferedBytes ?? 0,
+          buffered,
+          shutdownMs,
         },
-        'shutdown deadline passed: exiting with uncommitted data, which the next lease holders read again',
+        'exiting with uncommitted data, which the next lease holders read again',
       );
       return { exitCode: 1, shutdownMs };
     }

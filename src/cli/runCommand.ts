@@ -27,7 +27,7 @@ Endpoints, region and credentials come from the AWS SDK's own settings: AWS_REGI
 AWS_ENDPOINT_URL_DYNAMODB, AWS_ENDPOINT_URL_DYNAMODB_STREAMS, AWS_ENDPOINT_URL_S3, and the
 default credential chain (environment, web identity / IRSA, ECS task role, instance profile).
 A flag wins over its environment variable. Exit codes: 0 stopped cleanly, 1 runtime failure or
-shutdown deadline passed, 2 bad configuration.`,
+data left uncommitted at the stop (read again by the next lease holders), 2 bad configuration.`,
     )
     .action(async (flags: RunOptionsInput) => {
       const config = parseRunConfig(flags);
@@ -39,7 +39,7 @@ shutdown deadline passed, 2 bad configuration.`,
       // Whatever handle is left (an idle socket) must not hold the process past its deadline.
       setTimeout(() => process.exit(result.exitCode), 2000).unref();
       if (result.exitCode !== 0) {
-        throw new CommanderError(result.exitCode, 'shutdown.deadline', 'shutdown deadline passed');
+        throw new CommanderError(result.exitCode, 'shutdown.uncommitted', 'stopped with uncommitted data');
       }
     });
 }
