@@ -147,7 +147,10 @@ const errorCode = (e: unknown): string =>
  * - Throttling, LimitExceeded, 5xx, network: jittered exponential back-off (support/retry.ts), then on.
  * - TrimmedDataAccessException: records were lost before they were read. The gap is reported
  *   (`onGap`, error log), then reading restarts at TRIM_HORIZON. Never skipped silently. One gap
- *   is reported until a record is read again, however often the trim is met meanwhile.
+ *   is reported until a record is read again, however often the trim is met meanwhile. Met while
+ *   reading from TRIM_HORIZON (nothing read yet, or a gap already reported) it is no new gap: the
+ *   horizon moved, a new TRIM_HORIZON iterator is taken (trims after the changelog's start are
+ *   SegmentCommitter's check).
  * - ResourceNotFoundException from GetRecords: confirmed with DescribeStream; only a shard that is
  *   gone or closed counts as ended, otherwise the error is raised.
  * - ResourceNotFoundException from GetShardIterator: a shard DescribeStream no longer lists was
@@ -160,6 +163,8 @@ export class ShardReader {
   private position: Position;
   /** A gap was reported and no record read since: meeting the trim again is the same gap. */
   private inGap = false;
+  /** TRIM_HORIZON iterators renewed since the last record read (back-off from the second on). */
+  private horizonRenewals = 0;
   private readonly stats = { records: 0, pages: 0, gaps: 0, iteratorRenewals: 0 };
 
   constructor(options: ShardReaderOptions) {
@@ -205,6 +210,7 @@ export class ShardReader {
             this.position = { type: 'AFTER_SEQUENCE_NUMBER', sequenceNumber: summary.lastSequenceNumber };
           }
           this.inGap = false;
+          this.horizonRenewals = 0;
           idleMs = 0;
         }
         if (summary.nextShardIterator === undefined) return this.result('shard-end');
@@ -348,6 +354,19 @@ export class ShardReader {
       return this.openIterator(signal);
     }
     if (code === 'TrimmedDataAccessException') {
+      if (this.position.type === 'TRIM_HORIZON') {
+        // Reading from the horizon skipped nothing the reader owes: the horizon moved between the
+        // iterator and the read (DynamoDB Local: an iterator taken on an empty shard points before
+        // its first record). Nothing was read yet, or a gap is already reported; a start shard's
+        // trim after the changelog began is the committer's check on the first record.
+        this.stats.iteratorRenewals++;
+        this.o.logger?.warn(
+          { shardId: this.o.shardId },
+          'the trim horizon moved past the TRIM_HORIZON iterator: taking a new one (no gap)',
+        );
+        if (this.horizonRenewals++ > 0) await sleep(Math.min(1000, 50 * 2 ** this.horizonRenewals), signal);
+        return this.openIterator(signal);
+      }
       await this.reportGap(undefined, signal);
       return this.openIterator(signal);
     }

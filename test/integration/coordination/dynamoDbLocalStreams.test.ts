@@ -51,6 +51,11 @@ import { type Row, readWithHyparquet } from '../../helpers/parquetReaders.js';
  *   correctly). The SDK path rejects such a record (MalformedRecordError: "not a DynamoDB
  *   AttributeValue") and the wire path copies the `{}` as is, so the items written here have no
  *   empty maps; empty lists, strings, binary and nested maps are fine.
+ * - Sequence numbers count every write of the database, not of the stream: a table created after
+ *   others were written starts its stream at a later number, yet its shard lists
+ *   StartingSequenceNumber 1. A TRIM_HORIZON iterator taken while such a shard is empty then
+ *   raises TrimmedDataAccessException once records arrive (a new TRIM_HORIZON iterator reads
+ *   them); AT_SEQUENCE_NUMBER 1 raises it too.
  * - Numbers are normalised ("1.50" -> "1.5", "-0" -> "0", "1e3" -> "1000"), and SS/NS/BS are
  *   sorted. Sort keys below are written in canonical form so they match the write log as written.
  */
@@ -485,6 +490,79 @@ describe('DynamoDB Streams on DynamoDB Local', () => {
     );
     expect(JSON.parse(response.body.toString('utf8')).Records).toHaveLength(5);
     expect(response.headers['x-amz-crc32']).toBe(String(zlib.crc32(response.body) >>> 0));
+  });
+
+  it('ShardReader from TRIM_HORIZON on an empty shard reads the first records without a gap', async () => {
+    // Another table is written after this one was created (as the lease table is, before the
+    // first writes to the source), so this stream starts past its StartingSequenceNumber, and the
+    // TRIM_HORIZON iterator taken while it is empty is "trimmed" once records arrive: they are
+    // written between GetShardIterator and the first GetRecords, as when a worker takes the lease
+    // of a new table's shard just before the first writes.
+    const table = 'changelog-streams-horizon';
+    const other = 'changelog-streams-other';
+    const arn = await createStreamTable(local.client, table);
+    await createStreamTable(local.client, other);
+    for (let i = 0; i < 3; i++) {
+      await local.client.send(
+        new PutItemCommand({ TableName: other, Item: { pk: { S: `other-${i}` }, sk: { N: String(i) } } }),
+      );
+    }
+    const [shard] = (await describeAllShards(streams, arn)).shards;
+    const client = new DynamoDBStreamsClient({
+      endpoint: local.endpoint,
+      region: 'us-east-1',
+      credentials: { accessKeyId: 'local', secretAccessKey: 'local' },
+    });
+    let written = false;
+    client.middlewareStack.add(
+      (next, context) => async (args) => {
+        if (context.commandName === 'GetRecordsCommand' && !written) {
+          written = true;
+          for (let i = 0; i < 3; i++) {
+            await local.client.send(
+              new PutItemCommand({
+                TableName: table,
+                Item: { pk: { S: `horizon-${i}` }, sk: { N: String(i) } },
+              }),
+            );
+          }
+        }
+        return next(args);
+      },
+      { step: 'initialize' },
+    );
+    const buffer = new ChangeBuffer(keySchema);
+    const stop = new AbortController();
+    const delivered: string[] = [];
+    const reader = new ShardReader({
+      streamArn: arn,
+      shardId: shard!.ShardId!,
+      streams: client,
+      startAt: { type: 'TRIM_HORIZON' },
+      idleMinMs: 20,
+      idleMaxMs: 50,
+      retry: { baseDelayMs: 10, maxDelayMs: 50, retries: 3 },
+      consume: async (page: FetchedPage) => {
+        const mark = buffer.rowCount;
+        const summary = decodePage(page, buffer);
+        delivered.push(...deliveredRows(buffer, mark).map((d) => d.seq));
+        if (delivered.length === 3) stop.abort();
+        return summary;
+      },
+      onGap: (gap) => {
+        throw new Error(`unexpected gap ${JSON.stringify(gap)}`);
+      },
+    });
+    try {
+      const result = await reader.run(AbortSignal.any([stop.signal, AbortSignal.timeout(READ_DEADLINE_MS)]));
+      expect(result.gaps).toBe(0);
+      expect(delivered).toHaveLength(3);
+      expect(BigInt(delivered[0]!)).toBeGreaterThan(1n);
+      // The quirk did happen: the first iterator was "trimmed" and renewed.
+      expect(result.iteratorRenewals).toBe(1);
+    } finally {
+      client.destroy();
+    }
   });
 
   for (const useRaw of [false, true]) {
