@@ -54,7 +54,7 @@ export const STREAM_ARN =
 
 /** What `--since` / `--until` accept, for error messages and --help. */
 export const TIME_ALLOWED =
-  'an ISO-8601 time with a zone (e.g. 2026-11-22T10:00:00Z), a date (2026-11-22, UTC midnight), or a duration ago (e.g. 30m, 2h, 1d)';
+  'an ISO-8601 time with a zone (e.g. 2026-11-22T10:00:00Z), a date (2026-11-22, UTC midnight), epoch milliseconds (13 digits, e.g. 1795341600000), or a duration ago (e.g. -2h, 30m, 1d)';
 
 // Date-only, or date and time with Z or an offset: a time without a zone would be read as local time.
 const ISO_TIME = /^\d{4}-\d{2}-\d{2}(?:T\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?:Z|[+-]\d{2}:\d{2}))?$/i;
@@ -69,8 +69,11 @@ export function parseTimeOption(text: string, nowMs: number): number | undefined
     const ms = Date.parse(trimmed.toUpperCase());
     return Number.isFinite(ms) ? ms : undefined;
   }
-  // A bare number is refused: it could be meant as epoch seconds, milliseconds, or a duration.
+  // Epoch milliseconds only with 13 digits (2001-2286): a 10-digit number is likely epoch seconds,
+  // a short one a duration without a unit; both are refused rather than guessed.
+  if (/^\d{13}$/.test(trimmed)) return Number(trimmed);
   if (!/[a-z]/i.test(trimmed)) return undefined;
-  const ago = parseDuration(trimmed);
+  // "-2h" and "2h" both mean two hours ago.
+  const ago = parseDuration(trimmed.startsWith('-') ? trimmed.slice(1) : trimmed);
   return ago === undefined ? undefined : nowMs - ago;
 }

@@ -12,16 +12,25 @@ describe('parseTimeOption', () => {
     expect(parseTimeOption('2026-11-22', now)).toBe(Date.UTC(2026, 10, 22));
   });
 
-  it('reads durations as that long before now', () => {
+  it('reads durations as that long before now, with or without a minus', () => {
     expect(parseTimeOption('2h', now)).toBe(now - 2 * 3_600_000);
+    expect(parseTimeOption('-2h', now)).toBe(now - 2 * 3_600_000);
     expect(parseTimeOption('1h30m', now)).toBe(now - 90 * 60_000);
     expect(parseTimeOption('1d', now)).toBe(now - 86_400_000);
   });
 
-  it('refuses local times, bare numbers and anything else', () => {
+  it('reads 13-digit numbers as epoch milliseconds', () => {
+    expect(parseTimeOption('1795341600000', now)).toBe(1_795_341_600_000);
+  });
+
+  it('refuses local times, other bare numbers (epoch seconds?) and anything else', () => {
     for (const bad of [
       '2026-11-22T10:00:00',
       '1763800000',
+      '17958000000000',
+      '90',
+      '--2h',
+      '-1795341600000',
       '',
       'yesterday',
       '2h ago',
