@@ -1,22 +1,39 @@
-# A Glue table over the change segments, for Athena (and other Glue-catalog readers).
+# Two Glue tables over the change segments, for Athena (and other Glue-catalog readers), with the
+# same columns and the same dt partition projection (infra/README.md says which to use when).
 #
 # Layout (src/changelog/layout.ts):
 #   <prefix>/<table>/data/dt=YYYY-MM-DD/window=YYYYMMDDTHHMMSSZ/s1-<id>.parquet
-# The table is partitioned by dt only, with partition projection: no crawler, no MSCK REPAIR, and a
-# query filtering on dt reads only those days. A dt partition's location holds the window=
-# folders; Athena reads every object under a partition's location. (window= is not a partition
-# column: projecting it would make Athena enumerate every window of every day.)
+#   <prefix>/<table>/symlinks/dt=YYYY-MM-DD/YYYYMMDDTHHMMSSZ.txt   one per sealed window
+# Both tables are partitioned by dt only, with partition projection: no crawler, no MSCK REPAIR,
+# and a query filtering on dt reads only those days. (window= is not a partition column:
+# projecting it would make Athena enumerate every window of every day.)
 #
-# The data/ folder holds every committed segment, including those of windows not sealed yet, and
-# may briefly hold orphans of failed commits (deleted after --orphan-grace), which repeat records
-# of committed segments. A plain SELECT therefore sees each change at least once, not exactly
-# once: de-duplicate by event_id (infra/README.md), or, for exactly-once reads of sealed windows,
-# read the window manifests (<table>/manifests/) and only the segments they list.
+# `segments` reads data/ directly: a dt partition's location holds the window= folders, and Athena
+# reads every object under it. That is every committed segment, including those of windows not
+# sealed yet, and orphans of failed commits until they are deleted (after --orphan-grace), which
+# repeat records of committed segments: each change at least once; de-duplicate by event_id.
+#
+# `sealed` reads symlinks/ with SymlinkTextInputFormat: each sealed window's symlink manifest lists
+# the s3:// URLs of exactly the segments its manifest lists (the sealer writes it before the
+# manifest), so it sees the sealed windows' committed changes exactly once, and nothing of windows
+# not sealed yet.
 
 locals {
   glue_enabled    = var.glue_database_name != null
   glue_table_name = coalesce(var.glue_table_name, lower(replace(var.table_name, "/[-.]/", "_")))
   data_location   = "s3://${var.bucket_name}/${local.object_prefix}${var.table_name}/data/"
+  # The sealed-windows table: the symlink manifests of sealed windows.
+  glue_sealed_table_name = coalesce(var.glue_sealed_table_name, "${local.glue_table_name}_sealed")
+  symlink_location       = "s3://${var.bucket_name}/${local.object_prefix}${var.table_name}/symlinks/"
+  # Partition projection on dt, the same for both tables; only the location template differs.
+  dt_projection = {
+    "projection.enabled"          = "true"
+    "projection.dt.type"          = "date"
+    "projection.dt.format"        = "yyyy-MM-dd"
+    "projection.dt.range"         = var.partition_projection_range
+    "projection.dt.interval"      = "1"
+    "projection.dt.interval.unit" = "DAYS"
+  }
 
   # The typed key columns, as src/changelog/arrowBatch.ts writes them: one per key attribute,
   # partition key first; S and N as strings (N keeps its exact decimal text), B as binary. An
@@ -62,20 +79,14 @@ resource "aws_glue_catalog_table" "segments" {
   count         = local.glue_enabled ? 1 : 0
   name          = local.glue_table_name
   database_name = aws_glue_catalog_database.changelog[0].name
-  description   = "dynamodb-changelog change segments of ${var.table_name} (at least once; see manifests for exactly-once)"
+  description   = "dynamodb-changelog change segments of ${var.table_name}, sealed or not (at least once; the _sealed table reads exactly once)"
   table_type    = "EXTERNAL_TABLE"
 
-  parameters = {
-    EXTERNAL                      = "TRUE"
-    classification                = "parquet"
-    "projection.enabled"          = "true"
-    "projection.dt.type"          = "date"
-    "projection.dt.format"        = "yyyy-MM-dd"
-    "projection.dt.range"         = var.partition_projection_range
-    "projection.dt.interval"      = "1"
-    "projection.dt.interval.unit" = "DAYS"
-    "storage.location.template"   = "${local.data_location}dt=$${dt}/"
-  }
+  parameters = merge(local.dt_projection, {
+    EXTERNAL                    = "TRUE"
+    classification              = "parquet"
+    "storage.location.template" = "${local.data_location}dt=$${dt}/"
+  })
 
   partition_keys {
     name    = "dt"
@@ -97,6 +108,47 @@ resource "aws_glue_catalog_table" "segments" {
       content {
         # Glue and Athena column names are lower case; Athena matches Parquet columns by name,
         # case-insensitively.
+        name    = lower(columns.value.name)
+        type    = columns.value.type
+        comment = columns.value.comment
+      }
+    }
+  }
+}
+
+resource "aws_glue_catalog_table" "sealed" {
+  count         = local.glue_enabled ? 1 : 0
+  name          = local.glue_sealed_table_name
+  database_name = aws_glue_catalog_database.changelog[0].name
+  description   = "dynamodb-changelog sealed windows of ${var.table_name}: exactly the segments their manifests list, each once (symlink manifests)"
+  table_type    = "EXTERNAL_TABLE"
+
+  parameters = merge(local.dt_projection, {
+    EXTERNAL                    = "TRUE"
+    classification              = "parquet"
+    "storage.location.template" = "${local.symlink_location}dt=$${dt}/"
+  })
+
+  partition_keys {
+    name    = "dt"
+    type    = "string"
+    comment = "UTC day of the window (YYYY-MM-DD)"
+  }
+
+  storage_descriptor {
+    location = local.symlink_location
+    # The objects under the location are text files of segment URLs; the rows come from the
+    # Parquet files they name, read with the Parquet SerDe.
+    input_format  = "org.apache.hadoop.hive.ql.io.SymlinkTextInputFormat"
+    output_format = "org.apache.hadoop.hive.ql.io.HiveIgnoreKeyTextOutputFormat"
+
+    ser_de_info {
+      serialization_library = "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe"
+    }
+
+    dynamic "columns" {
+      for_each = local.segment_columns
+      content {
         name    = lower(columns.value.name)
         type    = columns.value.type
         comment = columns.value.comment

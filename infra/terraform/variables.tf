@@ -83,6 +83,12 @@ variable "glue_table_name" {
   default     = null
 }
 
+variable "glue_sealed_table_name" {
+  description = "Glue table over the sealed windows' symlink manifests (exactly once). Default: the glue_table_name plus '_sealed'."
+  type        = string
+  default     = null
+}
+
 variable "partition_projection_range" {
   description = "Athena partition projection range of dt (yyyy-MM-dd or NOW-relative). Start it at the changelog's first day to keep queries without a dt filter cheap."
   type        = string

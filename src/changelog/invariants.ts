@@ -6,6 +6,7 @@ import {
   samePosition,
   TRIM_HORIZON,
 } from './sequenceNumber.js';
+import { symlinkManifestBody, symlinkManifestUrls } from './symlinkManifest.js';
 
 /**
  * The changelog's invariants, in ONE place. Each check returns the violations it finds (it does not
@@ -55,6 +56,10 @@ export const VIOLATION_KINDS = [
   'sequence-overlap',
   /** A segment of a shard that does not start right after the previous one, with no gap listed. */
   'sequence-discontinuity',
+  /** A version-1 manifest whose window has no symlink manifest (`<table>/symlinks/`). */
+  'symlink-missing',
+  /** A symlink manifest whose lines are not exactly the manifest's segment URLs, in its order, each once. */
+  'symlink-mismatch',
   /**
    * `--stream`: a record the stream still retains, which the manifests of the range must hold (see
    * read/streamAudit.ts for the rule), is in none of them and no listed gap covers it.
@@ -270,6 +275,79 @@ export class ShardChains {
     }
     return out;
   }
+}
+
+export interface SymlinkCheck {
+  manifest: Manifest;
+  manifestKey: string;
+  /** The window of the manifest's key (where the symlink manifest is looked for). */
+  windowStartMs: number;
+  symlinkKey: string;
+  /** The symlink manifest's bytes, or undefined when there is no object. */
+  body: Uint8Array | undefined;
+  /** The destination the segment URLs are relative to (`s3://bucket/prefix`, `file:///dir`). */
+  destinationUrl: string;
+}
+
+/** Examples a symlink finding names: enough to act on, short enough for one log line. */
+const SYMLINK_EXAMPLES = 3;
+
+/**
+ * A sealed window's symlink manifest (changelog/symlinkManifest.ts) exists and holds exactly the
+ * bytes the sealer writes for its manifest: its segment URLs, in its order, each once. What
+ * differs is named (URLs missing, URLs not in the manifest, repeats, order, a last line without
+ * `\n`), since Athena reads whatever the file lists.
+ */
+export function symlinkViolations(check: SymlinkCheck): Violation[] {
+  const { manifest, manifestKey, symlinkKey, body } = check;
+  const where = { key: symlinkKey, window: isoTime(check.windowStartMs) };
+  const expected = symlinkManifestUrls(manifest, check.destinationUrl);
+  if (body === undefined) {
+    return [
+      {
+        kind: 'symlink-missing',
+        message: `window ${where.window} has no symlink manifest at ${symlinkKey} (manifest ${manifestKey} lists ${expected.length} segment(s))`,
+        ...where,
+      },
+    ];
+  }
+  if (Buffer.from(body).equals(symlinkManifestBody(manifest, check.destinationUrl))) return [];
+
+  const text = new TextDecoder().decode(body);
+  const lines = text === '' ? [] : text.split('\n');
+  const unterminated = lines.length > 0 && lines.at(-1) !== '';
+  if (!unterminated) lines.pop();
+  const want = new Set(expected);
+  const seen = new Set<string>();
+  const repeated: string[] = [];
+  for (const line of lines) {
+    if (seen.has(line)) repeated.push(line);
+    seen.add(line);
+  }
+  const missing = expected.filter((url) => !seen.has(url));
+  const extra = [...seen].filter((line) => !want.has(line));
+  const differences: string[] = [];
+  const named = (what: string, items: string[]) => {
+    if (items.length === 0) return;
+    const shown = items.slice(0, SYMLINK_EXAMPLES).map((i) => JSON.stringify(i));
+    const more = items.length > SYMLINK_EXAMPLES ? ` and ${items.length - SYMLINK_EXAMPLES} more` : '';
+    differences.push(`${items.length} ${what}: ${shown.join(', ')}${more}`);
+  };
+  named('segment URL(s) of the manifest missing', missing);
+  named('line(s) that are no segment URL of the manifest', extra);
+  named('line(s) listed more than once', [...new Set(repeated)]);
+  if (differences.length === 0 && lines.join('\n') !== expected.join('\n')) {
+    differences.push("the segment URLs are in another order than the manifest's segments");
+  }
+  if (unterminated) differences.push('the last line has no newline');
+  if (differences.length === 0) differences.push(`its ${body.length} bytes differ from the expected text`);
+  return [
+    {
+      kind: 'symlink-mismatch',
+      message: `symlink manifest ${symlinkKey} does not list exactly the ${expected.length} segment(s) of manifest ${manifestKey}: ${differences.join('; ')}`,
+      ...where,
+    },
+  ];
 }
 
 /**

@@ -6,7 +6,9 @@ import { ChangelogError } from '../support/errors.js';
  * manifests list segment keys in this relative form, so a changelog can be copied elsewhere whole.
  *
  *   <table>/data/dt=YYYY-MM-DD/window=YYYYMMDDTHHMMSSZ/<segment-id>.parquet
- *   <table>/manifests/dt=YYYY-MM-DD/YYYYMMDDTHHMMSSZ.json
+ *   <table>/manifests/dt=YYYY-MM-DD/YYYYMMDDTHHMMSSZ.json        a window's manifest, version 1
+ *   <table>/manifests/dt=YYYY-MM-DD/YYYYMMDDTHHMMSSZ.v<N>.json   version N >= 2 (replay, compact)
+ *   <table>/symlinks/dt=YYYY-MM-DD/YYYYMMDDTHHMMSSZ.txt     (Athena/Glue symlink manifests)
  */
 
 export const DAY_MS = 86_400_000;
@@ -77,24 +79,69 @@ export function manifestPrefix(table: string): string {
   return `${table}/manifests/`;
 }
 
-export function manifestObjectKey(table: string, windowStartMs: number): string {
-  return `${manifestPrefix(table)}dt=${dtOf(windowStartMs)}/${windowId(windowStartMs)}.json`;
+/** A manifest key's parts: the window it seals and which version of the window's manifest it is. */
+export interface ManifestKeyParts {
+  windowStartMs: number;
+  /** 1 when the window is sealed; replay and compaction publish n+1 beside it (DESIGN.md). */
+  version: number;
 }
 
-/** The window start of a manifest key, or undefined when the key is not one. */
-export function parseManifestKey(table: string, key: string): number | undefined {
+/**
+ * The key of a window's manifest. Version 1 is `<windowId>.json`; version N >= 2 is
+ * `<windowId>.v<N>.json`, beside it, because a published manifest is never replaced. All versions
+ * of a window sort together, after the window's v1 and before the next window's keys.
+ */
+export function manifestObjectKey(table: string, windowStartMs: number, version = 1): string {
+  if (!Number.isSafeInteger(version) || version < 1) {
+    throw new ChangelogError(
+      `invalid manifest version ${version} for the window ${isoTime(windowStartMs)}: must be an integer >= 1`,
+      { retriable: false },
+    );
+  }
+  const suffix = version === 1 ? '' : `.v${version}`;
+  return `${manifestPrefix(table)}dt=${dtOf(windowStartMs)}/${windowId(windowStartMs)}${suffix}.json`;
+}
+
+/**
+ * The window start and version of a manifest key, or undefined when the key is not one. Only the
+ * spelling manifestObjectKey writes is accepted (no `.v1`, `.v0` or leading zeros), so each
+ * (window, version) has exactly one key.
+ */
+export function parseManifestKey(table: string, key: string): ManifestKeyParts | undefined {
   const prefix = manifestPrefix(table);
   if (!key.startsWith(prefix)) return undefined;
-  const m = /^dt=(\d{4}-\d{2}-\d{2})\/(\d{8}T\d{6}Z)\.json$/.exec(key.slice(prefix.length));
+  const m = /^dt=(\d{4}-\d{2}-\d{2})\/(\d{8}T\d{6}Z)(?:\.v([1-9]\d{0,15}))?\.json$/.exec(
+    key.slice(prefix.length),
+  );
   if (!m) return undefined;
-  const start = parseWindowId(m[2]!);
-  return start !== undefined && dtOf(start) === m[1] ? start : undefined;
+  const windowStartMs = parseWindowId(m[2]!);
+  if (windowStartMs === undefined || dtOf(windowStartMs) !== m[1]) return undefined;
+  if (m[3] === undefined) return { windowStartMs, version: 1 };
+  const version = Number(m[3]);
+  return version >= 2 && Number.isSafeInteger(version) ? { windowStartMs, version } : undefined;
 }
 
-/** A list `startAfter` that yields the manifests of windows starting at or after `startMs`. */
+/**
+ * A list `startAfter` that yields the manifests (every version) of windows starting at or after
+ * `startMs`.
+ */
 export function manifestStartAfter(table: string, startMs: number): string {
-  // Strictly after `...Z.jso` is exactly "at or after `...Z.json`" among manifest keys.
+  // Strictly after `...Z.jso` is exactly "at or after `...Z.json`" among manifest keys, and the
+  // window's other versions (`...Z.v2.json`) sort after that too.
   return manifestObjectKey(table, startMs).slice(0, -1);
+}
+
+export function symlinkPrefix(table: string): string {
+  assertTableName(table);
+  return `${table}/symlinks/`;
+}
+
+/**
+ * A sealed window's symlink manifest (one segment URL a line, for SymlinkTextInputFormat). Under
+ * its own `dt=` folders so a Glue table with partition projection on `dt` reads only those days.
+ */
+export function symlinkObjectKey(table: string, windowStartMs: number): string {
+  return `${symlinkPrefix(table)}dt=${dtOf(windowStartMs)}/${windowId(windowStartMs)}.txt`;
 }
 
 export interface SegmentIdInput {

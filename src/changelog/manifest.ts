@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { ChangelogError } from '../support/errors.js';
+import { parseJsonDocument } from './jsonDocument.js';
 import { isoTime } from './layout.js';
 
 /*
@@ -41,6 +41,13 @@ export const manifestSegmentSchema = z.strictObject({
   maxEventTime: isoDateTime,
   /** Rows whose event_time is before the window's start (they arrived after it was sealed). */
   lateRecords: z.number().int().nonnegative(),
+  /**
+   * The manifest version that first published the segment's rows, when not 1: a replay adds
+   * segments in version n+1 and keeps the others' value; a compaction merges only segments of the
+   * same value and keeps it. Incremental readers deliver, of a window they already delivered at
+   * version v, exactly the segments with addedInVersion > v.
+   */
+  addedInVersion: z.number().int().min(2).optional(),
   shards: z.array(manifestShardSchema).min(1),
 });
 
@@ -92,6 +99,8 @@ export interface SegmentFacts {
   minEventTimeMs: number;
   maxEventTimeMs: number;
   lateRecords: number;
+  /** The version that first published the rows, when not 1 (see manifestSegmentSchema). */
+  addedInVersion?: number | undefined;
   shards: readonly ManifestShard[];
 }
 
@@ -152,6 +161,7 @@ export function buildManifest(facts: ManifestFacts): Manifest {
       minEventTime: isoTime(s.minEventTimeMs),
       maxEventTime: isoTime(s.maxEventTimeMs),
       lateRecords: s.lateRecords,
+      ...(s.addedInVersion !== undefined && s.addedInVersion > 1 && { addedInVersion: s.addedInVersion }),
       shards: s.shards.map((h) => ({
         shardId: h.shardId,
         afterSequenceNumber: h.afterSequenceNumber,
@@ -202,6 +212,7 @@ export function serializeManifest(manifest: Manifest): Uint8Array {
         minEventTime: s.minEventTime,
         maxEventTime: s.maxEventTime,
         lateRecords: s.lateRecords,
+        ...(s.addedInVersion === undefined ? {} : { addedInVersion: s.addedInVersion }),
         shards: [...s.shards]
           .sort((a, b) => byString(a.shardId, b.shardId))
           .map((h) => ({
@@ -233,23 +244,5 @@ export function serializeManifest(manifest: Manifest): Uint8Array {
 
 /** Parses and validates manifest bytes; a bad manifest names the key and every problem. */
 export function parseManifest(bytes: Uint8Array, key: string): Manifest {
-  let json: unknown;
-  try {
-    json = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes));
-  } catch (error) {
-    throw new ChangelogError(`manifest ${key} is not valid JSON: ${(error as Error).message}`, {
-      key,
-      retriable: false,
-      cause: error,
-    });
-  }
-  const result = manifestSchema.safeParse(json);
-  if (!result.success) {
-    const problems = result.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`);
-    throw new ChangelogError(`manifest ${key} does not match the schema: ${problems.join('; ')}`, {
-      key,
-      retriable: false,
-    });
-  }
-  return result.data;
+  return parseJsonDocument(bytes, manifestSchema, 'manifest', key);
 }

@@ -43,6 +43,8 @@ const DESCRIPTIONS: Record<string, string> = {
   'segments[].minEventTime': 'Earliest event_time of the rows (ISO-8601 UTC).',
   'segments[].maxEventTime': 'Latest event_time of the rows (ISO-8601 UTC).',
   'segments[].lateRecords': 'Rows whose event_time is before the window start.',
+  'segments[].addedInVersion':
+    'The manifest version that first published the rows of the segment, when not 1 (absent: 1). A replay adds segments in version n+1 and keeps the value of the others; a compaction merges only segments of the same value and keeps it. An incremental reader that delivered the window at version v delivers exactly the segments with addedInVersion > v.',
   'segments[].shards':
     'Per source shard, the contiguous range of stream records the segment holds, sorted by shardId.',
   'segments[].shards[]': 'The records of one shard in the segment.',

@@ -1,10 +1,10 @@
-import { tableFromIPC, type Vector } from 'apache-arrow';
+import { type Table, tableFromIPC, type Vector } from 'apache-arrow';
 import { readParquet } from 'parquet-wasm/node';
 import { ChangelogError } from '../support/errors.js';
 
 /*
- * Reads change segments back (for `verify`). With parquetEncoder.ts, the only importer of the
- * Parquet library.
+ * Reads change segments back (for `verify` and the read side). With parquetEncoder.ts, the only
+ * importer of the Parquet library.
  *
  * parquet-wasm 0.8's synchronous readParquet ignores its `columns` option, and its async reader
  * (which honours it) never settles its promise when the decoder traps on corrupt data. So this
@@ -27,6 +27,34 @@ export interface SegmentFooter {
   rowGroups: number;
 }
 
+/**
+ * A column chunk's statistics as the writer stored them: min/max are the plain-encoded bytes (the
+ * UTF-8 text of a string column, the bytes of a binary one). A writer may truncate long values; a
+ * truncated min is still a lower bound and a truncated max an upper bound, but not a value of the
+ * column, which the exact flags say.
+ */
+export interface ColumnStatistics {
+  min?: Uint8Array;
+  max?: Uint8Array;
+  /** False when the writer said min is not a value of the column (truncated); undefined when unsaid. */
+  minExact?: boolean;
+  maxExact?: boolean;
+  nullCount?: number;
+}
+
+export interface RowGroupMetadata {
+  rows: number;
+  /** Statistics by column path (`path_in_schema` joined with `.`); absent when not written. */
+  statistics: Map<string, ColumnStatistics>;
+}
+
+export interface SegmentMetadata {
+  rows: number;
+  rowGroups: RowGroupMetadata[];
+  /** The footer's key/value metadata (the encoder writes one `dynamodb_changelog` entry). */
+  keyValueMetadata: Map<string, string>;
+}
+
 const MAGIC = [0x50, 0x41, 0x52, 0x31]; // "PAR1"
 
 function malformed(key: string, why: string, cause?: unknown): ChangelogError {
@@ -42,6 +70,16 @@ function malformed(key: string, why: string, cause?: unknown): ChangelogError {
  * through the wasm module, whose metadata reader is async and has the same hang-on-trap problem.
  */
 export function readSegmentFooter(bytes: Uint8Array, key = '(segment)'): SegmentFooter {
+  const metadata = readSegmentMetadata(bytes, key);
+  return { rows: metadata.rows, rowGroups: metadata.rowGroups.length };
+}
+
+/**
+ * The footer with what readers prune on: per row group its row count and its column chunks'
+ * min/max statistics (Statistics min_value/max_value, else the deprecated min/max), and the
+ * key/value metadata. Reads no page.
+ */
+export function readSegmentMetadata(bytes: Uint8Array, key = '(segment)'): SegmentMetadata {
   const n = bytes.length;
   const hasMagic = (at: number) => MAGIC.every((b, i) => bytes[at + i] === b);
   if (n < 12 || !hasMagic(0) || !hasMagic(n - 4)) throw malformed(key, 'no PAR1 magic at both ends');
@@ -51,27 +89,151 @@ export function readSegmentFooter(bytes: Uint8Array, key = '(segment)'): Segment
     throw malformed(key, `footer length ${footerLength} exceeds the file (${n} bytes)`);
   const reader = new CompactReader(bytes, n - 8 - footerLength, n - 8, key);
   let rows: number | undefined;
-  let rowGroups: number | undefined;
-  // FileMetaData: 3 = num_rows (i64), 4 = row_groups (list<RowGroup>); everything else is skipped.
-  let fieldId = 0;
-  for (;;) {
-    const header = reader.fieldHeader(fieldId);
-    if (header === undefined) break;
-    fieldId = header.id;
-    if (header.id === 3 && header.type === T_I64) {
+  let rowGroups: RowGroupMetadata[] | undefined;
+  const keyValueMetadata = new Map<string, string>();
+  // FileMetaData: 3 = num_rows (i64), 4 = row_groups (list<RowGroup>), 5 = key_value_metadata
+  // (list<KeyValue>); everything else is skipped.
+  reader.struct(0, (id, type) => {
+    if (id === 3 && type === T_I64) {
       rows = reader.zigzag();
-    } else if (header.id === 4 && header.type === T_LIST) {
-      const list = reader.listHeader();
-      rowGroups = list.size;
-      for (let i = 0; i < list.size; i++) reader.skip(list.elementType, 1, true);
+    } else if (id === 4 && type === T_LIST) {
+      rowGroups = reader.list(T_STRUCT, () => readRowGroup(reader));
+    } else if (id === 5 && type === T_LIST) {
+      reader.list(T_STRUCT, () => {
+        let k: string | undefined;
+        let v: string | undefined;
+        reader.struct(1, (fid, ftype) => {
+          if (fid === 1 && ftype === T_BINARY) k = reader.text();
+          else if (fid === 2 && ftype === T_BINARY) v = reader.text();
+          else return false;
+          return true;
+        });
+        if (k !== undefined && v !== undefined) keyValueMetadata.set(k, v);
+      });
     } else {
-      reader.skip(header.type, 0, false);
+      return false;
     }
-  }
+    return true;
+  });
   if (rows === undefined || rows < 0 || rowGroups === undefined) {
     throw malformed(key, 'the footer has no row count or no row groups');
   }
-  return { rows, rowGroups };
+  return { rows, rowGroups, keyValueMetadata };
+}
+
+/** RowGroup: 1 = columns (list<ColumnChunk>), 3 = num_rows. */
+function readRowGroup(reader: CompactReader): RowGroupMetadata {
+  const group: RowGroupMetadata = { rows: -1, statistics: new Map() };
+  reader.struct(1, (id, type) => {
+    if (id === 1 && type === T_LIST) {
+      reader.list(T_STRUCT, () => {
+        // ColumnChunk: 3 = meta_data (ColumnMetaData).
+        reader.struct(2, (cid, ctype) => {
+          if (cid !== 3 || ctype !== T_STRUCT) return false;
+          let path: string[] | undefined;
+          let statistics: ColumnStatistics | undefined;
+          // ColumnMetaData: 3 = path_in_schema (list<string>), 12 = statistics (Statistics).
+          reader.struct(3, (mid, mtype) => {
+            if (mid === 3 && mtype === T_LIST) path = reader.list(T_BINARY, () => reader.text());
+            else if (mid === 12 && mtype === T_STRUCT) statistics = readStatistics(reader);
+            else return false;
+            return true;
+          });
+          if (path !== undefined && statistics !== undefined)
+            group.statistics.set(path.join('.'), statistics);
+          return true;
+        });
+      });
+    } else if (id === 3 && type === T_I64) {
+      group.rows = reader.zigzag();
+    } else {
+      return false;
+    }
+    return true;
+  });
+  if (group.rows < 0) reader.fail('a row group without num_rows');
+  return group;
+}
+
+/**
+ * Statistics: 1 = max, 2 = min (deprecated), 3 = null_count, 5 = max_value, 6 = min_value,
+ * 7 = is_max_value_exact, 8 = is_min_value_exact. min_value/max_value win over the deprecated pair.
+ */
+function readStatistics(reader: CompactReader): ColumnStatistics {
+  let max: Uint8Array | undefined;
+  let min: Uint8Array | undefined;
+  let maxValue: Uint8Array | undefined;
+  let minValue: Uint8Array | undefined;
+  const out: ColumnStatistics = {};
+  reader.struct(4, (id, type) => {
+    if (type === T_BINARY && (id === 1 || id === 2 || id === 5 || id === 6)) {
+      const value = reader.binary();
+      if (id === 1) max = value;
+      else if (id === 2) min = value;
+      else if (id === 5) maxValue = value;
+      else minValue = value;
+    } else if (id === 3 && type === T_I64) {
+      out.nullCount = reader.zigzag();
+    } else if ((id === 7 || id === 8) && (type === T_TRUE || type === T_FALSE)) {
+      if (id === 7) out.maxExact = type === T_TRUE;
+      else out.minExact = type === T_TRUE;
+    } else {
+      return false;
+    }
+    return true;
+  });
+  const lower = minValue ?? min;
+  const upper = maxValue ?? max;
+  if (lower !== undefined) out.min = lower;
+  if (upper !== undefined) out.max = upper;
+  return out;
+}
+
+export interface SegmentTableOptions {
+  /** Only these row groups, in this order (default: all, in file order). */
+  rowGroups?: readonly number[];
+}
+
+/** One decoded row group as an Arrow table (the schema carries the stored field metadata). */
+export interface SegmentRowGroup {
+  rowGroup: number;
+  table: Table;
+}
+
+/**
+ * Decodes the segment one row group at a time into Arrow tables. Throws a ChangelogError naming
+ * `key` when the bytes are not Parquet, a requested row group does not exist, or (reading them
+ * all) the row groups do not add up to the footer.
+ */
+export function* readSegmentTables(
+  bytes: Uint8Array,
+  key = '(segment)',
+  options: SegmentTableOptions = {},
+): Generator<SegmentRowGroup> {
+  const footer = readSegmentFooter(bytes, key);
+  const groups = options.rowGroups ?? Array.from({ length: footer.rowGroups }, (_, i) => i);
+  for (const group of groups) {
+    if (!Number.isInteger(group) || group < 0 || group >= footer.rowGroups) {
+      throw malformed(
+        key,
+        `it has no row group ${group} (it has ${footer.rowGroups}: 0 to ${footer.rowGroups - 1})`,
+      );
+    }
+  }
+  let rows = 0;
+  for (const group of groups) {
+    let table: Table;
+    try {
+      table = tableFromIPC(readParquet(bytes, { rowGroups: [group] }).intoIPCStream());
+    } catch (error) {
+      throw malformed(key, `row group ${group}: ${(error as Error).message ?? String(error)}`, error);
+    }
+    rows += table.numRows;
+    yield { rowGroup: group, table };
+  }
+  if (options.rowGroups === undefined && rows !== footer.rows) {
+    throw malformed(key, `its footer says ${footer.rows} rows but its row groups hold ${rows}`);
+  }
 }
 
 /**
@@ -83,26 +245,14 @@ export function* readSegmentBatches(
   columns: readonly string[],
   key = '(segment)',
 ): Generator<SegmentBatch> {
-  const footer = readSegmentFooter(bytes, key);
-  let rows = 0;
-  for (let group = 0; group < footer.rowGroups; group++) {
-    let table: ReturnType<typeof tableFromIPC>;
-    try {
-      table = tableFromIPC(readParquet(bytes, { rowGroups: [group] }).intoIPCStream());
-    } catch (error) {
-      throw malformed(key, `row group ${group}: ${(error as Error).message ?? String(error)}`, error);
-    }
+  for (const { table } of readSegmentTables(bytes, key)) {
     const batch: SegmentBatch = { rows: table.numRows, columns: {} };
     for (const name of columns) {
       const vector = table.getChild(name);
       if (vector === null) throw malformed(key, `it has no column ${JSON.stringify(name)}`);
       batch.columns[name] = cells(vector);
     }
-    rows += table.numRows;
     yield batch;
-  }
-  if (rows !== footer.rows) {
-    throw malformed(key, `its footer says ${footer.rows} rows but its row groups hold ${rows}`);
   }
 }
 
@@ -165,7 +315,7 @@ class CompactReader {
     private readonly key: string,
   ) {}
 
-  private fail(why: string): never {
+  fail(why: string): never {
     throw malformed(this.key, `corrupt footer at byte ${this.pos}: ${why}`);
   }
 
@@ -197,6 +347,45 @@ class CompactReader {
     if (b === 0) return undefined;
     const delta = b >> 4;
     return { id: delta === 0 ? this.zigzag() : previousId + delta, type: b & 0x0f };
+  }
+
+  /** A binary field's bytes (a copy: the caller may keep it after the file is gone). */
+  binary(): Uint8Array {
+    const length = this.varint();
+    if (length > this.end - this.pos) this.fail(`binary of ${length} bytes past the end`);
+    const out = this.bytes.slice(this.pos, this.pos + length);
+    this.pos += length;
+    return out;
+  }
+
+  text(): string {
+    return new TextDecoder().decode(this.binary());
+  }
+
+  /**
+   * Walks a struct's fields: `field` reads the value of the ones it knows and returns true;
+   * every other field is skipped. Booleans are in the field header (T_TRUE/T_FALSE), no value.
+   */
+  struct(depth: number, field: (id: number, type: number) => boolean): void {
+    if (depth > MAX_DEPTH) this.fail('nested too deeply');
+    let id = 0;
+    for (;;) {
+      const header = this.fieldHeader(id);
+      if (header === undefined) return;
+      id = header.id;
+      if (!field(header.id, header.type)) this.skip(header.type, depth + 1, false);
+    }
+  }
+
+  /** A list whose elements are `elementType`, each read by `element`; another type is corrupt. */
+  list<T>(elementType: number, element: () => T): T[] {
+    const header = this.listHeader();
+    if (header.size > 0 && header.elementType !== elementType) {
+      this.fail(`a list of type ${header.elementType} where ${elementType} was expected`);
+    }
+    const out: T[] = [];
+    for (let i = 0; i < header.size; i++) out.push(element());
+    return out;
   }
 
   listHeader(): { size: number; elementType: number } {

@@ -6,11 +6,13 @@ import {
   isoTime,
   manifestObjectKey,
   parseWindowId,
+  symlinkObjectKey,
   windowDataPrefix,
   windowId,
   windowStartOf,
 } from '../changelog/layout.js';
 import { buildManifest, type Manifest, parseManifest, serializeManifest } from '../changelog/manifest.js';
+import { symlinkManifestBody } from '../changelog/symlinkManifest.js';
 import {
   DEFAULTS,
   type LeaseConfig,
@@ -66,9 +68,10 @@ export interface SealerOptions {
  * A cycle: compute the watermark from the shard leases; CLOSE every window whose end + allowed
  * lateness is at or below it (one conditional write of `closedThroughMs`; from then on, commits
  * to those windows fail their ConditionCheck); SEAL closed windows in order: read their registry
- * items, check per-shard contiguity, write the manifest (create-only, deterministic bytes: a
- * retry writes the same object), then advance `sealedThroughMs`; DELETE orphan objects of sealed
- * windows (not in the manifest, older than the grace period), a bounded batch per cycle.
+ * items, check per-shard contiguity, write the symlink manifest, then the manifest (create-only,
+ * deterministic bytes: a retry writes the same objects), then advance `sealedThroughMs`; DELETE
+ * orphan objects of sealed windows (not in the manifest, older than the grace period), a bounded
+ * batch per cycle.
  */
 export class Sealer {
   private readonly o: SealerOptions;
@@ -248,7 +251,14 @@ export class Sealer {
         gaps: windowGaps,
       });
       checkSealable(manifest, key, start);
-      await this.o.store.putIfAbsent(key, serializeManifest(manifest), {
+      const manifestBytes = serializeManifest(manifest);
+      // The symlink manifest (Athena/Glue) goes first, so a visible manifest always has one. It
+      // lists the segments in the published manifest's (canonical) order; its bytes are a function
+      // of the manifest and the destination, so a repeated seal gets 'exists'.
+      const symlinkKey = symlinkObjectKey(this.o.table, start);
+      const symlinkBody = symlinkManifestBody(parseManifest(manifestBytes, key), this.o.store.url);
+      await this.o.store.putIfAbsent(symlinkKey, symlinkBody, { contentType: 'text/plain', signal });
+      await this.o.store.putIfAbsent(key, manifestBytes, {
         contentType: 'application/json',
         signal,
       });
@@ -270,7 +280,7 @@ export class Sealer {
         lateRecords: manifest.lateRecordCount,
         complete: manifest.complete,
       };
-      this.log.info({ window: windowId(start), ...event }, 'window sealed');
+      this.log.info({ window: windowId(start), ...event, symlink: symlinkKey }, 'window sealed');
       if (!manifest.complete) {
         this.log.error(
           { window: windowId(start), gaps: manifest.gaps },

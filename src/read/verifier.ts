@@ -1,11 +1,12 @@
 import {
   manifestViolations,
   ShardChains,
+  symlinkViolations,
   type Violation,
   type ViolationKind,
   windowShapeViolations,
 } from '../changelog/invariants.js';
-import { isoTime, windowDataPrefix, windowSizeProblem } from '../changelog/layout.js';
+import { isoTime, symlinkObjectKey, windowDataPrefix, windowSizeProblem } from '../changelog/layout.js';
 import {
   type Manifest,
   type ManifestGap,
@@ -16,7 +17,7 @@ import { readSegmentBatches } from '../changelog/parquetDecoder.js';
 import { compareSequenceNumbers } from '../changelog/sequenceNumber.js';
 import { assertValidKey, type ObjectStore, sha256Checksum } from '../coordination/objectStore.js';
 import { ChangelogError } from '../support/errors.js';
-import { listManifests } from './manifestReader.js';
+import { listWindows } from './manifestReader.js';
 import {
   type SegmentRow,
   StreamAudit,
@@ -83,8 +84,9 @@ interface FileShard {
 }
 
 /**
- * Checks the sealed windows in a range against the changelog's invariants and reports every
- * violation found (it does not stop at the first). Reads each listed segment once, one at a time;
+ * Checks the sealed windows in a range (each window's highest manifest version, as readers see
+ * it) against the changelog's invariants and reports every violation found (it does not stop at
+ * the first). Reads each listed segment once, one at a time;
  * what it keeps across segments is the event ids seen and one entry per segment and shard.
  * Store errors (other than a missing object) are thrown: a verify that could not read is no verdict.
  * With `stream`, it also keeps every row's identity (event id, sequence number, op, keys) and then
@@ -131,7 +133,7 @@ class Verification {
 
   async run(): Promise<VerifyReport> {
     const { store, table, sinceMs, untilMs, signal } = this.options;
-    for await (const listing of listManifests(store, table, { sinceMs, untilMs, signal })) {
+    for await (const listing of listWindows(store, table, { sinceMs, untilMs, signal })) {
       const window = isoTime(listing.windowStartMs);
       this.windowStarts.push(listing.windowStartMs);
       this.report.windows++;
@@ -205,6 +207,26 @@ class Verification {
       await this.checkSegmentObject(segment, window, startMs);
       this.progress(segment.key);
     }
+    await this.checkSymlink(key, keyStartMs, manifest);
+  }
+
+  /** The window's symlink manifest (Athena/Glue) lists exactly the manifest's segments. */
+  private async checkSymlink(manifestKey: string, windowStartMs: number, manifest: Manifest): Promise<void> {
+    // The sealer writes a symlink for version 1 only. Later versions (replay, compaction) will
+    // manage the window's symlink themselves, so comparing it with them would be a false finding.
+    if (manifest.version > 1) return;
+    const symlinkKey = symlinkObjectKey(this.options.table, windowStartMs);
+    const body = await this.options.store.get(symlinkKey, this.options.signal);
+    this.report.violations.push(
+      ...symlinkViolations({
+        manifest,
+        manifestKey,
+        windowStartMs,
+        symlinkKey,
+        body,
+        destinationUrl: this.options.store.url,
+      }),
+    );
   }
 
   /** Every window of the range has the size of the first one (each window's own size: invariants). */

@@ -113,6 +113,42 @@ export class StreamError extends ChangelogError {
   }
 }
 
+/** What a reader found wrong in changelog data it relies on (see ChangelogIntegrityError). */
+export type IntegrityProblem =
+  /** A segment's rows are not in key-then-sequence-number order. */
+  | 'unsorted-segment'
+  /** Two rows of one item carry one sequence number: a record is in the changelog twice. */
+  | 'duplicate-sequence-number'
+  /** The same row (segment, event id, op) was handed over twice: a reader bug, not the data's. */
+  | 'row-read-twice'
+  /** A row whose key column or sequence number is missing or not what its type allows. */
+  | 'invalid-row';
+
+/**
+ * Changelog data breaks an assumption a reader relies on, so any answer built on it would be wrong.
+ * Never retried: the same objects fail the same way. `context.key` is the first segment named.
+ */
+export class ChangelogIntegrityError extends ChangelogError {
+  readonly problem: IntegrityProblem;
+  /** The segment object(s) involved, relative to the destination. */
+  readonly segmentKeys: readonly string[];
+  /** The item's key attributes (DynamoDB JSON), when the problem is about one item. */
+  readonly itemKeys: string | undefined;
+
+  constructor(
+    problem: IntegrityProblem,
+    message: string,
+    details: { segmentKeys: readonly string[]; itemKeys?: string } & ChangelogErrorOptions,
+  ) {
+    const { segmentKeys, itemKeys, ...options } = details;
+    super(message, { key: segmentKeys[0], ...options, retriable: false });
+    this.name = 'ChangelogIntegrityError';
+    this.problem = problem;
+    this.segmentKeys = segmentKeys;
+    this.itemKeys = itemKeys;
+  }
+}
+
 /** Invalid configuration: lists every problem at once. */
 export class ConfigError extends ChangelogError {
   readonly issues: readonly string[];

@@ -1,14 +1,22 @@
 import { ChangeBuffer } from '../../src/changelog/changeBuffer.js';
 import { parseKeySchema } from '../../src/changelog/keySchema.js';
-import { isoTime, manifestObjectKey, segmentId, segmentObjectKey } from '../../src/changelog/layout.js';
+import {
+  isoTime,
+  manifestObjectKey,
+  segmentId,
+  segmentObjectKey,
+  symlinkObjectKey,
+} from '../../src/changelog/layout.js';
 import {
   MANIFEST_FORMAT_VERSION,
   type Manifest,
   type ManifestGap,
   type ManifestSegment,
+  parseManifest,
   serializeManifest,
 } from '../../src/changelog/manifest.js';
 import { encodeSegment } from '../../src/changelog/segmentEncoder.js';
+import { symlinkManifestBody } from '../../src/changelog/symlinkManifest.js';
 import { decodeGetRecordsResponse } from '../../src/changelog/wireRecordDecoder.js';
 import { type ObjectStore, sha256Checksum } from '../../src/coordination/objectStore.js';
 import { generateRecords, getRecordsResponse, type WireRecord } from './streamRecords.js';
@@ -216,8 +224,27 @@ export async function writeChangelog(store: ObjectStore, spec: ChangelogSpec): P
   for (const window of spec.windows) await writeManifest(store, window.manifest);
 }
 
+/** Writes a manifest as the sealer does: a version 1 manifest's symlink manifest first. */
 export async function writeManifest(store: ObjectStore, manifest: Manifest): Promise<string> {
-  const key = manifestObjectKey(manifest.table, Date.parse(manifest.window.start));
+  const windowStartMs = Date.parse(manifest.window.start);
+  if (manifest.version === 1) await writeSymlink(store, manifest.table, windowStartMs, manifest);
+  const key = manifestObjectKey(manifest.table, windowStartMs, manifest.version);
   await store.putIfAbsent(key, serializeManifest(manifest), { contentType: 'application/json' });
+  return key;
+}
+
+/**
+ * Writes the symlink manifest the sealer writes for `manifest` into the window `windowStartMs`: its
+ * segments in the published (serialized, key-sorted) manifest's order.
+ */
+export async function writeSymlink(
+  store: ObjectStore,
+  table: string,
+  windowStartMs: number,
+  manifest: Manifest,
+): Promise<string> {
+  const key = symlinkObjectKey(table, windowStartMs);
+  const published = parseManifest(serializeManifest(manifest), key);
+  await store.putIfAbsent(key, symlinkManifestBody(published, store.url), { contentType: 'text/plain' });
   return key;
 }

@@ -3,7 +3,7 @@ import { isoTime } from '../../changelog/layout.js';
 import type { ObjectStore } from '../../coordination/objectStore.js';
 import type { SealedWindow } from '../../coordination/pipelineObserver.js';
 import { latestPerKeyClause, sqlIdentifier, sqlString } from '../../read/latestStateSql.js';
-import { listManifests, readManifest } from '../../read/manifestReader.js';
+import { listWindows, readManifest } from '../../read/manifestReader.js';
 import type { MetricsSnapshot } from '../metrics.js';
 import type { ProducerCounts } from './demoProducer.js';
 import { formatCount, formatElapsed, formatMegabytes } from './statusView.js';
@@ -104,8 +104,8 @@ export async function readSealedWindows(
   signal?: AbortSignal,
 ): Promise<SealedWindowOnDisk[]> {
   const out: SealedWindowOnDisk[] = [];
-  for await (const listing of listManifests(store, table, { sinceMs: 0, signal })) {
-    const manifest = await readManifest(store, listing.key, signal);
+  for await (const listing of listWindows(store, table, { sinceMs: 0, signal })) {
+    const manifest = await readManifest(store, listing.key, { signal });
     out.push({
       manifestKey: listing.key,
       windowStartMs: listing.windowStartMs,

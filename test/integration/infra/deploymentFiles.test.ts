@@ -4,6 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { parseRunConfig, RUN_OPTIONS } from '../../../src/app/runConfig.js';
 import { segmentSchema } from '../../../src/changelog/arrowBatch.js';
 import { FIXED_COLUMNS, parseKeySchema } from '../../../src/changelog/keySchema.js';
+import { dataPrefix, symlinkObjectKey, symlinkPrefix } from '../../../src/changelog/layout.js';
 import { LEASE_PARTITION_KEY, LEASE_SORT_KEY } from '../../../src/coordination/leaseTable.js';
 import { parseDuration } from '../../../src/support/duration.js';
 import { REPO_ROOT } from '../../helpers/awsCallRecorder.js';
@@ -17,6 +18,22 @@ const read = (...parts: string[]) => readFileSync(path.join(REPO_ROOT, 'infra', 
 const KNOWN_ENV = new Set([...Object.values(RUN_OPTIONS).map((o) => o.env), 'AWS_REGION']);
 const METRICS_PORT = Number(RUN_OPTIONS.metricsPort.default);
 const SHUTDOWN_MS = parseDuration(RUN_OPTIONS.shutdownTimeout.default)!;
+
+/** Each `resource "aws_glue_catalog_table" "<name>"` block of a Terraform file, by name. */
+function glueTables(tf: string): Record<string, string> {
+  const tables: Record<string, string> = {};
+  for (const m of tf.matchAll(/^resource "aws_glue_catalog_table" "(\w+)" \{\n([\s\S]*?)^\}$/gm)) {
+    tables[m[1]!] = m[2]!;
+  }
+  return tables;
+}
+
+/** A Terraform string with an object key prefix of src/changelog/layout.ts, the table as the variable. */
+function tfLocation(prefix: (table: string) => string): string {
+  // biome-ignore lint/suspicious/noTemplateCurlyInString: Terraform interpolation
+  const table = '${var.table_name}';
+  return `"s3://\${var.bucket_name}/\${local.object_prefix}${prefix('orders').replace(/^orders\//, `${table}/`)}"`;
+}
 
 /** The flat `data:` map of a ConfigMap. */
 function configMapData(yaml: string): Record<string, string> {
@@ -108,5 +125,48 @@ describe('infra/ deployment files', () => {
       .fields.filter((f) => f.name !== 'pk')
       .map((f) => `${f.name}:${hive[String(f.type)] ?? String(f.type)}`);
     expect(declared).toEqual(fromSchema);
+  });
+  it('declare a second Glue table over the symlink manifests: same columns and dt projection, exactly once', () => {
+    const tf = read('terraform', 'glue.tf');
+    const tables = glueTables(tf);
+    expect(Object.keys(tables).sort()).toEqual(['sealed', 'segments']);
+    for (const [name, block] of Object.entries(tables)) {
+      // Both tables declare the one column list the test above checks against the segment schema,
+      // in the same way, and the same dt partition and projection.
+      const columns = /dynamic "columns" \{\s*for_each = ([\w.]+)\s*content \{([^}]*)\}/.exec(block);
+      expect(columns?.[1], name).toBe('local.segment_columns');
+      expect(
+        columns?.[2]
+          ?.replace(/\s*#.*$/gm, '')
+          .replace(/\s+/g, ' ')
+          .trim(),
+        name,
+      ).toBe('name = lower(columns.value.name) type = columns.value.type comment = columns.value.comment');
+      expect(block, name).toContain('parameters = merge(local.dt_projection, {');
+      expect(block, name).toMatch(/partition_keys \{\s*name\s*= "dt"\s*type\s*= "string"/);
+      expect(block, name).toContain(
+        'serialization_library = "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe"',
+      );
+    }
+    expect(tf).toMatch(/"projection\.dt\.format"\s*= "yyyy-MM-dd"/);
+
+    // Where src/changelog/layout.ts writes: data/ for the segments, symlinks/ for the sealed windows.
+    expect(tf).toContain(`data_location   = ${tfLocation(dataPrefix)}`);
+    expect(tf).toContain(`symlink_location       = ${tfLocation(symlinkPrefix)}`);
+    expect(symlinkObjectKey('orders', Date.UTC(2026, 10, 22, 10, 5))).toBe(
+      `${symlinkPrefix('orders')}dt=2026-11-22/20261122T100500Z.txt`,
+    );
+    const { segments, sealed } = tables as { segments: string; sealed: string };
+    expect(segments).toContain('location      = local.data_location');
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: Terraform interpolation
+    expect(segments).toContain('"storage.location.template" = "${local.data_location}dt=$${dt}/"');
+    expect(sealed).toContain('location = local.symlink_location');
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: Terraform interpolation
+    expect(sealed).toContain('"storage.location.template" = "${local.symlink_location}dt=$${dt}/"');
+    expect(sealed).toContain('input_format  = "org.apache.hadoop.hive.ql.io.SymlinkTextInputFormat"');
+    expect(sealed).toContain('output_format = "org.apache.hadoop.hive.ql.io.HiveIgnoreKeyTextOutputFormat"');
+    expect(segments).toContain(
+      'input_format  = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat"',
+    );
   });
 });

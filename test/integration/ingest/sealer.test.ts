@@ -4,6 +4,8 @@ import {
   isoTime,
   manifestObjectKey,
   manifestPrefix,
+  symlinkObjectKey,
+  symlinkPrefix,
   windowDataPrefix,
   windowStartOf,
 } from '../../../src/changelog/layout.js';
@@ -117,6 +119,21 @@ async function manifestKeys(store: ObjectStore, table: string): Promise<string[]
   const keys: string[] = [];
   for await (const o of store.list(manifestPrefix(table))) keys.push(o.key);
   return keys;
+}
+
+async function symlinkKeys(store: ObjectStore, table: string): Promise<string[]> {
+  const keys: string[] = [];
+  for await (const o of store.list(symlinkPrefix(table))) keys.push(o.key);
+  return keys;
+}
+
+/** The lines of a window's symlink manifest (every line ends with a newline). */
+async function symlinkLines(store: ObjectStore, table: string, startMs: number): Promise<string[]> {
+  const bytes = await store.get(symlinkObjectKey(table, startMs));
+  if (!bytes) throw new Error(`no symlink manifest for ${isoTime(startMs)}`);
+  const text = new TextDecoder().decode(bytes);
+  expect(text === '' || text.endsWith('\n')).toBe(true);
+  return text === '' ? [] : text.slice(0, -1).split('\n');
 }
 
 async function readManifest(store: ObjectStore, table: string, startMs: number) {
@@ -247,6 +264,18 @@ describe('Sealer on DynamoDB Local', () => {
     // Every committed record is in exactly one manifest.
     const listed = [w0, w1, w2].flatMap((m) => m.segments.map((x) => x.key));
     expect(listed.sort()).toEqual(commits.map((c) => c.key).sort());
+    // Each sealed window's symlink manifest lists the file URLs of exactly its manifest's segments,
+    // in the manifest's order; the empty window's is empty.
+    expect(await symlinkKeys(e.store, e.table)).toEqual(
+      [0, 1, 2].map((n) => symlinkObjectKey(e.table, W(n))),
+    );
+    for (const [n, m] of [w0, w1, w2].entries()) {
+      expect(await symlinkLines(e.store, e.table, W(n))).toEqual(
+        m.segments.map((x) => `${e.store.url}/${x.key}`),
+      );
+    }
+    expect(await symlinkLines(e.store, e.table, W(1))).toEqual([]);
+    expect(new URL((await symlinkLines(e.store, e.table, W(0)))[0]!).protocol).toBe('file:');
 
     // After the close, a shard's rows of a closed window go to the first open one, as late rows.
     const later = makeCommitter(e, 'worker-a');
@@ -323,6 +352,17 @@ describe('Sealer on DynamoDB Local', () => {
       'created',
       'created',
     ]);
+    // Each symlink manifest went just before its manifest; the re-seal found window 0's in place.
+    expect(store.puts.filter((p) => !p.key.includes('/data/'))).toEqual([
+      { key: symlinkObjectKey(e.table, W(0)), outcome: 'created' },
+      { key: manifestObjectKey(e.table, W(0)), outcome: 'lost' },
+      { key: symlinkObjectKey(e.table, W(0)), outcome: 'exists' },
+      { key: manifestObjectKey(e.table, W(0)), outcome: 'exists' },
+      { key: symlinkObjectKey(e.table, W(1)), outcome: 'created' },
+      { key: manifestObjectKey(e.table, W(1)), outcome: 'created' },
+      { key: symlinkObjectKey(e.table, W(2)), outcome: 'created' },
+      { key: manifestObjectKey(e.table, W(2)), outcome: 'created' },
+    ]);
     const again = await readManifest(e.store, e.table, W(0));
     expect(Buffer.from(again.bytes)).toEqual(Buffer.from(first.bytes));
     expect(again.manifest.sealedAt).toBe(isoTime(WALL)); // when it was closed, not re-sealed
@@ -383,8 +423,9 @@ describe('Sealer on DynamoDB Local', () => {
     expect(String(failure)).toMatch(
       /refusing to seal window 20260115T100100Z: shard shard-x is not contiguous/,
     );
-    // Window 0 was sealed, window 1 was not; the state says so.
+    // Window 0 was sealed, window 1 was not (not even its symlink manifest); the state says so.
     expect(await manifestKeys(e.store, e.table)).toEqual([manifestObjectKey(e.table, W(0))]);
+    expect(await symlinkKeys(e.store, e.table)).toEqual([symlinkObjectKey(e.table, W(0))]);
     expect(await e.registry.getState()).toMatchObject({ closedThroughMs: W(2), sealedThroughMs: W(1) });
 
     // The running sealer logs the refusal every cycle and writes nothing.
@@ -487,6 +528,7 @@ describe('Sealer on DynamoDB Local', () => {
     expect(s1.seals).toEqual([]);
     expect(await e.registry.getState()).toEqual(state);
     expect(await manifestKeys(e.store, e.table)).toEqual([]);
+    expect(await symlinkKeys(e.store, e.table)).toEqual([]);
     // Its next renewal finds the lease gone.
     clock1 += 1000;
     await s1.manageLease();

@@ -2,7 +2,12 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { isoTime, manifestObjectKey, segmentObjectKey } from '../../../src/changelog/layout.js';
+import {
+  isoTime,
+  manifestObjectKey,
+  segmentObjectKey,
+  symlinkObjectKey,
+} from '../../../src/changelog/layout.js';
 import type { ManifestGap } from '../../../src/changelog/manifest.js';
 import { LocalObjectStore } from '../../../src/coordination/localObjectStore.js';
 import { sha256Checksum } from '../../../src/coordination/objectStore.js';
@@ -18,6 +23,7 @@ import {
   WINDOW_MS,
   writeChangelog,
   writeManifest,
+  writeSymlink,
 } from '../../helpers/changelogFixtures.js';
 
 const W = (i: number) => FIRST_WINDOW_MS + i * WINDOW_MS;
@@ -344,6 +350,7 @@ describe('verifyChangelog', () => {
 
   it('reports a manifest whose window is not the one in its key, or of another size', async () => {
     await writeManifest(store, buildManifest(W(0), []));
+    await writeSymlink(store, TABLE, W(1), buildManifest(W(5), []));
     await store.putIfAbsent(
       manifestObjectKey(TABLE, W(1)),
       new TextEncoder().encode(JSON.stringify(buildManifest(W(5), []))),
@@ -355,6 +362,7 @@ describe('verifyChangelog', () => {
   });
 
   it('reports a manifest of another table', async () => {
+    await writeSymlink(store, TABLE, W(0), buildManifest(W(0), []));
     await store.putIfAbsent(
       manifestObjectKey(TABLE, W(0)),
       new TextEncoder().encode(JSON.stringify(buildManifest(W(0), [], { table: 'invoices' }))),
@@ -402,5 +410,64 @@ describe('verifyChangelog', () => {
     const report = await verify();
     expect(kinds(report)).toEqual(['segment-key', 'duplicate-segment', 'sequence-overlap']);
     expect(report.violations[1]!.key).toBe(spec.windows[0]!.segments[0]!.key);
+  });
+  describe('symlink manifests (Athena/Glue)', () => {
+    const symlink = (n: number) => symlinkObjectKey(TABLE, W(n));
+    const url = (key: string) => `${store.url}/${key}`;
+
+    it('accepts each window’s symlink listing exactly its segments, and an empty one for an empty window', async () => {
+      const spec = buildChangelogSpec({ layout: [[[SHARD_A, SHARD_B]], [], [[SHARD_A], [SHARD_B]]] });
+      await writeChangelog(store, spec);
+      expect((await verify()).violations).toEqual([]);
+      expect((await store.get(symlink(1)))?.byteLength).toBe(0);
+      const lines = new TextDecoder().decode(await store.get(symlink(2))).split('\n');
+      expect(lines).toEqual([...spec.windows[2]!.manifest.segments.map((s) => url(s.key)).sort(), '']);
+    });
+
+    it('reports a window whose symlink manifest is missing', async () => {
+      await writeChangelog(store, buildChangelogSpec());
+      await store.delete([symlink(1)]);
+      const report = await verify();
+      expect(report.violations).toEqual([
+        {
+          kind: 'symlink-missing',
+          message: `window ${isoTime(W(1))} has no symlink manifest at ${symlink(1)} (manifest ${manifestObjectKey(TABLE, W(1))} lists 2 segment(s))`,
+          key: symlink(1),
+          window: isoTime(W(1)),
+        },
+      ]);
+    });
+
+    it('reports a symlink manifest that lists other segments than the manifest, naming them', async () => {
+      const spec = buildChangelogSpec();
+      await writeChangelog(store, spec);
+      // Window 1's symlink lists one of its segments and an orphan (what a plain data/ listing would add).
+      const [kept, dropped] = spec.windows[1]!.manifest.segments.map((s) => s.key).sort();
+      const orphan = segmentObjectKey(TABLE, W(1), 's1-orphan');
+      await store.delete([symlink(1)]);
+      await store.putIfAbsent(symlink(1), new TextEncoder().encode(`${url(kept!)}\n${url(orphan)}\n`));
+      // Window 2's lists its one segment twice.
+      const once = url(spec.windows[2]!.manifest.segments[0]!.key);
+      await store.delete([symlink(2)]);
+      await store.putIfAbsent(symlink(2), new TextEncoder().encode(`${once}\n${once}\n`));
+      const report = await verify();
+      expect(report.violations.map((v) => [v.kind, v.key, v.window])).toEqual([
+        ['symlink-mismatch', symlink(1), isoTime(W(1))],
+        ['symlink-mismatch', symlink(2), isoTime(W(2))],
+      ]);
+      expect(report.violations[0]!.message).toBe(
+        `symlink manifest ${symlink(1)} does not list exactly the 2 segment(s) of manifest ${manifestObjectKey(TABLE, W(1))}: 1 segment URL(s) of the manifest missing: "${url(dropped!)}"; 1 line(s) that are no segment URL of the manifest: "${url(orphan)}"`,
+      );
+      expect(report.violations[1]!.message).toMatch(/: 1 line\(s\) listed more than once: ".*"$/);
+    });
+
+    it('does not check the symlink of a window whose highest manifest is version 2 or later', async () => {
+      const spec = buildChangelogSpec({ layout: [[[SHARD_A, SHARD_B]]] });
+      await writeChangelog(store, spec);
+      await store.delete([symlink(0)]);
+      expect(kinds(await verify())).toEqual(['symlink-missing']);
+      await writeManifest(store, { ...spec.windows[0]!.manifest, version: 2 });
+      expect((await verify()).violations).toEqual([]);
+    });
   });
 });

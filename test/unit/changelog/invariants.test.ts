@@ -4,8 +4,10 @@ import {
   ShardChains,
   sealRefusal,
   sealViolations,
+  symlinkViolations,
 } from '../../../src/changelog/invariants.js';
 import { buildManifest, type Manifest, type SegmentFacts } from '../../../src/changelog/manifest.js';
+import { symlinkManifestBody } from '../../../src/changelog/symlinkManifest.js';
 import { W, WINDOW_MS } from '../../helpers/commitFixtures.js';
 
 const ARN = 'arn:aws:dynamodb:us-east-1:123456789012:table/orders/stream/2026-01-01T00:00:00.000';
@@ -101,5 +103,84 @@ describe('invariants', () => {
     expect(sealRefusal(W(1), violations)).toMatch(
       /^refusing to seal window 20260115T100100Z: shard s1 is not contiguous: a ends at 9 before it starts at 10; shard s1 is not contiguous: a starts at 10, not after 10$/,
     );
+  });
+});
+
+describe('symlinkViolations', () => {
+  const DEST = 's3://bucket/changelog';
+  const m = manifest(W(0), [
+    segment('orders/data/a.parquet', 's1', 'TRIM_HORIZON', '10', '20'),
+    segment('orders/data/b.parquet', 's2', 'TRIM_HORIZON', '10', '20'),
+  ]);
+  const url = (name: string) => `${DEST}/orders/data/${name}.parquet`;
+  const check = (body: Uint8Array | string | undefined) =>
+    symlinkViolations({
+      manifest: m,
+      manifestKey: 'mk',
+      windowStartMs: W(0),
+      symlinkKey: 'sk',
+      body: typeof body === 'string' ? new TextEncoder().encode(body) : body,
+      destinationUrl: DEST,
+    });
+  const message = (body: string) => {
+    const found = check(body);
+    expect(found.map((v) => [v.kind, v.key, v.window])).toEqual([
+      ['symlink-mismatch', 'sk', '2026-01-15T10:00:00.000Z'],
+    ]);
+    return found[0]!.message;
+  };
+
+  it('finds nothing when the object is what the sealer writes', () => {
+    expect(check(symlinkManifestBody(m, DEST))).toEqual([]);
+    expect(check(`${url('a')}\n${url('b')}\n`)).toEqual([]);
+  });
+
+  it('reports a missing symlink manifest, naming the window and the manifest', () => {
+    expect(check(undefined)).toEqual([
+      {
+        kind: 'symlink-missing',
+        message:
+          'window 2026-01-15T10:00:00.000Z has no symlink manifest at sk (manifest mk lists 2 segment(s))',
+        key: 'sk',
+        window: '2026-01-15T10:00:00.000Z',
+      },
+    ]);
+  });
+
+  it('names what differs: missing and extra URLs, repeats, order, the last newline', () => {
+    expect(message(`${url('a')}\n${url('c')}\n`)).toBe(
+      `symlink manifest sk does not list exactly the 2 segment(s) of manifest mk: 1 segment URL(s) of the manifest missing: "${url('b')}"; 1 line(s) that are no segment URL of the manifest: "${url('c')}"`,
+    );
+    expect(message(`${url('a')}\n${url('b')}\n${url('a')}\n`)).toMatch(
+      /: 1 line\(s\) listed more than once: ".*a\.parquet"$/,
+    );
+    expect(message(`${url('b')}\n${url('a')}\n`)).toMatch(
+      /: the segment URLs are in another order than the manifest's segments$/,
+    );
+    expect(message(`${url('a')}\n${url('b')}`)).toMatch(/: the last line has no newline$/);
+    // Another destination (a copied changelog) lists other URLs: every line differs.
+    expect(message(`s3://other/orders/data/a.parquet\n${url('b')}\n`)).toMatch(
+      /1 segment URL\(s\) of the manifest missing: .*; 1 line\(s\) that are no segment URL/,
+    );
+    expect(message('')).toMatch(
+      /: 2 segment URL\(s\) of the manifest missing: "[^"]+a\.parquet", "[^"]+b\.parquet"$/,
+    );
+  });
+
+  it('expects an empty file for an empty window', () => {
+    const empty = manifest(W(0), []);
+    const run = (body: string) =>
+      symlinkViolations({
+        manifest: empty,
+        manifestKey: 'mk',
+        windowStartMs: W(0),
+        symlinkKey: 'sk',
+        body: new TextEncoder().encode(body),
+        destinationUrl: DEST,
+      }).map((v) => v.message);
+    expect(run('')).toEqual([]);
+    expect(run('\n')).toEqual([
+      'symlink manifest sk does not list exactly the 0 segment(s) of manifest mk: 1 line(s) that are no segment URL of the manifest: ""',
+    ]);
   });
 });

@@ -13,6 +13,8 @@ import {
   SEGMENT_ID_PREFIX,
   segmentId,
   segmentObjectKey,
+  symlinkObjectKey,
+  symlinkPrefix,
   tableOfStreamArn,
   windowDataPrefix,
   windowId,
@@ -119,7 +121,10 @@ describe('object keys', () => {
     fc.assert(
       fc.property(times, (t) => {
         const s = Math.floor(t / 1000) * 1000;
-        expect(parseManifestKey('orders', manifestObjectKey('orders', s))).toBe(s);
+        expect(parseManifestKey('orders', manifestObjectKey('orders', s))).toEqual({
+          windowStartMs: s,
+          version: 1,
+        });
       }),
     );
   });
@@ -150,6 +155,104 @@ describe('object keys', () => {
     const nextDay = manifestObjectKey('orders', Date.UTC(2026, 10, 23, 0, 0));
     expect(compareKeys(lateKey, manifestStartAfter('orders', Date.UTC(2026, 10, 23)))).toBeLessThan(0);
     expect(compareKeys(nextDay, manifestStartAfter('orders', Date.UTC(2026, 10, 23)))).toBeGreaterThan(0);
+  });
+});
+
+describe('manifest versions', () => {
+  const start = Date.UTC(2026, 10, 22, 10, 5);
+  const versions = fc.integer({ min: 1, max: Number.MAX_SAFE_INTEGER });
+
+  it('keeps version 1 at <windowId>.json and puts version N beside it as <windowId>.v<N>.json', () => {
+    expect(manifestObjectKey('orders', start, 1)).toBe(
+      'orders/manifests/dt=2026-11-22/20261122T100500Z.json',
+    );
+    expect(manifestObjectKey('orders', start, 2)).toBe(
+      'orders/manifests/dt=2026-11-22/20261122T100500Z.v2.json',
+    );
+    expect(manifestObjectKey('orders', start, 10)).toBe(
+      'orders/manifests/dt=2026-11-22/20261122T100500Z.v10.json',
+    );
+    for (const bad of [0, -1, 1.5, Number.NaN]) {
+      expect(() => manifestObjectKey('orders', start, bad)).toThrow(
+        new RegExp(`invalid manifest version ${bad} .*must be an integer >= 1`),
+      );
+    }
+  });
+
+  it('parses every version back, and only the spelling it writes', () => {
+    fc.assert(
+      fc.property(times, versions, (t, version) => {
+        const s = Math.floor(t / 1000) * 1000;
+        expect(parseManifestKey('orders', manifestObjectKey('orders', s, version))).toEqual({
+          windowStartMs: s,
+          version,
+        });
+      }),
+    );
+    const at = (name: string) => parseManifestKey('orders', `orders/manifests/dt=2026-11-22/${name}`);
+    expect(at('20261122T100500Z.v2.json')).toEqual({ windowStartMs: start, version: 2 });
+    // v1 is spelled without a suffix; v0, leading zeros and other spellings are no manifest keys.
+    for (const bad of [
+      '20261122T100500Z.v1.json',
+      '20261122T100500Z.v0.json',
+      '20261122T100500Z.v02.json',
+      '20261122T100500Z.v.json',
+      '20261122T100500Z.V2.json',
+      '20261122T100500Z.v2.JSON',
+      '20261122T100500Z.v-2.json',
+      '20261122T100500Z.v2.5.json',
+      '20261122T100500Z.v99999999999999999.json',
+      '20261122T100500Z.v2.json.tmp',
+    ]) {
+      expect(at(bad), bad).toBeUndefined();
+    }
+  });
+
+  it('sorts all versions of a window together, v1 first, before the next window', () => {
+    const keys = [start, start + 300_000].flatMap((s) =>
+      [1, 2, 9, 10, 11, 100].map((v) => manifestObjectKey('orders', s, v)),
+    );
+    const sorted = [...keys].sort(compareKeys);
+    const parsed = sorted.map((k) => parseManifestKey('orders', k)!);
+    // Windows in time order, each window's versions adjacent, v1 at the head of its run.
+    expect(parsed.map((p) => p.windowStartMs)).toEqual([
+      ...Array(6).fill(start),
+      ...Array(6).fill(start + 300_000),
+    ]);
+    expect(parsed[0]!.version).toBe(1);
+    expect(parsed[6]!.version).toBe(1);
+    // As text, v10 sorts before v9: readers compare versions as numbers.
+    expect(sorted.slice(0, 6).map((k) => parseManifestKey('orders', k)!.version)).toEqual([
+      1, 10, 100, 11, 2, 9,
+    ]);
+  });
+
+  it('startAfter lists every version of the first window and nothing of the one before', () => {
+    const before = start - 300_000;
+    const keys = [before, start].flatMap((s) => [1, 2, 10].map((v) => manifestObjectKey('orders', s, v)));
+    const after = manifestStartAfter('orders', start);
+    expect(keys.filter((k) => compareKeys(k, after) > 0)).toEqual(
+      [1, 2, 10].map((v) => manifestObjectKey('orders', start, v)),
+    );
+  });
+});
+
+describe('symlink manifest keys', () => {
+  it('sit under <table>/symlinks/dt=YYYY-MM-DD/<windowId>.txt, next to the manifests', () => {
+    const start = Date.UTC(2026, 10, 22, 10, 5);
+    expect(symlinkPrefix('orders')).toBe('orders/symlinks/');
+    expect(symlinkObjectKey('orders', start)).toBe('orders/symlinks/dt=2026-11-22/20261122T100500Z.txt');
+    // The last window of a day is in that day's partition (what Glue's dt projection reads).
+    expect(symlinkObjectKey('orders', Date.UTC(2026, 10, 22, 23, 55))).toBe(
+      'orders/symlinks/dt=2026-11-22/20261122T235500Z.txt',
+    );
+    expect(() => symlinkObjectKey('a/b', start)).toThrow(/invalid table name "a\/b"/);
+  });
+
+  it('sort by time, like the manifests', () => {
+    const starts = [0, 1, 2, 3].map((i) => Date.UTC(2026, 10, 22, 23, 50) + i * 300_000);
+    const keys = starts.map((s) => symlinkObjectKey('orders', s));
+    expect([...keys].sort(compareKeys)).toEqual(keys);
   });
 });
 

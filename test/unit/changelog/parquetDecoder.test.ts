@@ -6,6 +6,8 @@ import {
   readSegmentBatches,
   readSegmentColumns,
   readSegmentFooter,
+  readSegmentMetadata,
+  readSegmentTables,
 } from '../../../src/changelog/parquetDecoder.js';
 import { encodeSegment } from '../../../src/changelog/segmentEncoder.js';
 import { decodeGetRecordsResponse } from '../../../src/changelog/wireRecordDecoder.js';
@@ -72,6 +74,45 @@ describe('readSegmentColumns', () => {
     expect(all.rows).toBe(250);
     expect(all.columns.event_id).toEqual(batches.flatMap((b) => b.columns.event_id));
     expect(new Set(all.columns.event_id).size).toBe(250);
+  });
+});
+
+describe('readSegmentMetadata', () => {
+  it('reads the key-column statistics of each row group: the min and max of its rows, exact', () => {
+    const bytes = segmentOf(250, 100);
+    const metadata = readSegmentMetadata(bytes);
+    expect(metadata.rows).toBe(250);
+    expect(metadata.rowGroups.map((g) => g.rows)).toEqual([100, 100, 50]);
+    const text = (b: Uint8Array | undefined) => Buffer.from(b!).toString('utf8');
+    const groups = [...readSegmentBatches(bytes, ['pk', 'sk'])];
+    for (const [i, group] of metadata.rowGroups.entries()) {
+      for (const column of ['pk', 'sk']) {
+        const values = (groups[i]!.columns[column] as string[]).map((v) => Buffer.from(v, 'utf8'));
+        const sorted = values.sort(Buffer.compare);
+        const stats = group.statistics.get(column)!;
+        expect(text(stats.min), `${column} ${i}`).toBe(sorted[0]!.toString('utf8'));
+        expect(text(stats.max), `${column} ${i}`).toBe(sorted.at(-1)!.toString('utf8'));
+        expect(stats).toMatchObject({ minExact: true, maxExact: true, nullCount: 0 });
+      }
+      // The encoder writes no statistics for the large JSON columns.
+      expect(group.statistics.has('new_image')).toBe(false);
+    }
+    expect(JSON.parse(metadata.keyValueMetadata.get('dynamodb_changelog')!)).toMatchObject({
+      key_schema: 'pk:S,sk:N',
+    });
+  });
+
+  it('decodes only the row groups asked for, and names one that does not exist', () => {
+    const bytes = segmentOf(250, 100);
+    expect(
+      [...readSegmentTables(bytes, 'k', { rowGroups: [2, 0] })].map((g) => [g.rowGroup, g.table.numRows]),
+    ).toEqual([
+      [2, 50],
+      [0, 100],
+    ]);
+    expect(thrown(() => [...readSegmentTables(bytes, 'k', { rowGroups: [3] })]).message).toBe(
+      'segment k is not a readable Parquet change segment: it has no row group 3 (it has 3: 0 to 2)',
+    );
   });
 });
 

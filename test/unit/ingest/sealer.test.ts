@@ -3,12 +3,14 @@ import {
   isoTime,
   manifestObjectKey,
   manifestPrefix,
+  symlinkObjectKey,
+  symlinkPrefix,
   windowDataPrefix,
 } from '../../../src/changelog/layout.js';
 import { buildManifest, parseManifest } from '../../../src/changelog/manifest.js';
 import { TRIM_HORIZON } from '../../../src/changelog/sequenceNumber.js';
 import type { Lease } from '../../../src/coordination/lease.js';
-import { sha256Checksum } from '../../../src/coordination/objectStore.js';
+import { type PutResult, sha256Checksum } from '../../../src/coordination/objectStore.js';
 import { combineObservers, type SealedWindow } from '../../../src/coordination/pipelineObserver.js';
 import type {
   GapRecord,
@@ -417,6 +419,122 @@ describe('Sealer (in-memory registry and store)', () => {
     await t.store.putIfAbsent(`${windowDataPrefix(TABLE, W(1))}orphan.parquet`, new Uint8Array([1]));
     await t.lead();
     await expect(t.sealer.cycle()).rejects.toThrow(/sealed window 20260115T100100Z has no manifest/);
+  });
+});
+
+/** Records every put of the store in order, with its outcome; `crash` makes a put throw. */
+function recordPuts(store: MemoryObjectStore) {
+  const puts: { key: string; outcome: PutResult['outcome'] | 'crashed' }[] = [];
+  const state: { crash?: (key: string) => 'before' | 'after' | undefined } = {};
+  const inner = store.putIfAbsent.bind(store);
+  store.putIfAbsent = async (key, body) => {
+    const crash = state.crash?.(key);
+    if (crash === 'before') {
+      puts.push({ key, outcome: 'crashed' });
+      throw new ChangelogError(`PUT ${key}: worker died (injected)`, { retriable: false });
+    }
+    const result = await inner(key, body);
+    puts.push({ key, outcome: crash === 'after' ? 'crashed' : result.outcome });
+    if (crash === 'after')
+      throw new ChangelogError(`PUT ${key}: answer lost (injected)`, { retriable: false });
+    return result;
+  };
+  return { puts, state };
+}
+
+const text = (bytes: Uint8Array | undefined) => new TextDecoder().decode(bytes);
+
+describe('Sealer: symlink manifests for Athena/Glue', () => {
+  const sym = (n: number) => symlinkObjectKey(TABLE, W(n));
+  const man = (n: number) => manifestObjectKey(TABLE, W(n));
+
+  it('writes each window’s symlink manifest before its manifest, listing exactly its segments', async () => {
+    const t = setup();
+    const { puts } = recordPuts(t.store);
+    t.registry.state = { ...state(W(0)), closedThroughMs: W(2) };
+    t.registry.segments = [
+      segment(W(0), 's1-b', [entry('shard-b', TRIM_HORIZON, seq(2, 1), seq(2, 2))]),
+      segment(W(0), 's1-a', [entry('shard-a', TRIM_HORIZON, seq(1, 1), seq(1, 2))]),
+    ];
+    await t.lead();
+    await t.sealer.cycle();
+
+    // Window 1 holds nothing but comes after the first manifest: an empty manifest, an empty symlink.
+    expect(puts.filter((p) => !p.key.includes('/data/'))).toEqual([
+      { key: sym(0), outcome: 'created' },
+      { key: man(0), outcome: 'created' },
+      { key: sym(1), outcome: 'created' },
+      { key: man(1), outcome: 'created' },
+    ]);
+    const manifest = parseManifest((await t.store.get(man(0)))!, man(0));
+    expect(manifest.segments).toHaveLength(2);
+    // The store's URL is `memory://`: the segment URLs are `memory:///<key>`, in the manifest's order.
+    expect(text(await t.store.get(sym(0)))).toBe(
+      manifest.segments.map((s) => `memory:///${s.key}\n`).join(''),
+    );
+    expect(
+      text(await t.store.get(sym(0)))
+        .split('\n')
+        .slice(0, -1)
+        .sort(),
+    ).toEqual(t.registry.segments.map((s) => `memory:///${s.key}`).sort());
+    expect((await t.store.get(sym(1)))?.byteLength).toBe(0);
+    expect(
+      t.logger.lines.filter((l) => l.message === 'window sealed').map((l) => l.details['symlink']),
+    ).toEqual([sym(0), sym(1)]);
+    // The observer's event is unchanged.
+    expect(t.seals[0]).toEqual({
+      windowStartMs: W(0),
+      key: man(0),
+      records: 2,
+      segments: 2,
+      gaps: 0,
+      lateRecords: 0,
+      complete: true,
+    });
+  });
+
+  it('a seal retried after a crash between the symlink and the manifest writes the same symlink (exists)', async () => {
+    const t = setup();
+    const { puts, state: faults } = recordPuts(t.store);
+    t.registry.state = { ...state(W(0)), closedThroughMs: W(1) };
+    t.registry.segments = [segment(W(0), 's1-a', [entry('shard-a', TRIM_HORIZON, seq(1, 1), seq(1, 2))])];
+    await t.lead();
+    faults.crash = (key) => (key === man(0) ? 'before' : undefined);
+    await expect(t.sealer.cycle()).rejects.toThrow(/worker died/);
+    const symlink = Buffer.from((await t.store.get(sym(0)))!);
+    expect(await t.store.get(man(0))).toBeUndefined();
+    expect(t.registry.state?.sealedThroughMs).toBe(W(0));
+
+    // The manifest's write lands but its answer is lost: the next try sees both objects already there.
+    faults.crash = (key) => (key === man(0) ? 'after' : undefined);
+    await expect(t.sealer.cycle()).rejects.toThrow(/answer lost/);
+    faults.crash = undefined;
+    await t.sealer.cycle();
+    expect(puts).toEqual([
+      { key: sym(0), outcome: 'created' },
+      { key: man(0), outcome: 'crashed' },
+      { key: sym(0), outcome: 'exists' },
+      { key: man(0), outcome: 'crashed' },
+      { key: sym(0), outcome: 'exists' },
+      { key: man(0), outcome: 'exists' },
+    ]);
+    expect(Buffer.from((await t.store.get(sym(0)))!)).toEqual(symlink);
+    expect(t.registry.state?.sealedThroughMs).toBe(W(1));
+    expect(t.seals.map((s) => s.windowStartMs)).toEqual([W(0)]);
+  });
+
+  it('writes no symlink for the empty windows before the first manifest, nor for unsealed windows', async () => {
+    const t = setup();
+    t.registry.state = { ...state(W(-2)), closedThroughMs: W(1) };
+    t.registry.segments = [
+      segment(W(0), 's1-a', [entry('shard-a', TRIM_HORIZON, seq(1, 1), seq(1, 2))]),
+      segment(W(5), 's1-late', [entry('shard-a', seq(1, 2), seq(1, 3), seq(1, 4))]),
+    ];
+    await t.lead();
+    await t.sealer.cycle();
+    const symlinks = [...t.store.objects.keys()].filter((k) => k.startsWith(symlinkPrefix(TABLE)));
+    expect(symlinks).toEqual([sym(0)]);
   });
 });
 

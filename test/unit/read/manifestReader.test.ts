@@ -6,9 +6,10 @@ import { manifestObjectKey } from '../../../src/changelog/layout.js';
 import { serializeManifest } from '../../../src/changelog/manifest.js';
 import { LocalObjectStore } from '../../../src/coordination/localObjectStore.js';
 import type { ListOptions, ObjectInfo, ObjectStore } from '../../../src/coordination/objectStore.js';
-import { listManifests, readManifest } from '../../../src/read/manifestReader.js';
+import { listManifests, listWindows, readManifest } from '../../../src/read/manifestReader.js';
 import { ChangelogError } from '../../../src/support/errors.js';
 import { buildManifest, TABLE } from '../../helpers/changelogFixtures.js';
+import { MemoryObjectStore } from '../../helpers/memoryObjectStore.js';
 
 const HOUR = 3_600_000;
 // Four hourly windows across midnight: 22:00, 23:00, 00:00, 01:00.
@@ -56,7 +57,7 @@ describe('manifestReader', () => {
     expect(await starts(STARTS[3]! + 1)).toEqual([]);
     const listed = await collect(listManifests(store, TABLE, { sinceMs: STARTS[2]!, untilMs: STARTS[3]! }));
     expect(listed).toEqual([
-      { key: 'orders/manifests/dt=2026-11-23/20261123T000000Z.json', windowStartMs: STARTS[2] },
+      { key: 'orders/manifests/dt=2026-11-23/20261123T000000Z.json', windowStartMs: STARTS[2], version: 1 },
     ]);
   });
 
@@ -89,5 +90,74 @@ describe('manifestReader', () => {
     await expect(readManifest(store, `${TABLE}/manifests/dt=2026-11-22/README.txt`)).rejects.toThrow(
       /is not valid JSON/,
     );
+  });
+});
+
+describe('manifest versions', () => {
+  const versionOf = (start: number, version: number) =>
+    serializeManifest({ ...buildManifest(start, [], { windowMs: HOUR }), version });
+
+  async function storeWith(versions: Record<number, number[]>): Promise<MemoryObjectStore> {
+    const memory = new MemoryObjectStore();
+    for (const [i, list] of Object.entries(versions)) {
+      const start = STARTS[Number(i)]!;
+      for (const v of list) await memory.putIfAbsent(manifestObjectKey(TABLE, start, v), versionOf(start, v));
+    }
+    return memory;
+  }
+
+  it('listWindows yields each window once, with its highest version, oldest first', async () => {
+    const memory = await storeWith({ 0: [1], 1: [1, 2, 3], 2: [1, 2], 3: [1] });
+    expect(await collect(listWindows(memory, TABLE, { sinceMs: 0 }))).toEqual([
+      { key: manifestObjectKey(TABLE, STARTS[0]!), windowStartMs: STARTS[0], version: 1 },
+      { key: manifestObjectKey(TABLE, STARTS[1]!, 3), windowStartMs: STARTS[1], version: 3 },
+      { key: manifestObjectKey(TABLE, STARTS[2]!, 2), windowStartMs: STARTS[2], version: 2 },
+      { key: manifestObjectKey(TABLE, STARTS[3]!), windowStartMs: STARTS[3], version: 1 },
+    ]);
+    // listManifests is the raw listing: every version, in key order.
+    expect((await collect(listManifests(memory, TABLE, { sinceMs: 0 }))).map((l) => l.version)).toEqual([
+      1, 1, 2, 3, 1, 2, 1,
+    ]);
+    // The range applies to windows: a window's versions are all in it or all out of it.
+    expect(await collect(listWindows(memory, TABLE, { sinceMs: STARTS[1]!, untilMs: STARTS[2]! }))).toEqual([
+      { key: manifestObjectKey(TABLE, STARTS[1]!, 3), windowStartMs: STARTS[1], version: 3 },
+    ]);
+  });
+
+  it('compares versions as numbers: v10 after v9, whatever the key order', async () => {
+    const memory = await storeWith({ 0: [1, 9, 10], 1: [2, 1, 11, 3] });
+    const windows = await collect(listWindows(memory, TABLE, { sinceMs: 0 }));
+    expect(windows.map((w) => [w.windowStartMs, w.version])).toEqual([
+      [STARTS[0], 10],
+      [STARTS[1], 11],
+    ]);
+    expect(windows[0]!.key).toBe('orders/manifests/dt=2026-11-22/20261122T220000Z.v10.json');
+  });
+
+  it('reads a version and checks that it is the manifest its key names', async () => {
+    const memory = await storeWith({ 0: [1, 2] });
+    const v2 = manifestObjectKey(TABLE, STARTS[0]!, 2);
+    expect((await readManifest(memory, v2)).version).toBe(2);
+    // Another window's manifest, a v1 under a v3 key, and another table's, each named with both values.
+    const moved = manifestObjectKey(TABLE, STARTS[1]!);
+    await memory.putIfAbsent(moved, versionOf(STARTS[0]!, 1));
+    await expect(readManifest(memory, moved)).rejects.toThrow(
+      `manifest ${moved} is not the manifest its key names: it has window.start 2026-11-22T22:00:00.000Z (the key's is 2026-11-22T23:00:00.000Z)`,
+    );
+    const v3 = manifestObjectKey(TABLE, STARTS[0]!, 3);
+    await memory.putIfAbsent(v3, versionOf(STARTS[0]!, 1));
+    await expect(readManifest(memory, v3)).rejects.toThrow(/it has version 1 \(the key's is 3\)/);
+    const other = manifestObjectKey('orders2', STARTS[0]!);
+    await memory.putIfAbsent(other, versionOf(STARTS[0]!, 1));
+    await expect(readManifest(memory, other)).rejects.toThrow(
+      /it has table "orders" \(the key's is "orders2"\)/,
+    );
+    // An explicit expectation wins over the key.
+    await expect(
+      readManifest(memory, v2, { expect: { table: TABLE, windowStartMs: STARTS[0]!, version: 3 } }),
+    ).rejects.toThrow(/version 2 \(the key's is 3\)/);
+    const error = await readManifest(memory, v3).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(ChangelogError);
+    expect((error as ChangelogError).context.key).toBe(v3);
   });
 });

@@ -1,0 +1,36 @@
+/** What a change row says happened (DESIGN.md "Ops"): stream ops, then replay's snapshot and net rows. */
+export type ChangeOp = 'INSERT' | 'MODIFY' | 'REMOVE' | 'SNAPSHOT' | 'NET';
+
+export const CHANGE_OPS: readonly ChangeOp[] = ['INSERT', 'MODIFY', 'REMOVE', 'SNAPSHOT', 'NET'];
+
+/**
+ * One row of a change segment as the read side hands it out: the segment's columns (DESIGN.md
+ * "Parquet change segment columns") with images kept as the stored DynamoDB JSON text, byte for
+ * byte, and where the row was read from.
+ */
+export interface ChangeRow {
+  eventId: string;
+  op: ChangeOp;
+  /** ApproximateCreationDateTime, epoch milliseconds (UTC). */
+  eventTimeMs: number;
+  /** Decimal digits as the stream gave them; compare with compareSequenceNumbers. */
+  sequenceNumber: string;
+  shardId: string;
+  /** The item's key attributes, DynamoDB JSON text. */
+  keys: string;
+  /** DynamoDB JSON text, or null (no new image: a REMOVE, or a KEYS_ONLY/OLD_IMAGE stream). */
+  newImage: string | null;
+  oldImage: string | null;
+  sizeBytes: number;
+  /** A REMOVE done by TTL. */
+  ttlDelete: boolean;
+  /**
+   * The typed key columns by Parquet column name (keyColumnName): S and N as their text, B as
+   * base64 of the bytes.
+   */
+  keyColumns: Record<string, string>;
+  /** The window the row was committed in (a late row's window starts after its event time). */
+  windowStartMs: number;
+  /** The segment object holding the row, relative to the destination. */
+  segmentKey: string;
+}
