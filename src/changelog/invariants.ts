@@ -46,6 +46,8 @@ export const VIOLATION_KINDS = [
   'segment-key',
   /** The same segment key listed twice in the range. */
   'duplicate-segment',
+  /** A segment's addedInVersion above the manifest's own version. */
+  'segment-version',
   /** A shard entry that disagrees with the shard's rows in the file (or lists a shard twice). */
   'shard-range',
   /** An event_id present more than once in the range. */
@@ -151,7 +153,18 @@ export function manifestViolations(manifest: Manifest, key: string): Violation[]
       ...where,
     });
   }
-  for (const segment of manifest.segments) out.push(...segmentEntryViolations(segment, window));
+  for (const segment of manifest.segments) {
+    out.push(...segmentEntryViolations(segment, window));
+    // Incremental readers deliver a rewritten window's segments by addedInVersion: one from a
+    // version not published yet would be skipped by every reader that reads this version.
+    if ((segment.addedInVersion ?? 1) > manifest.version) {
+      out.push({
+        kind: 'segment-version',
+        message: `segment ${segment.key} says addedInVersion ${segment.addedInVersion}, but manifest ${key} is version ${manifest.version}`,
+        ...where,
+      });
+    }
+  }
   return out;
 }
 

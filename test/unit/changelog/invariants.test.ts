@@ -73,6 +73,25 @@ describe('invariants', () => {
     ]);
   });
 
+  it('accepts segments added up to the manifest version and reports one from a later version', () => {
+    const m = manifest(W(0), [
+      segment('a', 's1', 'TRIM_HORIZON', '10', '20'),
+      segment('b', 's2', 'TRIM_HORIZON', '5', '6'),
+    ]);
+    m.version = 2;
+    m.segments[1]!.addedInVersion = 2;
+    expect(manifestViolations(m, 'k')).toEqual([]);
+    m.segments[1]!.addedInVersion = 3;
+    expect(manifestViolations(m, 'k')).toEqual([
+      {
+        kind: 'segment-version',
+        message: 'segment b says addedInVersion 3, but manifest k is version 2',
+        key: 'k',
+        window: new Date(W(0)).toISOString(),
+      },
+    ]);
+  });
+
   it('chains a shard across windows, numerically, and accepts a hole only where a gap is listed', () => {
     const chains = new ShardChains();
     chains.add(manifest(W(0), [segment('a', 's1', 'TRIM_HORIZON', '10', '0020')]));
