@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { manifestObjectKey } from '../../../src/changelog/layout.js';
 import { parseManifest } from '../../../src/changelog/manifest.js';
 import { parseRevision } from '../../../src/changelog/revision.js';
@@ -23,16 +23,11 @@ describe('publishManifestVersion', () => {
   it('writes the manifest beside version 1, then its revision; repeating it is a no-op', async () => {
     const store = new MemoryObjectStore();
     const manifest = manifestV2();
-    const order: string[] = [];
-    const put = store.putIfAbsent.bind(store);
-    store.putIfAbsent = (key, body, options) => {
-      order.push(key);
-      return put(key, body, options);
-    };
+    const put = vi.spyOn(store, 'putIfAbsent');
     const at = Date.UTC(2026, 11, 1, 8, 0, 0);
     const out = await publishManifestVersion(store, manifest, { reason: 'replay', publishedAtMs: at });
     expect(out.manifestKey).toBe(manifestObjectKey(TABLE, W(0), 2));
-    expect(order).toEqual([out.manifestKey, out.revisionKey]);
+    expect(put.mock.calls.map((c) => c[0])).toEqual([out.manifestKey, out.revisionKey]);
     expect(parseManifest(store.objects.get(out.manifestKey)!.body, out.manifestKey)).toEqual(manifest);
     expect(parseRevision(store.objects.get(out.revisionKey)!.body, out.revisionKey)).toMatchObject({
       version: 2,
