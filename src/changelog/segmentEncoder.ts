@@ -34,6 +34,15 @@ export interface SegmentOptions {
 const LARGE_TEXT_COLUMNS = ['keys', 'new_image', 'old_image'];
 
 /**
+ * Per-column Parquet settings of the segment columns (also used for `changes` Parquet output):
+ * no statistics for the large JSON text, no dictionary where values are (nearly) all distinct.
+ */
+export const SEGMENT_COLUMN_ENCODING = {
+  noStatisticsColumns: LARGE_TEXT_COLUMNS,
+  noDictionaryColumns: [...LARGE_TEXT_COLUMNS, 'event_id', 'sequence_number'],
+} as const satisfies Pick<ParquetOptions, 'noStatisticsColumns' | 'noDictionaryColumns'>;
+
+/**
  * Turns buffered change rows into one Parquet change segment. The same rows give the same bytes,
  * whatever order they arrived in, so a retried write of a segment is idempotent.
  */
@@ -43,8 +52,7 @@ export function encodeSegment(buffer: ChangeBuffer, options: SegmentOptions = {}
   const parquet: ParquetOptions = {
     compression: options.compression ?? 'zstd',
     rowGroupRows: options.rowGroupRows,
-    noStatisticsColumns: LARGE_TEXT_COLUMNS,
-    noDictionaryColumns: [...LARGE_TEXT_COLUMNS, 'event_id', 'sequence_number'],
+    ...SEGMENT_COLUMN_ENCODING,
     metadata: {
       ...options.metadata,
       format_version: SEGMENT_FORMAT_VERSION,

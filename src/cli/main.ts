@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
 import { ChangelogError } from '../support/errors.js';
+import { registerChangesCommand } from './changesCommand.js';
 import { registerLocalCommand } from './localCommand.js';
 import { registerRunCommand } from './runCommand.js';
 import { registerSegmentCommand } from './segmentCommand.js';
@@ -21,6 +22,7 @@ export function buildProgram(): Command {
   registerRunCommand(program);
   registerSegmentCommand(program);
   registerVerifyCommand(program);
+  registerChangesCommand(program);
   registerLocalCommand(program);
   return program;
 }

@@ -1,0 +1,355 @@
+import { randomBytes } from 'node:crypto';
+import { createWriteStream } from 'node:fs';
+import { rename, rm } from 'node:fs/promises';
+import path from 'node:path';
+import { finished } from 'node:stream/promises';
+import { type KeySchema, keyAttributes, keyColumnName } from '../changelog/keySchema.js';
+import { isoTime, manifestPrefix } from '../changelog/layout.js';
+import { readSegmentMetadata } from '../changelog/parquetDecoder.js';
+import { objectUrl } from '../changelog/symlinkManifest.js';
+import type { ObjectStore } from '../coordination/objectStore.js';
+import { openObjectStore } from '../coordination/openObjectStore.js';
+import { columnProblems } from '../read/changeColumns.js';
+import {
+  type Changelog,
+  type ChangelogSegment,
+  openChangelog,
+  type SealedWindow,
+} from '../read/changelog.js';
+import type { ChangeRow } from '../read/changeRow.js';
+import { type BatchPlan, batchWindows, planBatch } from '../read/cursor.js';
+import { readCursorFile, writeCursorFile } from '../read/cursorFile.js';
+import { duckdbScript } from '../read/duckdbScript.js';
+import { rowsForKey } from '../read/keyLookup.js';
+import { latestPerKey } from '../read/latestMerge.js';
+import { redshiftLoadSql, redshiftManifest } from '../read/redshift.js';
+import { openRowWriter } from '../read/rowWriters.js';
+import { decodeSegmentRows, segmentKeySchema } from '../read/segmentRows.js';
+import { ChangelogError, ConfigError } from '../support/errors.js';
+import type { ChangesConfig } from './changesConfig.js';
+
+export interface ChangesIo {
+  /** Where rows go without --output. */
+  stdout: NodeJS.WritableStream;
+  /** Where the command says what it answered (range, completeness, gaps, cursor). */
+  stderr: NodeJS.WritableStream;
+  /** Opens the destination (tests pass an in-memory store). */
+  openStore?: (config: ChangesConfig) => ObjectStore;
+  now?: () => number;
+  signal?: AbortSignal;
+}
+
+export interface ChangesResult {
+  /** The windows answered: [fromMs, throughMs). */
+  fromMs: number | undefined;
+  throughMs: number | undefined;
+  windows: number;
+  segments: number;
+  /** Rows written (row output) or files listed (--emit). */
+  items: number;
+  completeThroughMs: number | undefined;
+  /** Windows in the answer whose manifest lists a gap. */
+  incomplete: number;
+  /** The cursor's batch number, when --cursor advanced it. */
+  batch: number | undefined;
+}
+
+/**
+ * What `dynamodb-changelog changes` does (composition root of the read side): picks the windows
+ * (a range, or the next batch after a cursor), hands out their rows or files, and only after the
+ * output is complete advances the cursor.
+ */
+export async function runChanges(config: ChangesConfig, io: ChangesIo): Promise<ChangesResult> {
+  const store =
+    io.openStore?.(config) ??
+    openObjectStore(config.destination.url, { s3: { forcePathStyle: config.destination.s3ForcePathStyle } });
+  const signal = io.signal;
+  try {
+    const changelog = openChangelog({ store, table: config.table });
+    await assertTableHasChangelog(store, config.table, config.destination.url, signal);
+    const cursor = config.cursorFile === undefined ? undefined : await readCursorFile(config.cursorFile);
+    let plan: BatchPlan | undefined;
+    let windows: SealedWindow[];
+    let completeThroughMs: number | undefined;
+    let fromMs: number | undefined;
+    let throughMs: number | undefined;
+    if (config.cursorFile !== undefined) {
+      plan = await planBatch(changelog, cursor, {
+        destination: config.destination.url,
+        sinceMs: config.sinceMs,
+        untilMs: config.untilMs,
+        nowMs: io.now?.(),
+        signal,
+      });
+      windows = batchWindows(plan);
+      completeThroughMs = plan.completeThroughMs;
+      fromMs = plan.fromMs;
+      throughMs = plan.throughMs;
+    } else {
+      const sinceMs = config.sinceMs!;
+      const status = await changelog.status({ sinceMs, untilMs: config.untilMs, signal });
+      completeThroughMs = status.completeThroughMs;
+      // Without --until the answer stops where the changelog is complete: never a window that
+      // could still gain rows from an earlier unsealed one.
+      const untilMs = config.untilMs ?? completeThroughMs;
+      windows = [];
+      if (untilMs !== undefined) {
+        for await (const window of changelog.windows({ sinceMs, untilMs, signal })) windows.push(window);
+      }
+      fromMs = windows[0]?.windowStartMs;
+      throughMs = windows.at(-1)?.windowEndMs;
+    }
+
+    const segments: ChangelogSegment[] = [];
+    for await (const segment of changelog.segmentsOf({ sinceMs: 0, windows, signal })) segments.push(segment);
+    const result: ChangesResult = {
+      fromMs,
+      throughMs,
+      windows: windows.length,
+      segments: segments.length,
+      items: 0,
+      completeThroughMs,
+      incomplete: windows.filter((w) => !w.manifest.complete).length,
+      batch: plan?.next?.batch,
+    };
+
+    await writeOutput(config, io, async (output) => {
+      result.items = await answer(config, changelog, windows, segments, output, signal);
+    });
+    // The output is complete and flushed (or renamed into place): only now may the cursor move.
+    if (config.cursorFile !== undefined && plan?.next !== undefined)
+      await writeCursorFile(config.cursorFile, plan.next);
+    report(io.stderr, config, result, windows, plan);
+    return result;
+  } finally {
+    store.close?.();
+  }
+}
+
+/** Writes the answer, to stdout or through a temporary file renamed over --output at the end. */
+async function writeOutput(
+  config: ChangesConfig,
+  io: ChangesIo,
+  write: (output: NodeJS.WritableStream) => Promise<void>,
+): Promise<void> {
+  if (config.output === undefined) {
+    await write(io.stdout);
+    return;
+  }
+  const target = path.resolve(config.output);
+  const temporary = path.join(
+    path.dirname(target),
+    `.${path.basename(target)}.${randomBytes(6).toString('hex')}.partial`,
+  );
+  const stream = createWriteStream(temporary, { flags: 'wx' });
+  try {
+    await write(stream);
+    if (!stream.writableFinished) {
+      stream.end();
+      await finished(stream);
+    }
+    await rename(temporary, target);
+  } catch (error) {
+    stream.destroy();
+    await rm(temporary, { force: true });
+    throw error;
+  }
+}
+
+async function answer(
+  config: ChangesConfig,
+  changelog: Changelog,
+  windows: readonly SealedWindow[],
+  segments: readonly ChangelogSegment[],
+  output: NodeJS.WritableStream,
+  signal: AbortSignal | undefined,
+): Promise<number> {
+  const destination = config.destination.url;
+  const keySchema = segments.length === 0 ? undefined : await keySchemaOf(changelog, segments[0]!, signal);
+  switch (config.emit) {
+    case 'files':
+      return writeText(
+        output,
+        segments.map((s) => `${objectUrl(destination, s.key)}\n`).join(''),
+        segments.length,
+      );
+    case 'redshift-manifest':
+      return writeText(
+        output,
+        redshiftManifest(segments.map((s) => ({ url: objectUrl(destination, s.key), bytes: s.bytes }))),
+        segments.length,
+      );
+    case 'redshift-sql': {
+      if (keySchema === undefined) return writeText(output, '', 0);
+      const { targetTable, iamRole, manifestUrl, region } = config.redshift;
+      return writeText(
+        output,
+        redshiftLoadSql({
+          targetTable: targetTable!,
+          iamRole: iamRole!,
+          manifestUrl: manifestUrl!,
+          keySchema,
+          ...(region !== undefined && { region }),
+        }),
+        segments.length,
+      );
+    }
+    case 'duckdb-sql':
+      if (keySchema === undefined) return writeText(output, '', 0);
+      return writeText(
+        output,
+        duckdbScript({
+          urls: segments.map((s) => objectUrl(destination, s.key)),
+          keyColumns: keyColumnsOf(keySchema),
+        }),
+        segments.length,
+      );
+    case 'rows':
+      return writeRows(config, changelog, windows, segments, keySchema, output, signal);
+  }
+}
+
+async function writeRows(
+  config: ChangesConfig,
+  changelog: Changelog,
+  windows: readonly SealedWindow[],
+  segments: readonly ChangelogSegment[],
+  keySchema: KeySchema | undefined,
+  output: NodeJS.WritableStream,
+  signal: AbortSignal | undefined,
+): Promise<number> {
+  const keyColumns = keySchema === undefined ? [] : keyColumnsOf(keySchema);
+  if (config.columns !== undefined && keySchema !== undefined) {
+    const problems = columnProblems(config.columns, keyColumns);
+    if (problems.length > 0) throw new ConfigError(problems.map((p) => `--columns: ${p}`));
+  }
+  if (config.format === 'parquet' && keySchema === undefined) {
+    // No segment, so no schema for a Parquet file: nothing is written (stderr says 0 rows).
+    return 0;
+  }
+  const writer = openRowWriter(config.format, output, {
+    ...(config.columns !== undefined && { columns: config.columns }),
+    keyColumns,
+    ...(keySchema !== undefined && { keySchema }),
+  });
+  let rows: AsyncIterable<ChangeRow>;
+  if (config.key !== undefined) {
+    rows = rowsForKey(changelog, { sinceMs: 0, windows, signal }, config.key);
+  } else if (config.latest) {
+    rows =
+      keySchema === undefined
+        ? emptyRows()
+        : latestPerKey(
+            segments.map(
+              (segment) => async () =>
+                decodeSegmentRows(
+                  await changelog.loadSegment(segment, signal),
+                  { segmentKey: segment.key, windowStartMs: segment.windowStartMs },
+                  { signal },
+                ),
+            ),
+            { keySchema, includeDeletes: config.includeDeletes, signal },
+          );
+  } else {
+    rows = changelog.rows({ sinceMs: 0, windows, signal });
+  }
+  let count = 0;
+  for await (const row of rows) {
+    await writer.write(row);
+    count++;
+  }
+  await writer.end();
+  return count;
+}
+
+async function* emptyRows(): AsyncGenerator<ChangeRow> {}
+
+async function writeText(output: NodeJS.WritableStream, text: string, items: number): Promise<number> {
+  await new Promise<void>((resolve, reject) => {
+    output.write(text, (error) => (error ? reject(error) : resolve()));
+  });
+  return items;
+}
+
+/** The table's key schema, from the typed key columns of a segment (they carry their DynamoDB type). */
+async function keySchemaOf(
+  changelog: Changelog,
+  segment: ChangelogSegment,
+  signal: AbortSignal | undefined,
+): Promise<KeySchema> {
+  const bytes = await changelog.loadSegment(segment, signal);
+  return segmentKeySchema(readSegmentMetadata(bytes, segment.key), segment.key);
+}
+
+function keyColumnsOf(schema: KeySchema): string[] {
+  return keyAttributes(schema).map((a) => keyColumnName(a.name));
+}
+
+/** A table with no manifest at all is a mistake (a typo, another prefix), not an empty answer. */
+async function assertTableHasChangelog(
+  store: ObjectStore,
+  table: string,
+  destination: string,
+  signal: AbortSignal | undefined,
+): Promise<void> {
+  for await (const _ of store.list(manifestPrefix(table), { signal })) return;
+  throw new ChangelogError(
+    `no changelog of table ${table} at ${destination}: nothing under ${manifestPrefix(table)} (check --table and --destination)`,
+    { retriable: false },
+  );
+}
+
+/** Says on stderr what the answer covers, whether it is complete, and where the cursor stands. */
+function report(
+  stderr: NodeJS.WritableStream,
+  config: ChangesConfig,
+  result: ChangesResult,
+  windows: readonly SealedWindow[],
+  plan: BatchPlan | undefined,
+): void {
+  const lines: string[] = [];
+  const what = config.emit === 'rows' ? `${result.items} row(s)` : `${result.items} file(s)`;
+  const range =
+    result.fromMs === undefined || result.throughMs === undefined || result.windows === 0
+      ? 'no sealed window'
+      : `windows ${isoTime(result.fromMs)} to ${isoTime(result.throughMs)}`;
+  lines.push(`changes: ${what} from ${result.segments} segment(s) of ${result.windows} window(s): ${range}`);
+  lines.push(
+    result.completeThroughMs === undefined
+      ? 'changes: nothing is sealed in the range yet'
+      : `changes: complete through ${isoTime(result.completeThroughMs)} (every window before it is sealed)`,
+  );
+  if (
+    config.untilMs !== undefined &&
+    result.completeThroughMs !== undefined &&
+    config.untilMs > result.completeThroughMs
+  ) {
+    lines.push(
+      `changes: --until ${isoTime(config.untilMs)} is after what is complete: windows from ${isoTime(result.completeThroughMs)} on may still change`,
+    );
+  }
+  const incomplete = windows.filter((w) => !w.manifest.complete);
+  if (incomplete.length === 0) lines.push('changes: no gap in the answer');
+  else {
+    for (const w of incomplete) {
+      lines.push(
+        `changes: GAP: window ${isoTime(w.windowStartMs)} lists ${w.manifest.gaps.length} gap(s) (records the stream trimmed before they were read; see ${w.manifestKey})`,
+      );
+    }
+  }
+  if (plan?.stoppedAtHole !== undefined) {
+    lines.push(
+      `changes: stopped at ${isoTime(plan.stoppedAtHole.startMs)}: that window is not sealed although a later one is`,
+    );
+  }
+  if (plan !== undefined) {
+    const rewritten = plan.parts.filter((p) => p.reason === 'rewritten').length;
+    if (rewritten > 0) lines.push(`changes: ${rewritten} rewritten window(s) delivered their added rows`);
+    lines.push(
+      plan.next === undefined
+        ? 'changes: cursor not written (nothing sealed yet)'
+        : `changes: cursor ${config.cursorFile} at batch ${plan.next.batch}, delivered through ${plan.next.deliveredThrough}`,
+    );
+  }
+  stderr.write(`${lines.join('\n')}\n`);
+}

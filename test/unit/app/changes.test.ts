@@ -1,0 +1,150 @@
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { PassThrough } from 'node:stream';
+import { afterEach, describe, expect, it } from 'vitest';
+import { type ChangesIo, runChanges } from '../../../src/app/changes.js';
+import { type ChangesOptionsInput, parseChangesConfig } from '../../../src/app/changesConfig.js';
+import { manifestObjectKey } from '../../../src/changelog/layout.js';
+import { serializeManifest } from '../../../src/changelog/manifest.js';
+import { compareSequenceNumbers } from '../../../src/changelog/sequenceNumber.js';
+import type { ChangeRow } from '../../../src/read/changeRow.js';
+import { buildManifest, TABLE } from '../../helpers/changelogFixtures.js';
+import { MemoryObjectStore } from '../../helpers/memoryObjectStore.js';
+import { type SampleChangelog, W, writeSampleChangelog } from '../../helpers/sampleChangelog.js';
+
+const NOW = Date.UTC(2026, 10, 22, 12, 0, 0);
+const DESTINATION = 's3://bucket/changelog';
+
+let dir: string | undefined;
+afterEach(async () => {
+  if (dir) await rm(dir, { recursive: true, force: true });
+  dir = undefined;
+});
+
+async function setup() {
+  const store = new MemoryObjectStore();
+  const sample = await writeSampleChangelog(store);
+  const run = async (flags: ChangesOptionsInput) => {
+    const stdout = new PassThrough();
+    const chunks: Buffer[] = [];
+    stdout.on('data', (c: Buffer) => chunks.push(c));
+    let err = '';
+    const stderr = new PassThrough();
+    stderr.on('data', (c: Buffer) => {
+      err += c.toString();
+    });
+    const io: ChangesIo = { stdout, stderr, openStore: () => store, now: () => NOW };
+    const config = parseChangesConfig({ destination: DESTINATION, table: TABLE, ...flags }, NOW);
+    const result = await runChanges(config, io);
+    return { result, out: Buffer.concat(chunks).toString('utf8'), err };
+  };
+  return { store, sample, run };
+}
+
+const since = new Date(W(0)).toISOString();
+const lines = (text: string) => text.split('\n').filter((l) => l !== '');
+const eventIds = (text: string) => lines(text).map((l) => JSON.parse(l).event_id as string);
+
+/** Rows of the sealed windows before the hole (w0..w4), at their highest versions. */
+function rowsBeforeHole(sample: SampleChangelog): ChangeRow[] {
+  return sample.windows.slice(0, 5).flatMap((w) => w.highest.rows);
+}
+
+describe('runChanges', () => {
+  it('prints the rows of the complete windows as NDJSON, and says how complete the answer is', async () => {
+    const { sample, run } = await setup();
+    const { out, err, result } = await run({ since });
+    const expected = rowsBeforeHole(sample);
+    expect(eventIds(out)).toEqual(expected.map((r) => r.eventId));
+    const first = JSON.parse(lines(out)[0]!);
+    // Images are embedded as stored: DynamoDB JSON, byte-exact.
+    expect(JSON.stringify(first.new_image)).toBe(expected[0]!.newImage ?? 'null');
+    expect(result).toMatchObject({
+      windows: 5,
+      fromMs: W(0),
+      throughMs: W(5),
+      completeThroughMs: W(5),
+      incomplete: 1,
+    });
+    expect(err).toContain(`complete through ${new Date(W(5)).toISOString()}`);
+    expect(err).toContain(`GAP: window ${new Date(W(4)).toISOString()} lists 1 gap(s)`);
+  });
+
+  it('--latest gives one row per item, its highest sequence number, deletes left out', async () => {
+    const { sample, run } = await setup();
+    const { out } = await run({ since, latest: true });
+    const latest = new Map<string, ChangeRow>();
+    for (const row of rowsBeforeHole(sample)) {
+      const seen = latest.get(row.keys);
+      if (seen === undefined || compareSequenceNumbers(row.sequenceNumber, seen.sequenceNumber) > 0)
+        latest.set(row.keys, row);
+    }
+    const expected = [...latest.values()].filter((r) => r.op !== 'REMOVE').map((r) => r.eventId);
+    expect(eventIds(out).sort()).toEqual(expected.sort());
+    const withDeletes = await run({ since, latest: true, includeDeletes: true });
+    expect(eventIds(withDeletes.out).length).toBe(latest.size);
+  });
+
+  it('--key gives the history of one item in window order', async () => {
+    const { sample, run } = await setup();
+    const row = rowsBeforeHole(sample)[3]!;
+    const { out } = await run({ since, key: JSON.stringify(row.keyColumns) });
+    const expected = rowsBeforeHole(sample).filter((r) => r.keys === row.keys);
+    expect(eventIds(out)).toEqual(expected.map((r) => r.eventId));
+    expect(expected.length).toBeGreaterThan(0);
+  });
+
+  it('--emit files and redshift-manifest list each segment of the range once', async () => {
+    const { sample, run } = await setup();
+    const keys = sample.windows.slice(0, 5).flatMap((w) => w.highest.segments.map((s) => s.key));
+    const files = await run({ since, emit: 'files' });
+    expect(lines(files.out)).toEqual(keys.map((k) => `${DESTINATION}/${k}`));
+    const manifest = await run({ since, emit: 'redshift-manifest' });
+    const entries = JSON.parse(manifest.out).entries as {
+      url: string;
+      mandatory: boolean;
+      meta: { content_length: number };
+    }[];
+    expect(entries.map((e) => e.url)).toEqual(keys.map((k) => `${DESTINATION}/${k}`));
+    expect(entries.every((e) => e.mandatory && e.meta.content_length > 0)).toBe(true);
+  });
+
+  it('with --cursor delivers every row once across runs and writes the output file atomically', async () => {
+    const { sample, run, store } = await setup();
+    dir = await mkdtemp(path.join(tmpdir(), 'changes-'));
+    const cursor = path.join(dir, 'cursor.json');
+    const output = (n: number) => path.join(dir!, `batch-${n}.ndjson`);
+    const first = await run({ cursor, since, output: output(1) });
+    expect(first.result.batch).toBe(1);
+    const second = await run({ cursor, output: output(2) });
+    expect(second.result.items).toBe(0);
+    await store.putIfAbsent(manifestObjectKey(TABLE, W(5)), serializeManifest(buildManifest(W(5), [])));
+    const third = await run({ cursor, output: output(3) });
+    expect(third.err).toContain('cursor');
+    const all = [1, 2, 3].map(async (n) => eventIds(await readFile(output(n), 'utf8')));
+    const delivered = (await Promise.all(all)).flat();
+    expect(delivered).toEqual(sample.windows.flatMap((w) => w.highest.rows.map((r) => r.eventId)));
+    expect(JSON.parse(await readFile(cursor, 'utf8')).batch).toBe(3);
+    expect((await readdir(dir)).filter((f) => f.includes('partial'))).toEqual([]);
+  });
+
+  it('a missing segment fails with its key named; the output file is not created and the cursor does not move', async () => {
+    const { sample, run, store } = await setup();
+    dir = await mkdtemp(path.join(tmpdir(), 'changes-'));
+    const cursor = path.join(dir, 'cursor.json');
+    const missing = sample.windows[3]!.highest.segments[0]!.key;
+    store.objects.delete(missing);
+    await expect(run({ cursor, since, output: path.join(dir, 'out.ndjson') })).rejects.toThrow(
+      `segment ${missing} listed by manifest`,
+    );
+    expect(await readdir(dir)).toEqual([]);
+  });
+
+  it('an unknown table is an error naming it and the destination', async () => {
+    const { run } = await setup();
+    await expect(run({ since, table: 'customers' })).rejects.toThrow(
+      'no changelog of table customers at s3://bucket/changelog: nothing under customers/manifests/',
+    );
+  });
+});
