@@ -4,12 +4,16 @@
  *
  * - Run the daemon from code: `parseRunConfig` (or build a `RunConfig` from the config groups and
  *   `DEFAULTS`), `runDaemon`, and a `PipelineObserver` to be told what it does.
- * - Read a changelog: open its store, list the sealed manifests, decode segments, verify.
+ * - Read a changelog: `openChangelog` (sealed windows, completeness, rows), one item's history,
+ *   the latest state per key, the incremental cursor, output writers and warehouse hand-off
+ *   (what `changes` does: `runChanges`), and `verifyChangelog`.
  * - The format: manifest and segment types, the S3 layout's keys, sequence-number order, the
  *   invariants and their violation kinds.
  * - The errors every call may throw.
  */
 
+export { type ChangesIo, type ChangesResult, runChanges } from './app/changes.js';
+export { type ChangesConfig, type ChangesEmit, parseChangesConfig } from './app/changesConfig.js';
 // Running the daemon
 export { type DaemonOptions, type DaemonResult, runDaemon } from './app/daemon.js';
 export { parseRunConfig, RUN_OPTIONS, type RunConfig, type SourceConfig } from './app/runConfig.js';
@@ -31,6 +35,7 @@ export {
   readSegmentBatches,
   type SegmentBatch,
 } from './changelog/parquetDecoder.js';
+export { plainJsonFromDynamoJson } from './changelog/plainJson.js';
 export { SEGMENT_FORMAT_VERSION } from './changelog/segmentEncoder.js';
 export { compareSequenceNumbers, SHARD_END, TRIM_HORIZON } from './changelog/sequenceNumber.js';
 export {
@@ -55,14 +60,39 @@ export {
   combineObservers,
   type LeaseChange,
   type PipelineObserver,
-  type SealedWindow,
+  type WindowSealed,
 } from './coordination/pipelineObserver.js';
+export {
+  type Changelog,
+  type ChangelogSegment,
+  type ChangelogStatus,
+  type OpenChangelogOptions,
+  openChangelog,
+  type RowsOptions,
+  type SealedWindow,
+  type WindowRange,
+} from './read/changelog.js';
+export type { ChangeOp, ChangeRow } from './read/changeRow.js';
+export {
+  type BatchPart,
+  type BatchPlan,
+  batchWindows,
+  type ChangesCursor,
+  type PlanBatchOptions,
+  planBatch,
+} from './read/cursor.js';
+export { readCursorFile, writeCursorFile } from './read/cursorFile.js';
+export { duckdbScript } from './read/duckdbScript.js';
+export { rowsForKey } from './read/keyLookup.js';
+export { latestPerKey } from './read/latestMerge.js';
 export {
   type ListManifestsOptions,
   listManifests,
   type ManifestListing,
   readManifest,
 } from './read/manifestReader.js';
+export { redshiftLoadSql, redshiftManifest } from './read/redshift.js';
+export { openRowWriter, ROW_FORMATS, type RowFormat, type RowWriter } from './read/rowWriters.js';
 export {
   type VerifyGap,
   type VerifyOptions,
@@ -73,6 +103,7 @@ export {
 // Errors
 export {
   ChangelogError,
+  ChangelogIntegrityError,
   ConfigError,
   isRetriable,
   LeaseLostError,

@@ -19,7 +19,7 @@ import { readSegmentBatches } from '../../src/changelog/parquetDecoder.js';
 import { pipelineConfig } from '../../src/coordination/config.js';
 import { RawGetRecordsClient } from '../../src/coordination/getRecordsClient.js';
 import { createLeaseTable } from '../../src/coordination/leaseTable.js';
-import type { CommittedSegment, SealedWindow } from '../../src/coordination/pipelineObserver.js';
+import type { CommittedSegment, WindowSealed } from '../../src/coordination/pipelineObserver.js';
 import { ChangelogWorker } from '../../src/ingest/changelogWorker.js';
 import type { Logger } from '../../src/support/logger.js';
 import { DYNAMODB_LOCAL_CREDENTIALS, dynamoDbLocalClient } from '../../test/helpers/dynamoDbLocalServer.js';
@@ -121,7 +121,7 @@ export async function runEndToEnd(c: EndToEndCase): Promise<EndToEndResult> {
         commitKeys.push({ key: e.key, atMs });
         committedRecords += e.records;
       },
-      windowSealed: (e: SealedWindow) => {
+      windowSealed: (e: WindowSealed) => {
         seals.push({
           windowStartMs: e.windowStartMs,
           atMs: Date.now(),

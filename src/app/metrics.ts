@@ -4,7 +4,7 @@ import type {
   CommittedSegment,
   LeaseChange,
   PipelineObserver,
-  SealedWindow,
+  WindowSealed,
 } from '../coordination/pipelineObserver.js';
 
 const P = 'dynamodb_changelog_';
@@ -233,7 +233,7 @@ export class ChangelogMetrics implements PipelineObserver {
     this.gaps.inc();
   }
 
-  windowSealed(window: SealedWindow): void {
+  windowSealed(window: WindowSealed): void {
     this.sealed.inc();
     if (!window.complete) this.sealedIncomplete.inc();
   }

@@ -19,7 +19,7 @@ export interface CommittedSegment {
 }
 
 /** A sealed window: its manifest was published. */
-export interface SealedWindow {
+export interface WindowSealed {
   windowStartMs: number;
   /** The manifest object's key. */
   key: string;
@@ -73,7 +73,7 @@ export interface PipelineObserver {
   /** A commit transaction lost a race (retried) or was refused (its shards are read again). */
   commitFailed?(kind: CommitFailureKind): void;
   gapRecorded?(shardId: string): void;
-  windowSealed?(window: SealedWindow): void;
+  windowSealed?(window: WindowSealed): void;
   watermark?(watermarkMs: number): void;
   /** The sealer leader's view: where sealing stands (undefined when this worker is not leader). */
   sealerState?(state: { leader: boolean; sealedThroughMs: number | undefined; windowMs: number }): void;

@@ -23,7 +23,7 @@ import {
 import type { HeldLease, Lease } from '../coordination/lease.js';
 import { LeaseExpiryTracker } from '../coordination/leaseExpiry.js';
 import type { ObjectStore } from '../coordination/objectStore.js';
-import type { PipelineObserver, SealedWindow } from '../coordination/pipelineObserver.js';
+import type { PipelineObserver, WindowSealed } from '../coordination/pipelineObserver.js';
 import {
   type RegistryStore,
   type SealerLeaseItem,
@@ -271,7 +271,7 @@ export class Sealer {
         throw new ChangelogError('window state changed under the sealer (lease lost?)', { retriable: true });
       }
       current = next;
-      const event: SealedWindow = {
+      const event: WindowSealed = {
         windowStartMs: start,
         key,
         records: manifest.recordCount,

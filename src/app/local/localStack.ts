@@ -3,7 +3,7 @@ import path from 'node:path';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { keyColumnName } from '../../changelog/keySchema.js';
 import { openDestination } from '../../coordination/openObjectStore.js';
-import type { SealedWindow } from '../../coordination/pipelineObserver.js';
+import type { WindowSealed } from '../../coordination/pipelineObserver.js';
 import { formatDuration } from '../../support/duration.js';
 import { ChangelogError } from '../../support/errors.js';
 import { createLogger, type Logger } from '../../support/logger.js';
@@ -231,7 +231,7 @@ export async function runLocalStack(options: LocalStackOptions): Promise<number>
     });
     const producerController = new AbortController();
     const daemonController = new AbortController();
-    const sealed: SealedWindow[] = [];
+    const sealed: WindowSealed[] = [];
     const committed: string[] = [];
     startedAt = performance.now();
     const producing = producer.run(producerController.signal).catch((error: unknown) => {

@@ -1,7 +1,7 @@
 import path from 'node:path';
 import { isoTime } from '../../changelog/layout.js';
 import type { ObjectStore } from '../../coordination/objectStore.js';
-import type { SealedWindow } from '../../coordination/pipelineObserver.js';
+import type { WindowSealed } from '../../coordination/pipelineObserver.js';
 import { latestPerKeyClause, sqlIdentifier, sqlString } from '../../read/latestStateSql.js';
 import { listWindows, readManifest } from '../../read/manifestReader.js';
 import type { MetricsSnapshot } from '../metrics.js';
@@ -122,7 +122,7 @@ export interface LocalSummaryInput {
   produced: ProducerCounts;
   metrics: MetricsSnapshot;
   /** Windows sealed by this run, as the sealer reported them. */
-  sealedThisRun: readonly SealedWindow[];
+  sealedThisRun: readonly WindowSealed[];
   /** Every sealed window on disk; undefined when the manifests could not be read. */
   sealedOnDisk: readonly SealedWindowOnDisk[] | undefined;
   /** Segment keys this run committed. */

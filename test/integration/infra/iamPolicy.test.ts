@@ -13,7 +13,7 @@ import { pipelineConfig } from '../../../src/coordination/config.js';
 import { RawGetRecordsClient } from '../../../src/coordination/getRecordsClient.js';
 import { createLeaseTable } from '../../../src/coordination/leaseTable.js';
 import { openObjectStore } from '../../../src/coordination/openObjectStore.js';
-import type { SealedWindow } from '../../../src/coordination/pipelineObserver.js';
+import type { WindowSealed } from '../../../src/coordination/pipelineObserver.js';
 import { S3ObjectStore } from '../../../src/coordination/s3ObjectStore.js';
 import { resolveStreamArn } from '../../../src/coordination/shardDiscovery.js';
 import { ChangelogWorker } from '../../../src/ingest/changelogWorker.js';
@@ -523,7 +523,7 @@ async function runScenario(local: DynamoDbLocal, s3: S3rverServer, calls: Record
     await waitFor(() => calls.some((c) => c.operation === 'AbortMultipartUpload'), 20_000);
 
     const store = openObjectStore(`s3://${BUCKET}/${PREFIX}`, { s3: { client: s3.client } });
-    const seals: SealedWindow[] = [];
+    const seals: WindowSealed[] = [];
     const worker = new ChangelogWorker({
       workerId: 'iam-policy-test',
       table: TABLE,

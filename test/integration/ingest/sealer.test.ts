@@ -12,7 +12,7 @@ import {
 import { parseManifest } from '../../../src/changelog/manifest.js';
 import type { LeaseStore } from '../../../src/coordination/leaseStore.js';
 import type { ObjectStore } from '../../../src/coordination/objectStore.js';
-import { combineObservers, type SealedWindow } from '../../../src/coordination/pipelineObserver.js';
+import { combineObservers, type WindowSealed } from '../../../src/coordination/pipelineObserver.js';
 import type { SegmentRecord } from '../../../src/coordination/registryStore.js';
 import { Sealer, type SealerOptions } from '../../../src/ingest/sealer.js';
 import { ChangelogError } from '../../../src/support/errors.js';
@@ -64,7 +64,7 @@ afterEach(async () => {
 
 interface SealerUnderTest {
   sealer: Sealer;
-  seals: SealedWindow[];
+  seals: WindowSealed[];
   /** Takes the sealer lease (as run() does first) and fails if it could not. */
   lead(): Promise<void>;
   manageLease(): Promise<void>;
@@ -75,7 +75,7 @@ function makeSealer(
   workerId: string,
   overrides: Partial<SealerOptions> & FlatSettings & { store?: ObjectStore } = {},
 ): SealerUnderTest {
-  const seals: SealedWindow[] = [];
+  const seals: WindowSealed[] = [];
   const leases = e.leasesFor(workerId);
   const sealer = new Sealer(
     withSettings(

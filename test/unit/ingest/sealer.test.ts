@@ -11,7 +11,7 @@ import { buildManifest, parseManifest } from '../../../src/changelog/manifest.js
 import { TRIM_HORIZON } from '../../../src/changelog/sequenceNumber.js';
 import type { Lease } from '../../../src/coordination/lease.js';
 import { type PutResult, sha256Checksum } from '../../../src/coordination/objectStore.js';
-import { combineObservers, type SealedWindow } from '../../../src/coordination/pipelineObserver.js';
+import { combineObservers, type WindowSealed } from '../../../src/coordination/pipelineObserver.js';
 import type {
   GapRecord,
   RegistryStore,
@@ -243,7 +243,7 @@ function setup(
   const registry = new FakeRegistry();
   // Objects are created at WALL; tests age them by setting lastModified.
   const store = new MemoryObjectStore({ now: () => WALL });
-  const seals: SealedWindow[] = [];
+  const seals: WindowSealed[] = [];
   const logger = capturingLogger();
   let listCalls = 0;
   const sealer = new Sealer(
