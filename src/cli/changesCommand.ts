@@ -1,22 +1,13 @@
 import { type Command, Option } from 'commander';
 import { runChanges } from '../app/changes.js';
 import { CHANGES_EMITS, type ChangesOptionsInput, parseChangesConfig } from '../app/changesConfig.js';
-import { COMMON_OPTIONS, TIME_ALLOWED } from '../app/commonOptions.js';
+import { TIME_ALLOWED } from '../app/commonOptions.js';
 import { ROW_FORMATS } from '../read/rowWriters.js';
+import { commonOption } from './commonOption.js';
 
 export interface ChangesCommandOptions {
   /** The clock for relative times; tests pass a fixed one. */
   now?: () => number;
-}
-
-/** A commander Option for a shared option (app/commonOptions.ts); `help` prefixes its own text. */
-function commonOption(name: keyof typeof COMMON_OPTIONS, help?: string): Option {
-  const spec = COMMON_OPTIONS[name];
-  const option = new Option(
-    'arg' in spec ? `${spec.flag} ${spec.arg}` : spec.flag,
-    help ? `${help}: ${spec.help}` : spec.help,
-  );
-  return 'env' in spec ? option.env(spec.env) : option;
 }
 
 /** `changes`: what changed in a time range (or since the last run, with --cursor). */

@@ -1,6 +1,6 @@
 import { DynamoDBStreamsClient } from '@aws-sdk/client-dynamodb-streams';
-import { type Command, CommanderError, Option } from 'commander';
-import { COMMON_OPTIONS, parseTimeOption, STREAM_ARN, TIME_ALLOWED } from '../app/commonOptions.js';
+import { type Command, CommanderError } from 'commander';
+import { parseTimeOption, STREAM_ARN, TIME_ALLOWED } from '../app/commonOptions.js';
 import { manifestPrefix, tableOfStreamArn } from '../changelog/layout.js';
 import { RawGetRecordsClient } from '../coordination/getRecordsClient.js';
 import { parseDestination } from '../coordination/objectStore.js';
@@ -10,6 +10,7 @@ import { AUDIT_DEFAULTS } from '../read/streamAuditReader.js';
 import { type VerifyReport, verifyChangelog } from '../read/verifier.js';
 import { formatDuration, parseDuration } from '../support/duration.js';
 import { ConfigError } from '../support/errors.js';
+import { commonOption } from './commonOption.js';
 
 interface VerifyFlags {
   destination?: string;
@@ -61,16 +62,6 @@ function defaultStreamClients(): { streams: DynamoDBStreamsClient; raw: RawGetRe
   // No SDK retries: the audit's reader retries itself (support/retry.ts), so the two never multiply.
   const streams = new DynamoDBStreamsClient({ maxAttempts: 1 });
   return { streams, raw: new RawGetRecordsClient(streams) };
-}
-
-/** A commander Option for a shared option (app/commonOptions.ts); `help` prefixes its own text. */
-function commonOption(name: keyof typeof COMMON_OPTIONS, help?: string): Option {
-  const spec = COMMON_OPTIONS[name];
-  const option = new Option(
-    'arg' in spec ? `${spec.flag} ${spec.arg}` : spec.flag,
-    help ? `${help}: ${spec.help}` : spec.help,
-  );
-  return 'env' in spec ? option.env(spec.env) : option;
 }
 
 /** `verify`: checks a range of sealed windows against the changelog's invariants. */
