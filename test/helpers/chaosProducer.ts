@@ -68,6 +68,13 @@ export interface ProducerOptions {
   concurrency?: number;
   /** Share of writes to present keys that are deletes (the rest are updates). Default 0.25. */
   deleteShare?: number;
+  /**
+   * The attributes an insert or update writes besides the key and `v` (an update SETs each one).
+   * Default randomPayload.
+   */
+  payload?: (rng: () => number, pk: string) => Record<string, AttributeValue>;
+  /** While this says true, no write starts (bursts with quiet moments in between). Default never. */
+  paused?: () => boolean;
 }
 
 /** mulberry32 (the demo producer's): a seeded PRNG, so a chaos run's choices can be replayed from its seed. */
@@ -93,6 +100,7 @@ export async function runProducer(options: ProducerOptions): Promise<ProducerRes
   const rng = createRng(options.seed);
   const concurrency = options.concurrency ?? 4;
   const deleteShare = options.deleteShare ?? 0.25;
+  const payload = options.payload ?? randomPayload;
   const intervalMs = options.ratePerSecond ? 1000 / options.ratePerSecond : 0;
 
   const version = new Array<number>(keys).fill(0);
@@ -118,12 +126,14 @@ export async function runProducer(options: ProducerOptions): Promise<ProducerRes
         if (wait > 0) await sleep(wait);
         if (signal.aborted) break;
       }
+      while (options.paused?.() && !signal.aborted) await sleep(50);
+      if (signal.aborted) break;
       const k = pickKey();
       busy.add(k);
       try {
         const op: WriteOp = !exists[k] ? 'INSERT' : rng() < deleteShare ? 'REMOVE' : 'MODIFY';
         const write: ProducedWrite = { pk: keyName(k), op, v: version[k]! + 1 };
-        const outcome = await applyWrite(client, table, write, randomPayload(rng), result);
+        const outcome = await applyWrite(client, table, write, payload(rng, write.pk), result);
         if (outcome === 'written') {
           result.writes.push(write);
           version[k] = write.v;
