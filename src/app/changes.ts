@@ -16,7 +16,6 @@ import {
   openChangelog,
   type SealedWindow,
 } from '../read/changelog.js';
-import type { ChangeRow } from '../read/changeRow.js';
 import { type BatchPlan, batchWindows, planBatch } from '../read/cursor.js';
 import { readCursorFile, writeCursorFile } from '../read/cursorFile.js';
 import { duckdbScript } from '../read/duckdbScript.js';
@@ -24,7 +23,7 @@ import { rowsForKey } from '../read/keyLookup.js';
 import { latestPerKey } from '../read/latestMerge.js';
 import { redshiftLoadSql, redshiftManifest } from '../read/redshift.js';
 import { openRowWriter } from '../read/rowWriters.js';
-import { decodeSegmentRows, segmentKeySchema } from '../read/segmentRows.js';
+import { decodeSegmentKeyedRows, decodeSegmentRowGroups, segmentKeySchema } from '../read/segmentRows.js';
 import { ChangelogError, ConfigError } from '../support/errors.js';
 import type { ChangesConfig } from './changesConfig.js';
 
@@ -66,8 +65,31 @@ export async function runChanges(config: ChangesConfig, io: ChangesIo): Promise<
   const signal = io.signal;
   try {
     const changelog = openChangelog({ store, table: config.table });
-    await assertTableHasChangelog(store, config.table, config.destination.url, signal);
     const cursor = config.cursorFile === undefined ? undefined : await readCursorFile(config.cursorFile);
+    if (!(await hasChangelog(store, config.table, signal))) {
+      // A loader deployed with the daemon runs before the first seal: an empty first batch, not an
+      // error (no cursor is written, so the next run starts from the same place). Anywhere else a
+      // table with no manifest at all is a mistake (a typo, another prefix).
+      if (config.cursorFile === undefined || cursor !== undefined) {
+        throw new ChangelogError(
+          `no changelog of table ${config.table} at ${config.destination.url}: nothing under ${manifestPrefix(config.table)} (check --table and --destination)`,
+          { retriable: false },
+        );
+      }
+      io.stderr.write(
+        `changes: no window of table ${config.table} is sealed at ${config.destination.url} yet: nothing delivered, cursor not written (if this lasts, check --table and --destination)\n`,
+      );
+      return {
+        fromMs: undefined,
+        throughMs: undefined,
+        windows: 0,
+        segments: 0,
+        items: 0,
+        completeThroughMs: undefined,
+        incomplete: 0,
+        batch: undefined,
+      };
+    }
     let plan: BatchPlan | undefined;
     let windows: SealedWindow[];
     let completeThroughMs: number | undefined;
@@ -232,37 +254,43 @@ async function writeRows(
     keyColumns,
     ...(keySchema !== undefined && { keySchema }),
   });
-  let rows: AsyncIterable<ChangeRow>;
-  if (config.key !== undefined) {
-    rows = rowsForKey(changelog, { sinceMs: 0, windows, signal }, config.key);
-  } else if (config.latest) {
-    rows =
-      keySchema === undefined
-        ? emptyRows()
-        : latestPerKey(
-            segments.map(
-              (segment) => async () =>
-                decodeSegmentRows(
-                  await changelog.loadSegment(segment, signal),
-                  { segmentKey: segment.key, windowStartMs: segment.windowStartMs },
-                  { signal },
-                ),
-            ),
-            { keySchema, includeDeletes: config.includeDeletes, signal },
-          );
-  } else {
-    rows = changelog.rows({ sinceMs: 0, windows, signal });
-  }
   let count = 0;
-  for await (const row of rows) {
-    await writer.write(row);
-    count++;
+  if (config.key !== undefined) {
+    for await (const row of rowsForKey(changelog, { sinceMs: 0, windows, signal }, config.key)) {
+      await writer.write(row);
+      count++;
+    }
+  } else if (config.latest) {
+    // The merge reads each row's key, sequence number and op; only the rows it keeps are written
+    // (copied as bytes in ndjson), so the images of superseded changes are never decoded.
+    const sources = segments.map(
+      (segment) => async () =>
+        decodeSegmentKeyedRows(
+          await changelog.loadSegment(segment, signal),
+          { segmentKey: segment.key, windowStartMs: segment.windowStartMs },
+          { signal },
+        ),
+    );
+    if (keySchema !== undefined) {
+      const latest = latestPerKey(sources, { keySchema, includeDeletes: config.includeDeletes, signal });
+      for await (const row of latest) {
+        await writer.writeDecoded(row.group, row.index);
+        count++;
+      }
+    }
+  } else {
+    // Every row of the range, a row group at a time: the writer copies bytes where it can (ndjson).
+    for await (const { segment, bytes } of changelog.loadedSegments({ sinceMs: 0, windows, signal })) {
+      const source = { segmentKey: segment.key, windowStartMs: segment.windowStartMs };
+      for (const group of decodeSegmentRowGroups(bytes, source, { signal })) {
+        for (let i = 0; i < group.length; i++) await writer.writeDecoded(group, i);
+        count += group.length;
+      }
+    }
   }
   await writer.end();
   return count;
 }
-
-async function* emptyRows(): AsyncGenerator<ChangeRow> {}
 
 async function writeText(output: NodeJS.WritableStream, text: string, items: number): Promise<number> {
   await new Promise<void>((resolve, reject) => {
@@ -285,18 +313,14 @@ function keyColumnsOf(schema: KeySchema): string[] {
   return keyAttributes(schema).map((a) => keyColumnName(a.name));
 }
 
-/** A table with no manifest at all is a mistake (a typo, another prefix), not an empty answer. */
-async function assertTableHasChangelog(
+/** Whether the table has any manifest (any sealed window) at the destination. */
+async function hasChangelog(
   store: ObjectStore,
   table: string,
-  destination: string,
   signal: AbortSignal | undefined,
-): Promise<void> {
-  for await (const _ of store.list(manifestPrefix(table), { signal })) return;
-  throw new ChangelogError(
-    `no changelog of table ${table} at ${destination}: nothing under ${manifestPrefix(table)} (check --table and --destination)`,
-    { retriable: false },
-  );
+): Promise<boolean> {
+  for await (const _ of store.list(manifestPrefix(table), { signal })) return true;
+  return false;
 }
 
 /** Says on stderr what the answer covers, whether it is complete, and where the cursor stands. */

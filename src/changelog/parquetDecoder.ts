@@ -1,6 +1,16 @@
 import { type Table, tableFromIPC, type Vector } from 'apache-arrow';
 import { readParquet } from 'parquet-wasm/node';
 import { ChangelogError } from '../support/errors.js';
+import {
+  CompactReader,
+  T_BINARY,
+  T_FALSE,
+  T_I32,
+  T_I64,
+  T_LIST,
+  T_STRUCT,
+  T_TRUE,
+} from './thriftCompactReader.js';
 
 /*
  * Reads change segments back (for `verify` and the read side). With parquetEncoder.ts, the only
@@ -42,10 +52,38 @@ export interface ColumnStatistics {
   nullCount?: number;
 }
 
+/** Where a column chunk's pages are and how they are stored (ColumnMetaData). */
+export interface ColumnChunkMetadata {
+  /** `path_in_schema` joined with `.`. */
+  path: string;
+  /** Parquet physical type (0 BOOLEAN, 1 INT32, 2 INT64, ..., 6 BYTE_ARRAY). */
+  type: number;
+  /** Compression codec (0 UNCOMPRESSED, 1 SNAPPY, ..., 6 ZSTD). */
+  codec: number;
+  /** Values (rows, for a flat column) in the chunk. */
+  values: number;
+  /** The first page: the dictionary page when there is one, else the first data page. */
+  firstPageOffset: number;
+  compressedBytes: number;
+}
+
+/** A column of the file's schema (SchemaElement), in schema order. */
+export interface SchemaColumn {
+  name: string;
+  /** Parquet physical type; undefined for a group. */
+  type: number | undefined;
+  /** 0 REQUIRED, 1 OPTIONAL, 2 REPEATED; undefined for the root. */
+  repetition: number | undefined;
+  /** Children of a group (the root's are the top-level columns). */
+  children: number;
+}
+
 export interface RowGroupMetadata {
   rows: number;
   /** Statistics by column path (`path_in_schema` joined with `.`); absent when not written. */
   statistics: Map<string, ColumnStatistics>;
+  /** The column chunks, in file order. */
+  columns: ColumnChunkMetadata[];
 }
 
 export interface SegmentMetadata {
@@ -53,6 +91,8 @@ export interface SegmentMetadata {
   rowGroups: RowGroupMetadata[];
   /** The footer's key/value metadata (the encoder writes one `dynamodb_changelog` entry). */
   keyValueMetadata: Map<string, string>;
+  /** The schema elements, root first (depth-first, as the footer lists them). */
+  schema: SchemaColumn[];
 }
 
 const MAGIC = [0x50, 0x41, 0x52, 0x31]; // "PAR1"
@@ -87,14 +127,19 @@ export function readSegmentMetadata(bytes: Uint8Array, key = '(segment)'): Segme
     (bytes[n - 8]! | (bytes[n - 7]! << 8) | (bytes[n - 6]! << 16) | (bytes[n - 5]! << 24)) >>> 0;
   if (footerLength > n - 12)
     throw malformed(key, `footer length ${footerLength} exceeds the file (${n} bytes)`);
-  const reader = new CompactReader(bytes, n - 8 - footerLength, n - 8, key);
+  const reader = new CompactReader(bytes, n - 8 - footerLength, n - 8, (why) =>
+    malformed(key, `corrupt footer ${why}`),
+  );
   let rows: number | undefined;
   let rowGroups: RowGroupMetadata[] | undefined;
+  let schema: SchemaColumn[] = [];
   const keyValueMetadata = new Map<string, string>();
-  // FileMetaData: 3 = num_rows (i64), 4 = row_groups (list<RowGroup>), 5 = key_value_metadata
-  // (list<KeyValue>); everything else is skipped.
+  // FileMetaData: 2 = schema (list<SchemaElement>), 3 = num_rows (i64), 4 = row_groups
+  // (list<RowGroup>), 5 = key_value_metadata (list<KeyValue>); everything else is skipped.
   reader.struct(0, (id, type) => {
-    if (id === 3 && type === T_I64) {
+    if (id === 2 && type === T_LIST) {
+      schema = reader.list(T_STRUCT, () => readSchemaElement(reader));
+    } else if (id === 3 && type === T_I64) {
       rows = reader.zigzag();
     } else if (id === 4 && type === T_LIST) {
       rowGroups = reader.list(T_STRUCT, () => readRowGroup(reader));
@@ -118,12 +163,26 @@ export function readSegmentMetadata(bytes: Uint8Array, key = '(segment)'): Segme
   if (rows === undefined || rows < 0 || rowGroups === undefined) {
     throw malformed(key, 'the footer has no row count or no row groups');
   }
-  return { rows, rowGroups, keyValueMetadata };
+  return { rows, rowGroups, keyValueMetadata, schema };
+}
+
+/** SchemaElement: 1 = type, 3 = repetition_type, 4 = name, 5 = num_children. */
+function readSchemaElement(reader: CompactReader): SchemaColumn {
+  const column: SchemaColumn = { name: '', type: undefined, repetition: undefined, children: 0 };
+  reader.struct(1, (id, type) => {
+    if (id === 1 && type === T_I32) column.type = reader.zigzag();
+    else if (id === 3 && type === T_I32) column.repetition = reader.zigzag();
+    else if (id === 4 && type === T_BINARY) column.name = reader.text();
+    else if (id === 5 && type === T_I32) column.children = reader.zigzag();
+    else return false;
+    return true;
+  });
+  return column;
 }
 
 /** RowGroup: 1 = columns (list<ColumnChunk>), 3 = num_rows. */
 function readRowGroup(reader: CompactReader): RowGroupMetadata {
-  const group: RowGroupMetadata = { rows: -1, statistics: new Map() };
+  const group: RowGroupMetadata = { rows: -1, statistics: new Map(), columns: [] };
   reader.struct(1, (id, type) => {
     if (id === 1 && type === T_LIST) {
       reader.list(T_STRUCT, () => {
@@ -132,15 +191,37 @@ function readRowGroup(reader: CompactReader): RowGroupMetadata {
           if (cid !== 3 || ctype !== T_STRUCT) return false;
           let path: string[] | undefined;
           let statistics: ColumnStatistics | undefined;
-          // ColumnMetaData: 3 = path_in_schema (list<string>), 12 = statistics (Statistics).
+          const chunk = { type: -1, codec: -1, values: -1, dataPage: -1, dictionaryPage: -1, compressed: -1 };
+          // ColumnMetaData: 1 = type, 3 = path_in_schema (list<string>), 4 = codec, 5 = num_values,
+          // 7 = total_compressed_size, 9 = data_page_offset, 11 = dictionary_page_offset,
+          // 12 = statistics (Statistics).
           reader.struct(3, (mid, mtype) => {
             if (mid === 3 && mtype === T_LIST) path = reader.list(T_BINARY, () => reader.text());
             else if (mid === 12 && mtype === T_STRUCT) statistics = readStatistics(reader);
+            else if (mid === 1 && mtype === T_I32) chunk.type = reader.zigzag();
+            else if (mid === 4 && mtype === T_I32) chunk.codec = reader.zigzag();
+            else if (mid === 5 && mtype === T_I64) chunk.values = reader.zigzag();
+            else if (mid === 7 && mtype === T_I64) chunk.compressed = reader.zigzag();
+            else if (mid === 9 && mtype === T_I64) chunk.dataPage = reader.zigzag();
+            else if (mid === 11 && mtype === T_I64) chunk.dictionaryPage = reader.zigzag();
             else return false;
             return true;
           });
-          if (path !== undefined && statistics !== undefined)
-            group.statistics.set(path.join('.'), statistics);
+          if (path === undefined) return true; // nothing to find it by
+          if (statistics !== undefined) group.statistics.set(path.join('.'), statistics);
+          group.columns.push({
+            path: path.join('.'),
+            type: chunk.type,
+            codec: chunk.codec,
+            values: chunk.values,
+            // Some writers put a dictionary page at offset 0 meaning none; a dictionary page is
+            // always before the data pages.
+            firstPageOffset:
+              chunk.dictionaryPage > 0 && chunk.dictionaryPage < chunk.dataPage
+                ? chunk.dictionaryPage
+                : chunk.dataPage,
+            compressedBytes: chunk.compressed,
+          });
           return true;
         });
       });
@@ -211,28 +292,47 @@ export function* readSegmentTables(
   options: SegmentTableOptions = {},
 ): Generator<SegmentRowGroup> {
   const footer = readSegmentFooter(bytes, key);
-  const groups = options.rowGroups ?? Array.from({ length: footer.rowGroups }, (_, i) => i);
-  for (const group of groups) {
-    if (!Number.isInteger(group) || group < 0 || group >= footer.rowGroups) {
-      throw malformed(
-        key,
-        `it has no row group ${group} (it has ${footer.rowGroups}: 0 to ${footer.rowGroups - 1})`,
-      );
-    }
-  }
+  const groups = requestedRowGroups(footer.rowGroups, options.rowGroups, key);
   let rows = 0;
   for (const group of groups) {
-    let table: Table;
-    try {
-      table = tableFromIPC(readParquet(bytes, { rowGroups: [group] }).intoIPCStream());
-    } catch (error) {
-      throw malformed(key, `row group ${group}: ${(error as Error).message ?? String(error)}`, error);
-    }
+    const table = readRowGroupTable(bytes, group, key);
     rows += table.numRows;
     yield { rowGroup: group, table };
   }
-  if (options.rowGroups === undefined && rows !== footer.rows) {
-    throw malformed(key, `its footer says ${footer.rows} rows but its row groups hold ${rows}`);
+  if (options.rowGroups === undefined) checkRowCount(footer.rows, rows, key);
+}
+
+/** One row group decoded by parquet-wasm into an Arrow table. */
+export function readRowGroupTable(bytes: Uint8Array, rowGroup: number, key = '(segment)'): Table {
+  try {
+    return tableFromIPC(readParquet(bytes, { rowGroups: [rowGroup] }).intoIPCStream());
+  } catch (error) {
+    throw malformed(key, `row group ${rowGroup}: ${(error as Error).message ?? String(error)}`, error);
+  }
+}
+
+/**
+ * The row groups to read: `requested` (checked: each must exist) or all of them in file order.
+ * Throws a ChangelogError naming `key` and the groups the file has.
+ */
+export function requestedRowGroups(
+  rowGroups: number,
+  requested: readonly number[] | undefined,
+  key = '(segment)',
+): readonly number[] {
+  const groups = requested ?? Array.from({ length: rowGroups }, (_, i) => i);
+  for (const group of groups) {
+    if (!Number.isInteger(group) || group < 0 || group >= rowGroups) {
+      throw malformed(key, `it has no row group ${group} (it has ${rowGroups}: 0 to ${rowGroups - 1})`);
+    }
+  }
+  return groups;
+}
+
+/** Throws a ChangelogError naming `key` when the row groups read do not add up to the footer's rows. */
+export function checkRowCount(footerRows: number, rowsRead: number, key = '(segment)'): void {
+  if (rowsRead !== footerRows) {
+    throw malformed(key, `its footer says ${footerRows} rows but its row groups hold ${rowsRead}`);
   }
 }
 
@@ -288,169 +388,4 @@ function cells(vector: Vector): CellValue[] {
     else out[i] = String(value);
   }
   return out;
-}
-
-// Thrift compact protocol type ids.
-const T_TRUE = 1;
-const T_FALSE = 2;
-const T_BYTE = 3;
-const T_I16 = 4;
-const T_I32 = 5;
-const T_I64 = 6;
-const T_DOUBLE = 7;
-const T_BINARY = 8;
-const T_LIST = 9;
-const T_SET = 10;
-const T_MAP = 11;
-const T_STRUCT = 12;
-// Parquet footers nest a few levels; a corrupt one must not recurse without limit.
-const MAX_DEPTH = 64;
-
-/** Just enough of the Thrift compact protocol to walk a footer, bounds-checked throughout. */
-class CompactReader {
-  constructor(
-    private readonly bytes: Uint8Array,
-    private pos: number,
-    private readonly end: number,
-    private readonly key: string,
-  ) {}
-
-  fail(why: string): never {
-    throw malformed(this.key, `corrupt footer at byte ${this.pos}: ${why}`);
-  }
-
-  byte(): number {
-    if (this.pos >= this.end) this.fail('unexpected end');
-    return this.bytes[this.pos++]!;
-  }
-
-  varint(): number {
-    let result = 0;
-    let scale = 1;
-    for (let i = 0; i < 10; i++) {
-      const b = this.byte();
-      result += (b & 0x7f) * scale;
-      if ((b & 0x80) === 0) return result;
-      scale *= 128;
-    }
-    return this.fail('varint longer than 10 bytes');
-  }
-
-  zigzag(): number {
-    const n = this.varint();
-    return n % 2 === 0 ? n / 2 : -(n + 1) / 2;
-  }
-
-  /** The next field's id and type, or undefined at the struct's end. */
-  fieldHeader(previousId: number): { id: number; type: number } | undefined {
-    const b = this.byte();
-    if (b === 0) return undefined;
-    const delta = b >> 4;
-    return { id: delta === 0 ? this.zigzag() : previousId + delta, type: b & 0x0f };
-  }
-
-  /** A binary field's bytes (a copy: the caller may keep it after the file is gone). */
-  binary(): Uint8Array {
-    const length = this.varint();
-    if (length > this.end - this.pos) this.fail(`binary of ${length} bytes past the end`);
-    const out = this.bytes.slice(this.pos, this.pos + length);
-    this.pos += length;
-    return out;
-  }
-
-  text(): string {
-    return new TextDecoder().decode(this.binary());
-  }
-
-  /**
-   * Walks a struct's fields: `field` reads the value of the ones it knows and returns true;
-   * every other field is skipped. Booleans are in the field header (T_TRUE/T_FALSE), no value.
-   */
-  struct(depth: number, field: (id: number, type: number) => boolean): void {
-    if (depth > MAX_DEPTH) this.fail('nested too deeply');
-    let id = 0;
-    for (;;) {
-      const header = this.fieldHeader(id);
-      if (header === undefined) return;
-      id = header.id;
-      if (!field(header.id, header.type)) this.skip(header.type, depth + 1, false);
-    }
-  }
-
-  /** A list whose elements are `elementType`, each read by `element`; another type is corrupt. */
-  list<T>(elementType: number, element: () => T): T[] {
-    const header = this.listHeader();
-    if (header.size > 0 && header.elementType !== elementType) {
-      this.fail(`a list of type ${header.elementType} where ${elementType} was expected`);
-    }
-    const out: T[] = [];
-    for (let i = 0; i < header.size; i++) out.push(element());
-    return out;
-  }
-
-  listHeader(): { size: number; elementType: number } {
-    const b = this.byte();
-    const size = b >> 4 === 15 ? this.varint() : b >> 4;
-    // Every element takes at least one byte, so a larger count is corrupt (and would loop long).
-    if (size > this.end - this.pos) this.fail(`list of ${size} elements in ${this.end - this.pos} bytes`);
-    return { size, elementType: b & 0x0f };
-  }
-
-  private advance(n: number): void {
-    if (n > this.end - this.pos) this.fail(`${n} bytes past the end`);
-    this.pos += n;
-  }
-
-  /** Skips one value; booleans are a byte each inside collections, free inside a field header. */
-  skip(type: number, depth: number, inCollection: boolean): void {
-    if (depth > MAX_DEPTH) this.fail('nested too deeply');
-    switch (type) {
-      case T_TRUE:
-      case T_FALSE:
-        if (inCollection) this.advance(1);
-        return;
-      case T_BYTE:
-        this.advance(1);
-        return;
-      case T_I16:
-      case T_I32:
-      case T_I64:
-        this.varint();
-        return;
-      case T_DOUBLE:
-        this.advance(8);
-        return;
-      case T_BINARY:
-        this.advance(this.varint());
-        return;
-      case T_LIST:
-      case T_SET: {
-        const list = this.listHeader();
-        for (let i = 0; i < list.size; i++) this.skip(list.elementType, depth + 1, true);
-        return;
-      }
-      case T_MAP: {
-        const size = this.varint();
-        if (size === 0) return;
-        if (size > this.end - this.pos) this.fail(`map of ${size} entries in ${this.end - this.pos} bytes`);
-        const types = this.byte();
-        for (let i = 0; i < size; i++) {
-          this.skip(types >> 4, depth + 1, true);
-          this.skip(types & 0x0f, depth + 1, true);
-        }
-        return;
-      }
-      case T_STRUCT: {
-        let id = 0;
-        for (;;) {
-          const header = this.fieldHeader(id);
-          if (header === undefined) return;
-          id = header.id;
-          this.skip(header.type, depth + 1, false);
-        }
-      }
-      default:
-        this.fail(`unknown type ${type}`);
-    }
-  }
 }

@@ -34,3 +34,12 @@ export interface ChangeRow {
   /** The segment object holding the row, relative to the destination. */
   segmentKey: string;
 }
+
+/**
+ * What the latest-per-key merge and the key order read of a row: a ChangeRow has all of it, and so
+ * has a row decoded only that far (segmentRows.ts DecodedRow), whose images stay bytes until used.
+ */
+export type KeyedRow = Pick<
+  ChangeRow,
+  'eventId' | 'op' | 'sequenceNumber' | 'shardId' | 'keys' | 'keyColumns' | 'segmentKey'
+>;

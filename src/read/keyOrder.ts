@@ -1,7 +1,7 @@
 import { decimalSortKey, InvalidNumberError } from '../changelog/decimalSortKey.js';
 import { type KeyAttribute, type KeySchema, keyAttributes, keyColumnName } from '../changelog/keySchema.js';
 import { ChangelogIntegrityError } from '../support/errors.js';
-import type { ChangeRow } from './changeRow.js';
+import type { ChangeRow, KeyedRow } from './changeRow.js';
 
 /**
  * The order of items by key, exactly as the segment encoder sorts rows (changelog/arrowBatch.ts
@@ -28,7 +28,7 @@ export interface KeyOrder {
    * returns it. Throws ChangelogIntegrityError ('invalid-row', naming the segment) for a missing key
    * column, an N value that is not a DynamoDB number, or a B value that is not base64.
    */
-  sortableKey(row: ChangeRow, into?: SortableKey): SortableKey;
+  sortableKey(row: KeyedRow, into?: SortableKey): SortableKey;
 }
 
 /** Compares two sortable keys of one key schema: negative, 0 (the same item) or positive. */
@@ -76,8 +76,8 @@ export function compareKeyColumns(schema: KeySchema): (a: ChangeRow, b: ChangeRo
 
 const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
 
-function attributePart(attribute: KeyAttribute, column: string): (row: ChangeRow) => string {
-  const value = (row: ChangeRow): string => {
+function attributePart(attribute: KeyAttribute, column: string): (row: KeyedRow) => string {
+  const value = (row: KeyedRow): string => {
     const text = row.keyColumns[column];
     if (typeof text !== 'string') {
       throw invalidRow(
@@ -157,7 +157,7 @@ function codePointOrdered(text: string): string {
   return String.fromCharCode(...units);
 }
 
-function invalidRow(row: ChangeRow, what: string, cause?: unknown): ChangelogIntegrityError {
+function invalidRow(row: KeyedRow, what: string, cause?: unknown): ChangelogIntegrityError {
   return new ChangelogIntegrityError(
     'invalid-row',
     `segment ${row.segmentKey}: row ${row.eventId} (item ${row.keys}) ${what}`,

@@ -1,11 +1,11 @@
 import type { KeySchema } from '../changelog/keySchema.js';
 import { isSequenceNumber, normalizeSequenceNumber } from '../changelog/sequenceNumber.js';
 import { ChangelogIntegrityError } from '../support/errors.js';
-import type { ChangeRow } from './changeRow.js';
+import type { ChangeRow, KeyedRow } from './changeRow.js';
 import { type KeyOrder, keyOrder, type SortableKey } from './keyOrder.js';
 
 /** Rows in segment order, one at a time: a sync or an async iterator. */
-export type SegmentRowIterator = Iterator<ChangeRow> | AsyncIterator<ChangeRow>;
+export type SegmentRowIterator<R extends KeyedRow = ChangeRow> = Iterator<R> | AsyncIterator<R>;
 
 /**
  * One segment's rows in segment order (by key, then sequence number), opened only when the merge
@@ -13,7 +13,9 @@ export type SegmentRowIterator = Iterator<ChangeRow> | AsyncIterator<ChangeRow>;
  * it row by row without a promise per row); an async iterator works too. The merge closes what it
  * opened (`return()`), also on error or early exit.
  */
-export type SegmentRowSource = () => SegmentRowIterator | Promise<SegmentRowIterator>;
+export type SegmentRowSource<R extends KeyedRow = ChangeRow> = () =>
+  | SegmentRowIterator<R>
+  | Promise<SegmentRowIterator<R>>;
 
 export interface LatestPerKeyOptions {
   keySchema: KeySchema;
@@ -41,29 +43,29 @@ export interface LatestPerKeyOptions {
  * - 'row-read-twice': the same row (segment, event id, op) came twice: a reader bug;
  * - 'invalid-row': a sequence number that is not digits, a missing or malformed key column.
  */
-export async function* latestPerKey(
-  sources: readonly SegmentRowSource[],
+export async function* latestPerKey<R extends KeyedRow = ChangeRow>(
+  sources: readonly SegmentRowSource<R>[],
   options: LatestPerKeyOptions,
-): AsyncGenerator<ChangeRow, void, undefined> {
+): AsyncGenerator<R, void, undefined> {
   const { includeDeletes = false, signal } = options;
   const order = keyOrder(options.keySchema);
-  const cursors: Cursor[] = [];
+  const cursors: Cursor<R>[] = [];
   let failed = false;
   try {
     signal?.throwIfAborted();
     // Open and take the first rows in parallel: each is typically a fetch of the segment.
     const opened = await Promise.allSettled(sources.map(async (open) => open()));
     opened.forEach((outcome, i) => {
-      if (outcome.status === 'fulfilled') cursors.push(new Cursor(i, outcome.value as RowIterator));
+      if (outcome.status === 'fulfilled') cursors.push(new Cursor<R>(i, outcome.value as RowIterator<R>));
     });
     for (const outcome of opened) if (outcome.status === 'rejected') throw outcome.reason;
     const first = await Promise.allSettled(cursors.map(async (c) => c.iterator.next()));
     for (const outcome of first) if (outcome.status === 'rejected') throw outcome.reason;
     signal?.throwIfAborted();
 
-    const heap: Cursor[] = [];
+    const heap: Cursor<R>[] = [];
     for (let i = 0; i < cursors.length; i++) {
-      const result = (first[i] as PromiseFulfilledResult<IteratorResult<ChangeRow>>).value;
+      const result = (first[i] as PromiseFulfilledResult<IteratorResult<R>>).value;
       const cursor = cursors[i]!;
       if (result.done) cursor.done = true;
       else {
@@ -107,7 +109,7 @@ export async function* latestPerKey(
  * Closes every source not run to its end, all of them even if one fails to close. Throws the first
  * close failure, unless the merge already failed: that error must not be hidden by this one.
  */
-async function closeSources(cursors: readonly Cursor[], failed: boolean): Promise<void> {
+async function closeSources(cursors: readonly Cursor<KeyedRow>[], failed: boolean): Promise<void> {
   const open = cursors.filter((c) => !c.done);
   const closing = await Promise.allSettled(open.map(async (c) => c.iterator.return?.()));
   const closeError = closing.find((outcome) => outcome.status === 'rejected');
@@ -115,8 +117,8 @@ async function closeSources(cursors: readonly Cursor[], failed: boolean): Promis
 }
 
 /** What the merge needs of a SegmentRowIterator, sync or async, as one type. */
-interface RowIterator {
-  next(): IteratorResult<ChangeRow> | PromiseLike<IteratorResult<ChangeRow>>;
+interface RowIterator<R extends KeyedRow> {
+  next(): IteratorResult<R> | PromiseLike<IteratorResult<R>>;
   return?(): unknown;
 }
 
@@ -126,20 +128,20 @@ function isPromise<T>(value: T | PromiseLike<T>): value is PromiseLike<T> {
 }
 
 /** A source's iterator and its current row, with the row's sort fields computed once. */
-class Cursor implements SortableKey {
+class Cursor<R extends KeyedRow> implements SortableKey {
   partition = '';
   sort = '';
   /** The current row's sequence number without leading zeros (see compareCursors). */
   sequence = '';
-  row!: ChangeRow;
+  row!: R;
   done = false;
 
   constructor(
     readonly index: number,
-    readonly iterator: RowIterator,
+    readonly iterator: RowIterator<R>,
   ) {}
 
-  load(row: ChangeRow, order: KeyOrder): void {
+  load(row: R, order: KeyOrder): void {
     const text = row.sequenceNumber;
     if (typeof text !== 'string' || !isSequenceNumber(text)) {
       throw new ChangelogIntegrityError(
@@ -158,7 +160,7 @@ class Cursor implements SortableKey {
  * Moves the heap's top cursor to `result`, its source's next row (or drops it at the end), and
  * re-sifts. Synchronous, the caller awaits the row: one promise per row, not two.
  */
-function advanceTop(heap: Cursor[], result: IteratorResult<ChangeRow>, order: KeyOrder): void {
+function advanceTop<R extends KeyedRow>(heap: Cursor<R>[], result: IteratorResult<R>, order: KeyOrder): void {
   const cursor = heap[0]!;
   if (result.done) {
     cursor.done = true;
@@ -182,7 +184,7 @@ function advanceTop(heap: Cursor[], result: IteratorResult<ChangeRow>, order: Ke
   siftDown(heap, 0);
 }
 
-function siftDown(heap: Cursor[], index: number): void {
+function siftDown(heap: Cursor<KeyedRow>[], index: number): void {
   const n = heap.length;
   const item = heap[index]!;
   let i = index;
@@ -199,7 +201,7 @@ function siftDown(heap: Cursor[], index: number): void {
 }
 
 /** Key, then sequence number, then source: a total order, so equal records come out adjacent. */
-function compareCursors(a: Cursor, b: Cursor): number {
+function compareCursors(a: Cursor<KeyedRow>, b: Cursor<KeyedRow>): number {
   if (a.partition !== b.partition) return a.partition < b.partition ? -1 : 1;
   if (a.sort !== b.sort) return a.sort < b.sort ? -1 : 1;
   const bySequence = compareSequences(a.sequence, b.sequence);
@@ -215,7 +217,7 @@ function compareSequences(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
 }
 
-function unsorted(previous: ChangeRow, row: ChangeRow): ChangelogIntegrityError {
+function unsorted(previous: KeyedRow, row: KeyedRow): ChangelogIntegrityError {
   const segments =
     previous.segmentKey === row.segmentKey ? [row.segmentKey] : [previous.segmentKey, row.segmentKey];
   return new ChangelogIntegrityError(
@@ -227,7 +229,7 @@ function unsorted(previous: ChangeRow, row: ChangeRow): ChangelogIntegrityError 
   );
 }
 
-function duplicate(a: ChangeRow, b: ChangeRow): ChangelogIntegrityError {
+function duplicate(a: KeyedRow, b: KeyedRow): ChangelogIntegrityError {
   const details = {
     segmentKeys: a.segmentKey === b.segmentKey ? [a.segmentKey] : [a.segmentKey, b.segmentKey],
     itemKeys: a.keys,

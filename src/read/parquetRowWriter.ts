@@ -20,6 +20,7 @@ import { ChunkedOutput } from '../support/chunkedOutput.js';
 import { ConfigError } from '../support/errors.js';
 import { keyColumnValue } from './changeColumns.js';
 import type { ChangeRow } from './changeRow.js';
+import type { DecodedRowGroup } from './segmentRows.js';
 
 /**
  * `changes` as one Parquet file with the segment columns and types (changelog/arrowBatch.ts
@@ -66,6 +67,10 @@ export class ParquetRowWriter {
     if (this.ended) throw new Error('write after end');
     this.rows.push(row);
     if (this.rows.length >= DEFAULT_ROW_GROUP_ROWS) this.packBatch();
+  }
+
+  writeDecoded(group: DecodedRowGroup, i: number): Promise<void> {
+    return this.write(group.rowAt(i));
   }
 
   async end(): Promise<void> {

@@ -42,11 +42,15 @@ export class ChunkedOutput {
     return this.hand(chunk);
   }
 
-  /** Writes bytes (after any queued text), in chunks, with the same backpressure. */
-  async writeBytes(bytes: Uint8Array): Promise<void> {
+  /**
+   * Writes bytes (after any queued text), in chunks, with the same backpressure. `written` is
+   * called once the stream has written all of them (its write callbacks), not on a failure.
+   */
+  async writeBytes(bytes: Uint8Array, written?: () => void): Promise<void> {
     await this.flush();
     for (let at = 0; at < bytes.length; at += this.chunkSize) {
-      await this.hand(bytes.subarray(at, Math.min(bytes.length, at + this.chunkSize)));
+      const end = Math.min(bytes.length, at + this.chunkSize);
+      await this.hand(bytes.subarray(at, end), end === bytes.length ? written : undefined);
     }
   }
 
@@ -74,18 +78,21 @@ export class ChunkedOutput {
   }
 
   /** Waits for a pending drain, then gives the chunk to the stream. */
-  private hand(chunk: string | Uint8Array): Promise<void> {
-    if (this.draining === undefined) return this.give(chunk);
-    return this.draining.then(() => this.give(chunk));
+  private hand(chunk: string | Uint8Array, written?: () => void): Promise<void> {
+    if (this.draining === undefined) return this.give(chunk, written);
+    return this.draining.then(() => this.give(chunk, written));
   }
 
-  private give(chunk: string | Uint8Array): Promise<void> {
+  private give(chunk: string | Uint8Array, written?: () => void): Promise<void> {
     if (this.ended) return Promise.reject(new Error('write after the output ended'));
     if (this.failure !== undefined) return Promise.reject(this.failure);
     const output = this.output;
     let stopWaiting: ((error: unknown) => void) | undefined;
     const ok = output.write(chunk, (error?: Error | null) => {
-      if (!error) return;
+      if (!error) {
+        written?.();
+        return;
+      }
       this.failure ??= error;
       stopWaiting?.(error);
     });
