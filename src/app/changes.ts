@@ -22,8 +22,13 @@ import { duckdbScript } from '../read/duckdbScript.js';
 import { rowsForKey } from '../read/keyLookup.js';
 import { latestPerKey } from '../read/latestMerge.js';
 import { redshiftLoadSql, redshiftManifest } from '../read/redshift.js';
-import { openRowWriter } from '../read/rowWriters.js';
-import { decodeSegmentKeyedRows, decodeSegmentRowGroups, segmentKeySchema } from '../read/segmentRows.js';
+import { openRowWriter, type RowWriter } from '../read/rowWriters.js';
+import {
+  DecodedRow,
+  type DecodedRowGroup,
+  decodeSegmentRowGroups,
+  segmentKeySchema,
+} from '../read/segmentRows.js';
 import { ChangelogError, ConfigError } from '../support/errors.js';
 import type { ChangesConfig } from './changesConfig.js';
 
@@ -261,23 +266,7 @@ async function writeRows(
       count++;
     }
   } else if (config.latest) {
-    // The merge reads each row's key, sequence number and op; only the rows it keeps are written
-    // (copied as bytes in ndjson), so the images of superseded changes are never decoded.
-    const sources = segments.map(
-      (segment) => async () =>
-        decodeSegmentKeyedRows(
-          await changelog.loadSegment(segment, signal),
-          { segmentKey: segment.key, windowStartMs: segment.windowStartMs },
-          { signal },
-        ),
-    );
-    if (keySchema !== undefined) {
-      const latest = latestPerKey(sources, { keySchema, includeDeletes: config.includeDeletes, signal });
-      for await (const row of latest) {
-        await writer.writeDecoded(row.group, row.index);
-        count++;
-      }
-    }
+    count = await writeLatest(config, changelog, segments, keySchema, writer, signal);
   } else {
     // Every row of the range, a row group at a time: the writer copies bytes where it can (ndjson).
     for await (const { segment, bytes } of changelog.loadedSegments({ sinceMs: 0, windows, signal })) {
@@ -290,6 +279,95 @@ async function writeRows(
   }
   await writer.end();
   return count;
+}
+
+/**
+ * `--latest` in two passes, so memory stays flat however many items win. Pass 1 is the k-way
+ * merge over every segment of the range, reading only each row's key, sequence number and op
+ * (images are never decompressed), and marks the winners: one bit per row. Pass 2 writes each
+ * segment's winners, one segment at a time, expanding its images only then. Rows therefore come
+ * out by segment (window, then segment key), each segment's in key order, not in one global key
+ * order. The segments' bytes are kept from pass 1 (the merge had them all open anyway), so nothing
+ * is fetched twice.
+ */
+async function writeLatest(
+  config: ChangesConfig,
+  changelog: Changelog,
+  segments: readonly ChangelogSegment[],
+  keySchema: KeySchema | undefined,
+  writer: RowWriter,
+  signal: AbortSignal | undefined,
+): Promise<number> {
+  if (keySchema === undefined) return 0;
+  const loaded: (Uint8Array | undefined)[] = segments.map(() => undefined);
+  const winners = segments.map((s) => new Uint8Array(Math.ceil(s.records / 8)));
+  const sources = segments.map((segment, at) => async () => {
+    const bytes = await changelog.loadSegment(segment, signal);
+    loaded[at] = bytes;
+    return markedRows(bytes, segment, at, signal);
+  });
+  let count = 0;
+  for await (const row of latestPerKey(sources, {
+    keySchema,
+    includeDeletes: config.includeDeletes,
+    signal,
+  })) {
+    const { segment, ordinal } = row as MarkedRow;
+    winners[segment]![ordinal >> 3]! |= 1 << (ordinal & 7);
+    count++;
+  }
+  for (let at = 0; at < segments.length; at++) {
+    const marks = winners[at]!;
+    if (!marks.some((b) => b !== 0)) {
+      loaded[at] = undefined;
+      continue;
+    }
+    const segment = segments[at]!;
+    const bytes = loaded[at] ?? (await changelog.loadSegment(segment, signal));
+    loaded[at] = undefined;
+    let ordinal = 0;
+    for (const group of decodeSegmentRowGroups(
+      bytes,
+      { segmentKey: segment.key, windowStartMs: segment.windowStartMs },
+      { signal },
+    )) {
+      for (let i = 0; i < group.length; i++, ordinal++) {
+        if ((marks[ordinal >> 3]! & (1 << (ordinal & 7))) !== 0) await writer.writeDecoded(group, i);
+      }
+    }
+  }
+  return count;
+}
+
+/** A merge row that knows where it sits: its segment (index in the range) and its row number in it. */
+class MarkedRow extends DecodedRow {
+  constructor(
+    group: DecodedRowGroup,
+    index: number,
+    readonly segment: number,
+    readonly ordinal: number,
+  ) {
+    super(group, index);
+  }
+}
+
+function* markedRows(
+  bytes: Uint8Array,
+  segment: ChangelogSegment,
+  at: number,
+  signal: AbortSignal | undefined,
+): Generator<MarkedRow, void, undefined> {
+  let ordinal = 0;
+  const source = { segmentKey: segment.key, windowStartMs: segment.windowStartMs };
+  for (const group of decodeSegmentRowGroups(bytes, source, { signal })) {
+    if (ordinal + group.length > segment.records) {
+      throw new ChangelogError(
+        `segment ${segment.key} holds more rows than the ${segment.records} its manifest lists (${segment.manifestKey})`,
+        { key: segment.key, retriable: false },
+      );
+    }
+    for (let i = 0; i < group.length; i++) yield new MarkedRow(group, i, at, ordinal++);
+  }
 }
 
 async function writeText(output: NodeJS.WritableStream, text: string, items: number): Promise<number> {
