@@ -139,21 +139,6 @@ export function* decodeSegmentRowGroups(
   if (options.rowGroups === undefined) checkRowCount(metadata.rows, rowsRead, segmentKey);
 }
 
-/**
- * decodeSegmentRows as DecodedRows: each row's key columns, sequence number and op are read, the
- * rest stays in the row group's bytes until asked for. What the latest-per-key merge reads, so the
- * rows it passes over are never turned into strings.
- */
-export function* decodeSegmentKeyedRows(
-  bytes: Uint8Array,
-  source: SegmentRowsSource,
-  options: Omit<SegmentRowsOptions, 'keep'> = {},
-): Generator<DecodedRow, void, undefined> {
-  for (const group of decodeSegmentRowGroups(bytes, source, options)) {
-    for (let i = 0; i < group.length; i++) yield new DecodedRow(group, i);
-  }
-}
-
 /** A row of a DecodedRowGroup with what ordering it needs read (KeyedRow); the rest on demand. */
 export class DecodedRow implements KeyedRow {
   readonly keyColumns: Record<string, string>;
