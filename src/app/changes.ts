@@ -177,7 +177,13 @@ async function writeOutput(
     }
     await rename(temporary, target);
   } catch (error) {
-    stream.destroy();
+    // The file is opened asynchronously: wait until the stream has closed (and so has created the
+    // file, if it was going to) before removing it, or the removal can come first and leave it.
+    if (!stream.closed) {
+      const closed = new Promise<void>((resolve) => stream.once('close', () => resolve()));
+      stream.destroy();
+      await closed;
+    }
     await rm(temporary, { force: true });
     throw error;
   }
