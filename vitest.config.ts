@@ -4,7 +4,7 @@ import { configDefaults, defineConfig } from 'vitest/config';
 /*
  * The AWS calls src/ makes during this run are recorded under .local/aws-calls/<run>/ (by the
  * setup file, and by CLI processes the tests start); the IAM policy test checks them against
- * infra/iam/policy.json.tftpl. It is its own project with a later groupOrder, so it starts only
+ * infra/iam/policy.json.tftpl. It is its own project with the last groupOrder, so it starts only
  * after every other test file has finished and sees the whole run's recordings.
  */
 // vitest evaluates this file more than once per run (once per project): keep the first directory.
@@ -15,7 +15,15 @@ process.env['DYNAMODB_CHANGELOG_AWS_CALLS_DIR'] ??= path.resolve(
 );
 const awsCallsDir = process.env['DYNAMODB_CHANGELOG_AWS_CALLS_DIR'];
 const iamPolicyTests = 'test/integration/infra/**/*.test.ts';
+// The two chaos runs kill and SIGSTOP workers on a timetable and judge failover by the clock: they
+// run alone, after everything else, so a neighbour's CPU use cannot skew them.
+const chaosTests = 'test/integration/chaos/**/*.test.ts';
 
+/*
+ * Most integration files spend their time waiting for windows to seal, not on the CPU, so the
+ * rest of the suite runs two files at a time (vitest's default is availableParallelism() - 1,
+ * which is one on a 2-core machine). Projects of one group must agree on maxWorkers.
+ */
 export default defineConfig({
   test: {
     // Integration tests start real servers (s3rver, DynamoDB Local); give them room on a busy 2-core box.
@@ -31,12 +39,17 @@ export default defineConfig({
         test: {
           name: 'suite',
           include: ['test/**/*.test.ts'],
-          exclude: [...configDefaults.exclude, iamPolicyTests],
+          exclude: [...configDefaults.exclude, iamPolicyTests, chaosTests],
+          maxWorkers: 2,
         },
       },
       {
         extends: true,
-        test: { name: 'iam-policy', include: [iamPolicyTests], sequence: { groupOrder: 1 } },
+        test: { name: 'chaos', include: [chaosTests], maxWorkers: 1, sequence: { groupOrder: 1 } },
+      },
+      {
+        extends: true,
+        test: { name: 'iam-policy', include: [iamPolicyTests], maxWorkers: 1, sequence: { groupOrder: 2 } },
       },
     ],
   },
