@@ -75,6 +75,8 @@ export interface ProducerOptions {
   payload?: (rng: () => number, pk: string) => Record<string, AttributeValue>;
   /** While this says true, no write starts (bursts with quiet moments in between). Default never. */
   paused?: () => boolean;
+  /** No write starts once this many have started (tests stop by count, not by clock). Default: no limit. */
+  maxWrites?: number;
 }
 
 /** mulberry32 (the demo producer's): a seeded PRNG, so a chaos run's choices can be replayed from its seed. */
@@ -109,6 +111,8 @@ export async function runProducer(options: ProducerOptions): Promise<ProducerRes
   const result: ProducerResult = { writes: [], notWritten: [], uncertainAttempts: 0 };
   const startedAt = performance.now();
   let slots = 0;
+  let started = 0;
+  const maxWrites = options.maxWrites ?? Number.POSITIVE_INFINITY;
 
   const pickKey = (): number => {
     // Lanes never write the same key at once, so one key's writes are applied in log order.
@@ -119,7 +123,7 @@ export async function runProducer(options: ProducerOptions): Promise<ProducerRes
   };
 
   const lane = async () => {
-    while (!signal.aborted) {
+    while (!signal.aborted && started < maxWrites) {
       if (intervalMs > 0) {
         const due = startedAt + slots++ * intervalMs;
         const wait = due - performance.now();
@@ -127,7 +131,8 @@ export async function runProducer(options: ProducerOptions): Promise<ProducerRes
         if (signal.aborted) break;
       }
       while (options.paused?.() && !signal.aborted) await sleep(50);
-      if (signal.aborted) break;
+      if (signal.aborted || started >= maxWrites) break;
+      started++;
       const k = pickKey();
       busy.add(k);
       try {
