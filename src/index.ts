@@ -48,6 +48,7 @@ export {
   type PipelineConfig,
   type PipelineOverrides,
   pipelineConfig,
+  type ReadConfig,
   type StreamConfig,
   type WindowConfig,
 } from './coordination/config.js';

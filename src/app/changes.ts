@@ -14,6 +14,7 @@ import {
   type Changelog,
   type ChangelogSegment,
   openChangelog,
+  SEGMENT_READ_AHEAD,
   type SealedWindow,
 } from '../read/changelog.js';
 import { type BatchPlan, batchWindows, planBatch } from '../read/cursor.js';
@@ -30,6 +31,8 @@ import {
   segmentKeySchema,
 } from '../read/segmentRows.js';
 import { ChangelogError, ConfigError } from '../support/errors.js';
+import { readAhead } from '../support/readAhead.js';
+import { combineSignals } from '../support/retry.js';
 import type { ChangesConfig } from './changesConfig.js';
 
 export interface ChangesIo {
@@ -198,7 +201,6 @@ async function answer(
   signal: AbortSignal | undefined,
 ): Promise<number> {
   const destination = config.destination.url;
-  const keySchema = segments.length === 0 ? undefined : await keySchemaOf(changelog, segments[0]!, signal);
   switch (config.emit) {
     case 'files':
       return writeText(
@@ -213,6 +215,7 @@ async function answer(
         segments.length,
       );
     case 'redshift-sql': {
+      const keySchema = await firstKeySchema(changelog, segments, signal);
       if (keySchema === undefined) return writeText(output, '', 0);
       const { targetTable, iamRole, manifestUrl, region } = config.redshift;
       return writeText(
@@ -227,7 +230,8 @@ async function answer(
         segments.length,
       );
     }
-    case 'duckdb-sql':
+    case 'duckdb-sql': {
+      const keySchema = await firstKeySchema(changelog, segments, signal);
       if (keySchema === undefined) return writeText(output, '', 0);
       return writeText(
         output,
@@ -237,54 +241,77 @@ async function answer(
         }),
         segments.length,
       );
+    }
     case 'rows':
-      return writeRows(config, changelog, windows, segments, keySchema, output, signal);
+      return writeRows(config, changelog, windows, segments, output, signal);
   }
 }
 
+/**
+ * Writes the range's rows. The writer needs the table's key schema (the key columns, and their
+ * types for parquet), which only a segment's footer holds: each mode opens the writer with the
+ * first segment it loads anyway, so no segment is fetched (and checksummed) for the schema alone.
+ */
 async function writeRows(
   config: ChangesConfig,
   changelog: Changelog,
   windows: readonly SealedWindow[],
   segments: readonly ChangelogSegment[],
-  keySchema: KeySchema | undefined,
   output: NodeJS.WritableStream,
   signal: AbortSignal | undefined,
 ): Promise<number> {
+  if (segments.length === 0) {
+    // No segment, so no schema for a Parquet file: nothing is written (stderr says 0 rows).
+    if (config.format === 'parquet') return 0;
+    await openWriter(config, output, undefined).end();
+    return 0;
+  }
+  let writer: RowWriter | undefined;
+  const open = (keySchema: KeySchema): RowWriter => {
+    writer ??= openWriter(config, output, keySchema);
+    return writer;
+  };
+  let count = 0;
+  if (config.key !== undefined) {
+    const lookup = rowsForKey(changelog, { sinceMs: 0, windows, signal }, config.key, { onKeySchema: open });
+    for await (const row of lookup) {
+      await writer!.write(row);
+      count++;
+    }
+  } else if (config.latest) {
+    count = await writeLatest(config, changelog, segments, open, signal);
+  } else {
+    // Every row of the range, a row group at a time: the writer copies bytes where it can (ndjson).
+    for await (const { segment, bytes } of changelog.loadedSegments({ sinceMs: 0, windows, signal })) {
+      const out = writer ?? open(keySchemaOf(bytes, segment));
+      const source = { segmentKey: segment.key, windowStartMs: segment.windowStartMs };
+      for (const group of decodeSegmentRowGroups(bytes, source, { signal })) {
+        for (let i = 0; i < group.length; i++) await out.writeDecoded(group, i);
+        count += group.length;
+      }
+    }
+  }
+  // Every mode loads the range's first segment, so the writer is open by now.
+  await writer!.end();
+  return count;
+}
+
+/** The row writer for the table's key schema (undefined: a range without segments). */
+function openWriter(
+  config: ChangesConfig,
+  output: NodeJS.WritableStream,
+  keySchema: KeySchema | undefined,
+): RowWriter {
   const keyColumns = keySchema === undefined ? [] : keyColumnsOf(keySchema);
   if (config.columns !== undefined && keySchema !== undefined) {
     const problems = columnProblems(config.columns, keyColumns);
     if (problems.length > 0) throw new ConfigError(problems.map((p) => `--columns: ${p}`));
   }
-  if (config.format === 'parquet' && keySchema === undefined) {
-    // No segment, so no schema for a Parquet file: nothing is written (stderr says 0 rows).
-    return 0;
-  }
-  const writer = openRowWriter(config.format, output, {
+  return openRowWriter(config.format, output, {
     ...(config.columns !== undefined && { columns: config.columns }),
     keyColumns,
     ...(keySchema !== undefined && { keySchema }),
   });
-  let count = 0;
-  if (config.key !== undefined) {
-    for await (const row of rowsForKey(changelog, { sinceMs: 0, windows, signal }, config.key)) {
-      await writer.write(row);
-      count++;
-    }
-  } else if (config.latest) {
-    count = await writeLatest(config, changelog, segments, keySchema, writer, signal);
-  } else {
-    // Every row of the range, a row group at a time: the writer copies bytes where it can (ndjson).
-    for await (const { segment, bytes } of changelog.loadedSegments({ sinceMs: 0, windows, signal })) {
-      const source = { segmentKey: segment.key, windowStartMs: segment.windowStartMs };
-      for (const group of decodeSegmentRowGroups(bytes, source, { signal })) {
-        for (let i = 0; i < group.length; i++) await writer.writeDecoded(group, i);
-        count += group.length;
-      }
-    }
-  }
-  await writer.end();
-  return count;
 }
 
 /**
@@ -293,23 +320,40 @@ async function writeRows(
  * (images are never decompressed), and marks the winners: one bit per row. Pass 2 writes each
  * segment's winners, one segment at a time, expanding its images only then. Rows therefore come
  * out by segment (window, then segment key), each segment's in key order, not in one global key
- * order. The segments' bytes are kept from pass 1 (the merge had them all open anyway), so nothing
- * is fetched twice.
+ * order. The merge orders keys by the table's key schema, so the first segment is fetched first,
+ * for its footer, and handed to the merge as it is.
+ *
+ * Between the passes only `config.read.latestKeepBytes` of segment bytes are kept (in range
+ * order, by their manifest sizes), so what outlives the merge does not grow with the range. The
+ * others are fetched again in pass 2 through loadSegment, which checks length and sha256 against
+ * the manifest again: a segment that changed since pass 1 is refused, never written by marks
+ * that were set on other rows.
  */
 async function writeLatest(
   config: ChangesConfig,
   changelog: Changelog,
   segments: readonly ChangelogSegment[],
-  keySchema: KeySchema | undefined,
-  writer: RowWriter,
+  open: (keySchema: KeySchema) => RowWriter,
   signal: AbortSignal | undefined,
 ): Promise<number> {
-  if (keySchema === undefined) return 0;
-  const loaded: (Uint8Array | undefined)[] = segments.map(() => undefined);
+  let first: Uint8Array | undefined = await changelog.loadSegment(segments[0]!, signal);
+  const keySchema = keySchemaOf(first, segments[0]!);
+  const writer = open(keySchema);
+  let budget = config.read.latestKeepBytes;
+  const keep = segments.map((s) => {
+    if (s.bytes > budget) return false;
+    budget -= s.bytes;
+    return true;
+  });
+  const kept: (Uint8Array | undefined)[] = segments.map(() => undefined);
   const winners = segments.map((s) => new Uint8Array(Math.ceil(s.records / 8)));
   const sources = segments.map((segment, at) => async () => {
-    const bytes = await changelog.loadSegment(segment, signal);
-    loaded[at] = bytes;
+    let bytes: Uint8Array;
+    if (at === 0 && first !== undefined) {
+      bytes = first;
+      first = undefined;
+    } else bytes = await changelog.loadSegment(segment, signal);
+    if (keep[at]) kept[at] = bytes;
     return markedRows(bytes, segment, at, signal);
   });
   let count = 0;
@@ -322,15 +366,23 @@ async function writeLatest(
     winners[segment]![ordinal >> 3]! |= 1 << (ordinal & 7);
     count++;
   }
+  const withWinners: number[] = [];
   for (let at = 0; at < segments.length; at++) {
-    const marks = winners[at]!;
-    if (!marks.some((b) => b !== 0)) {
-      loaded[at] = undefined;
-      continue;
-    }
+    if (winners[at]!.some((b) => b !== 0)) withWinners.push(at);
+    else kept[at] = undefined;
+  }
+  // Re-fetches overlap with writing, as in a plain read: at most SEGMENT_READ_AHEAD ahead.
+  const pending = (async function* () {
+    yield* withWinners;
+  })();
+  const loaded = readAhead(pending, SEGMENT_READ_AHEAD, async (at, stop) => ({
+    at,
+    bytes: kept[at] ?? (await changelog.loadSegment(segments[at]!, combineSignals(signal, stop))),
+  }));
+  for await (const { at, bytes } of loaded) {
+    kept[at] = undefined;
     const segment = segments[at]!;
-    const bytes = loaded[at] ?? (await changelog.loadSegment(segment, signal));
-    loaded[at] = undefined;
+    const marks = winners[at]!;
     let ordinal = 0;
     for (const group of decodeSegmentRowGroups(
       bytes,
@@ -383,14 +435,22 @@ async function writeText(output: NodeJS.WritableStream, text: string, items: num
   return items;
 }
 
-/** The table's key schema, from the typed key columns of a segment (they carry their DynamoDB type). */
-async function keySchemaOf(
-  changelog: Changelog,
-  segment: ChangelogSegment,
-  signal: AbortSignal | undefined,
-): Promise<KeySchema> {
-  const bytes = await changelog.loadSegment(segment, signal);
+/** The table's key schema, from a segment's footer (the key schema it was written with). */
+function keySchemaOf(bytes: Uint8Array, segment: ChangelogSegment): KeySchema {
   return segmentKeySchema(readSegmentMetadata(bytes, segment.key), segment.key);
+}
+
+/**
+ * The key schema for the hand-offs that need it (redshift-sql, duckdb-sql): they read no segment
+ * otherwise, so the first one is fetched once, for its footer. Undefined when the range is empty.
+ */
+async function firstKeySchema(
+  changelog: Changelog,
+  segments: readonly ChangelogSegment[],
+  signal: AbortSignal | undefined,
+): Promise<KeySchema | undefined> {
+  const first = segments[0];
+  return first === undefined ? undefined : keySchemaOf(await changelog.loadSegment(first, signal), first);
 }
 
 function keyColumnsOf(schema: KeySchema): string[] {

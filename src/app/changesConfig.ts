@@ -1,4 +1,5 @@
 import { manifestPrefix } from '../changelog/layout.js';
+import { DEFAULTS, type ReadConfig } from '../coordination/config.js';
 import { parseDestination } from '../coordination/objectStore.js';
 import { DEFAULT_ROW_FORMAT, ROW_FORMATS, type RowFormat } from '../read/rowWriters.js';
 import { ConfigError } from '../support/errors.js';
@@ -55,6 +56,8 @@ export interface ChangesConfig {
   cursorFile: string | undefined;
   emit: ChangesEmit;
   redshift: { targetTable?: string; iamRole?: string; manifestUrl?: string; region?: string };
+  /** What the read may hold in memory (no flag yet: DEFAULTS.read). */
+  read: ReadConfig;
 }
 
 const ATTRIBUTE_NAME = /^[^=,]+$/;
@@ -240,5 +243,6 @@ export function parseChangesConfig(input: ChangesOptionsInput, nowMs: number): C
     cursorFile: input.cursor,
     emit,
     redshift,
+    read: { ...DEFAULTS.read },
   };
 }

@@ -72,6 +72,16 @@ export interface OperationsConfig {
   logLevel: LogLevel;
 }
 
+/** What a reader of the changelog (`changes`) may hold in memory. */
+export interface ReadConfig {
+  /**
+   * `changes --latest`: the most segment bytes (compressed, as fetched) kept from the merge (pass
+   * 1) until their winners are written (pass 2). Segments beyond it are fetched again for pass 2,
+   * and checked against their manifest entry again.
+   */
+  latestKeepBytes: number;
+}
+
 /** What a worker of the pipeline is configured with (ingest/changelogWorker.ts). */
 export interface PipelineConfig {
   window: WindowConfig;
@@ -97,7 +107,10 @@ export const DEFAULTS = {
   stream: { streamRetentionMs: 24 * 3_600_000 },
   orphans: { orphanGraceMs: 3_600_000, orphanBatch: 100 },
   operations: { metricsPort: 9464, shutdownTimeoutMs: 25_000, stallTimeoutMs: 5 * 60_000, logLevel: 'info' },
-} as const satisfies PipelineConfig & { operations: OperationsConfig };
+  // Four default-sized (64 MiB) segments: a small range is fetched once; a larger one costs a
+  // second GET of the segments beyond it rather than memory that grows with the range.
+  read: { latestKeepBytes: 256 * MIB },
+} as const satisfies PipelineConfig & { operations: OperationsConfig; read: ReadConfig };
 
 /** Overrides for some fields of some groups; the rest from DEFAULTS. */
 export type PipelineOverrides = { [G in keyof PipelineConfig]?: Partial<PipelineConfig[G]> };

@@ -27,6 +27,11 @@ export interface RowGroupsRead {
 
 export interface KeyLookupOptions {
   onSegment?: (read: RowGroupsRead) => void;
+  /**
+   * Called once with the table's key schema, read from the first segment's footer, before any
+   * row is handed out (`changes` opens its writer with it instead of fetching a segment for it).
+   */
+  onKeySchema?: (schema: KeySchema) => void;
 }
 
 /**
@@ -59,8 +64,10 @@ export async function* rowsForKey(
   for await (const { segment, bytes } of changelog.loadedSegments(range)) {
     const metadata = readSegmentMetadata(bytes, segment.key);
     const schema = segmentKeySchema(metadata, segment.key);
-    if (item === undefined) item = itemKey(schema, keyValues);
-    else if (formatKeySchema(schema) !== item.schemaText) {
+    if (item === undefined) {
+      options.onKeySchema?.(schema);
+      item = itemKey(schema, keyValues);
+    } else if (formatKeySchema(schema) !== item.schemaText) {
       throw new ChangelogError(
         `segment ${segment.key} has the key schema ${formatKeySchema(schema)}, but earlier segments have ${item.schemaText}`,
         { key: segment.key, retriable: false },

@@ -22,7 +22,8 @@ export interface MemoryObjectStoreOptions {
 /**
  * The tests' in-memory ObjectStore: create-only like the real ones (identical content again is
  * `exists`, different content an ObjectConflictError), listing in key order. Faults are injected
- * into writes with `failing`; `puts` counts every putIfAbsent call, failed ones included.
+ * into writes with `failing`; `puts` counts every putIfAbsent call, failed ones included, and
+ * `gets` every get by key.
  */
 export class MemoryObjectStore implements ObjectStore {
   readonly url = 'memory://';
@@ -33,6 +34,10 @@ export class MemoryObjectStore implements ObjectStore {
   failing = false;
   /** Called at the start of every put, before the failure injection. */
   onPut: (() => void) | undefined;
+  /** get calls so far, by key (missing objects included). */
+  readonly gets = new Map<string, number>();
+  /** Called at the start of every get, after it is counted (a test may replace the object). */
+  onGet: ((key: string) => void) | undefined;
   private readonly now: () => number;
 
   constructor(options: MemoryObjectStoreOptions = {}) {
@@ -55,6 +60,8 @@ export class MemoryObjectStore implements ObjectStore {
   }
 
   async get(key: string): Promise<Uint8Array | undefined> {
+    this.gets.set(key, (this.gets.get(key) ?? 0) + 1);
+    this.onGet?.(key);
     return this.objects.get(key)?.body;
   }
 

@@ -332,6 +332,55 @@ export async function writeSampleChangelog(store: ObjectStore): Promise<SampleCh
   };
 }
 
+/**
+ * Writes `windows` sealed 1-minute windows from W(0) of `segmentsPerWindow` segments each (table
+ * `orders`, key `pk:S,sk:N`) in which every segment holds the latest change of some items: three
+ * items of its own (one deleted last), plus an item every segment changes. Returns the segments in
+ * range order (windows, then manifest order).
+ */
+export async function writeSegmentGrid(
+  store: ObjectStore,
+  windows: number,
+  segmentsPerWindow: number,
+): Promise<TestSegment[]> {
+  let sequence = 100_000_000_000_000_000_000n;
+  const all: TestSegment[] = [];
+  for (let w = 0; w < windows; w++) {
+    const segments = Array.from({ length: segmentsPerWindow }, (_, s) => {
+      const change = (pk: string, op?: WireRecord['eventName']) =>
+        changeRecord({
+          keys: { pk: { S: pk }, sk: { N: '1' } },
+          sequenceNumber: sequence++,
+          timeMs: W(w),
+          op,
+        });
+      const own = [0, 1, 2].map((i) => `item-${w}-${s}-${i}`);
+      const records = [
+        ...own.map((pk) => change(pk, 'INSERT')),
+        change('shared'),
+        ...own.map((pk, i) => change(pk, i === 2 ? 'REMOVE' : 'MODIFY')),
+      ];
+      return buildTestSegment({
+        windowStartMs: W(w),
+        parts: [{ shardId: s % 2 === 0 ? SHARD_1 : SHARD_2, records }],
+      });
+    });
+    segments.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+    for (const segment of segments) await store.putIfAbsent(segment.key, segment.bytes);
+    await store.putIfAbsent(
+      manifestObjectKey(TABLE, W(w)),
+      serializeManifest(
+        buildManifest(
+          W(w),
+          segments.map((segment) => segment.entry),
+        ),
+      ),
+    );
+    all.push(...segments);
+  }
+  return all;
+}
+
 export async function collect<T>(items: AsyncIterable<T>): Promise<T[]> {
   const out: T[] = [];
   for await (const item of items) out.push(item);

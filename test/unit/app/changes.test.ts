@@ -8,12 +8,19 @@ import { type ChangesOptionsInput, parseChangesConfig } from '../../../src/app/c
 import { manifestObjectKey } from '../../../src/changelog/layout.js';
 import { serializeManifest } from '../../../src/changelog/manifest.js';
 import { compareSequenceNumbers } from '../../../src/changelog/sequenceNumber.js';
+import type { ReadConfig } from '../../../src/coordination/config.js';
+import { sha256Checksum } from '../../../src/coordination/objectStore.js';
 import { changeColumns } from '../../../src/read/changeColumns.js';
 import type { ChangeRow } from '../../../src/read/changeRow.js';
 import { lineFormat } from '../../../src/read/textRowFormats.js';
 import { buildManifest, TABLE } from '../../helpers/changelogFixtures.js';
 import { MemoryObjectStore } from '../../helpers/memoryObjectStore.js';
-import { type SampleChangelog, W, writeSampleChangelog } from '../../helpers/sampleChangelog.js';
+import {
+  type SampleChangelog,
+  W,
+  writeSampleChangelog,
+  writeSegmentGrid,
+} from '../../helpers/sampleChangelog.js';
 
 const NOW = Date.UTC(2026, 10, 22, 12, 0, 0);
 const DESTINATION = 's3://bucket/changelog';
@@ -24,10 +31,9 @@ afterEach(async () => {
   dir = undefined;
 });
 
-async function setup() {
-  const store = new MemoryObjectStore();
-  const sample = await writeSampleChangelog(store);
-  const run = async (flags: ChangesOptionsInput) => {
+/** runChanges on `store` with these flags (and settings no flag reaches), its output collected. */
+function runner(store: MemoryObjectStore) {
+  return async (flags: ChangesOptionsInput, read?: Partial<ReadConfig>) => {
     const stdout = new PassThrough();
     const chunks: Buffer[] = [];
     stdout.on('data', (c: Buffer) => chunks.push(c));
@@ -38,10 +44,15 @@ async function setup() {
     });
     const io: ChangesIo = { stdout, stderr, openStore: () => store, now: () => NOW };
     const config = parseChangesConfig({ destination: DESTINATION, table: TABLE, ...flags }, NOW);
-    const result = await runChanges(config, io);
+    const result = await runChanges({ ...config, read: { ...config.read, ...read } }, io);
     return { result, out: Buffer.concat(chunks).toString('utf8'), err };
   };
-  return { store, sample, run };
+}
+
+async function setup() {
+  const store = new MemoryObjectStore();
+  const sample = await writeSampleChangelog(store);
+  return { store, sample, run: runner(store) };
 }
 
 const since = new Date(W(0)).toISOString();
@@ -137,6 +148,83 @@ describe('runChanges', () => {
     }[];
     expect(entries.map((e) => e.url)).toEqual(keys.map((k) => `${DESTINATION}/${k}`));
     expect(entries.every((e) => e.mandatory && e.meta.content_length > 0)).toBe(true);
+  });
+
+  it('fetches no segment twice in any mode: the key schema comes from the first segment it loads anyway', async () => {
+    const { sample, run, store } = await setup();
+    const range = sample.windows.slice(0, 5).flatMap((w) => w.highest.segments.map((s) => s.key));
+    const once = (keys: readonly string[]) => Object.fromEntries(keys.map((k) => [k, 1]));
+    const segmentGets = async (flags: ChangesOptionsInput) => {
+      store.gets.clear();
+      await run({ since, ...flags });
+      return Object.fromEntries([...store.gets].filter(([key]) => key.endsWith('.parquet')));
+    };
+    const item = JSON.stringify(rowsBeforeHole(sample)[3]!.keyColumns);
+    for (const flags of [{}, { format: 'parquet' }, { latest: true }, { key: item }]) {
+      expect(await segmentGets(flags), JSON.stringify(flags)).toEqual(once(range));
+    }
+    // The file lists need no segment; the SQL hand-offs need the key schema: one footer.
+    expect(await segmentGets({ emit: 'files' })).toEqual({});
+    expect(await segmentGets({ emit: 'redshift-manifest' })).toEqual({});
+    expect(await segmentGets({ emit: 'duckdb-sql' })).toEqual(once(range.slice(0, 1)));
+    const redshift = {
+      emit: 'redshift-sql',
+      targetTable: 'orders_latest',
+      iamRole: 'arn:aws:iam::123456789012:role/loader',
+      manifestUrl: 's3://bucket/loads/1.manifest',
+    };
+    expect(await segmentGets(redshift)).toEqual(once(range.slice(0, 1)));
+  });
+
+  it('a range without segments reads none: empty text output (a CSV header), no parquet, no SQL', async () => {
+    const { run, store } = await setup();
+    await store.putIfAbsent(manifestObjectKey(TABLE, W(5)), serializeManifest(buildManifest(W(5), [])));
+    const empty = { since: new Date(W(5)).toISOString(), until: new Date(W(6)).toISOString() };
+    store.gets.clear();
+    expect((await run({ ...empty })).out).toBe('');
+    expect((await run({ ...empty, latest: true })).out).toBe('');
+    expect((await run({ ...empty, format: 'csv' })).out).toBe(lineFormat('csv', changeColumns([])).header);
+    expect((await run({ ...empty, format: 'parquet' })).out).toBe('');
+    expect((await run({ ...empty, emit: 'duckdb-sql' })).out).toBe('');
+    expect([...store.gets.keys()].filter((key) => key.endsWith('.parquet'))).toEqual([]);
+  });
+
+  it('--latest keeps segment bytes between its passes only within its budget, and fetches the rest again', async () => {
+    const store = new MemoryObjectStore();
+    const segments = await writeSegmentGrid(store, 3, 2);
+    const run = runner(store);
+    const latest = { since, latest: true, format: 'csv' };
+    const fetches = async (latestKeepBytes: number) => {
+      store.gets.clear();
+      const { out } = await run(latest, { latestKeepBytes });
+      return { out, gets: segments.map((s) => store.gets.get(s.key)) };
+    };
+    const unbounded = await fetches(Number.MAX_SAFE_INTEGER);
+    expect(unbounded.gets).toEqual(segments.map(() => 1));
+    // Every segment holds a winner (its own items), so with no budget each is fetched twice.
+    const none = await fetches(0);
+    expect(none.gets).toEqual(segments.map(() => 2));
+    expect(none.out).toBe(unbounded.out);
+    expect(lines(none.out)).toHaveLength(1 + segments.length * 2 + 1);
+    // A budget of two segments keeps the first two (range order) and fetches the others again.
+    const two = await fetches(segments[0]!.bytes.length + segments[1]!.bytes.length);
+    expect(two.gets).toEqual(segments.map((_, i) => (i < 2 ? 1 : 2)));
+    expect(two.out).toBe(unbounded.out);
+  });
+
+  it('--latest refuses a segment that changed between its passes, naming it and its manifest', async () => {
+    const store = new MemoryObjectStore();
+    const segments = await writeSegmentGrid(store, 2, 2);
+    const changed = segments[1]!;
+    // Same length, one byte different: only the checksum can tell.
+    const altered = Uint8Array.from(changed.bytes);
+    altered[8] = altered[8]! ^ 0xff;
+    store.onGet = (key) => {
+      if (key === changed.key && store.gets.get(key) === 2) store.objects.get(key)!.body = altered;
+    };
+    await expect(runner(store)({ since, latest: true }, { latestKeepBytes: 0 })).rejects.toThrow(
+      `segment ${changed.key} has checksum ${sha256Checksum(altered)}, but manifest ${manifestObjectKey(TABLE, W(0))} lists ${changed.entry.checksum}`,
+    );
   });
 
   it('with --cursor delivers every row once across runs and writes the output file atomically', async () => {

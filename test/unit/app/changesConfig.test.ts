@@ -31,6 +31,7 @@ describe('parseChangesConfig', () => {
       cursorFile: undefined,
       emit: 'rows',
       redshift: {},
+      read: { latestKeepBytes: 256 * 1024 * 1024 },
     });
   });
 

@@ -1,6 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import {
+  formatKeySchema,
   type KeyAttributeType,
   keyAttributes,
   keyColumnName,
@@ -152,6 +153,23 @@ describe('rowsForKey', () => {
       );
     },
   );
+
+  it('tells the key schema once, from the first segment, before any row', async () => {
+    const changes = [0, 1, 2, 3].map((segment) => ({ key: ['a', '1'], segment }));
+    const { changelog } = await changelogOf('pk:S,sk:N', changes, 8);
+    const seen: string[] = [];
+    const lookup = rowsForKey(
+      changelog,
+      RANGE,
+      { pk: 'a', sk: '1' },
+      {
+        onKeySchema: (schema) => seen.push(formatKeySchema(schema)),
+      },
+    );
+    for await (const row of lookup) seen.push(row.eventId);
+    expect(seen).toHaveLength(5);
+    expect(seen[0]).toBe('pk:S,sk:N');
+  });
 
   it('decodes only the row groups whose partition-key range can hold an S key', async () => {
     const items = Array.from({ length: 40 }, (_, i) => [`item-${String(i).padStart(2, '0')}`, String(i % 3)]);
