@@ -366,19 +366,28 @@ export async function writeSegmentGrid(
       });
     });
     segments.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
-    for (const segment of segments) await store.putIfAbsent(segment.key, segment.bytes);
-    await store.putIfAbsent(
-      manifestObjectKey(TABLE, W(w)),
-      serializeManifest(
-        buildManifest(
-          W(w),
-          segments.map((segment) => segment.entry),
-        ),
-      ),
-    );
+    await putSealedWindow(store, W(w), segments);
     all.push(...segments);
   }
   return all;
+}
+
+/** Puts a window's segments and then its v1 manifest listing them (in the order given): a sealed window. */
+export async function putSealedWindow(
+  store: ObjectStore,
+  windowStartMs: number,
+  segments: readonly TestSegment[],
+): Promise<void> {
+  for (const segment of segments) await store.putIfAbsent(segment.key, segment.bytes);
+  await store.putIfAbsent(
+    manifestObjectKey(TABLE, windowStartMs),
+    serializeManifest(
+      buildManifest(
+        windowStartMs,
+        segments.map((segment) => segment.entry),
+      ),
+    ),
+  );
 }
 
 export async function collect<T>(items: AsyncIterable<T>): Promise<T[]> {

@@ -7,19 +7,18 @@ import {
   keyColumnName,
   parseKeySchema,
 } from '../../../src/changelog/keySchema.js';
-import { manifestObjectKey } from '../../../src/changelog/layout.js';
-import { serializeManifest } from '../../../src/changelog/manifest.js';
 import { openChangelog } from '../../../src/read/changelog.js';
 import type { ChangeRow } from '../../../src/read/changeRow.js';
 import { type RowGroupsRead, rowsForKey } from '../../../src/read/keyLookup.js';
 import { ChangelogError } from '../../../src/support/errors.js';
-import { buildManifest, TABLE } from '../../helpers/changelogFixtures.js';
+import { TABLE } from '../../helpers/changelogFixtures.js';
 import { compareKeyValues } from '../../helpers/dynamoOrder.js';
 import { MemoryObjectStore } from '../../helpers/memoryObjectStore.js';
 import {
   buildTestSegment,
   changeRecord,
   collect,
+  putSealedWindow,
   SHARD_1,
   SHARD_2,
   W,
@@ -63,16 +62,7 @@ async function changelogOf(keySchema: string, changes: Change[], rowGroupRows: n
           parts: [{ shardId: s === 0 ? SHARD_1 : SHARD_2, records }],
         }),
       );
-    for (const segment of segments) await store.putIfAbsent(segment.key, segment.bytes);
-    await store.putIfAbsent(
-      manifestObjectKey(TABLE, W(window)),
-      serializeManifest(
-        buildManifest(
-          W(window),
-          segments.map((s) => s.entry),
-        ),
-      ),
-    );
+    await putSealedWindow(store, W(window), segments);
   }
   return { store, changelog: openChangelog({ store, table: TABLE }), attributes };
 }
