@@ -75,17 +75,41 @@ resource "aws_glue_catalog_database" "changelog" {
   tags  = var.tags
 }
 
-resource "aws_glue_catalog_table" "segments" {
-  count         = local.glue_enabled ? 1 : 0
-  name          = local.glue_table_name
+# The two tables differ only in name, description, location and input/output format; the rest
+# (columns, dt partition and projection, Parquet SerDe) is written once, in the one resource below.
+locals {
+  glue_tables = {
+    segments = {
+      name          = local.glue_table_name
+      description   = "dynamodb-changelog change segments of ${var.table_name}, sealed or not (at least once; the _sealed table reads exactly once)"
+      location      = local.data_location
+      input_format  = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat"
+      output_format = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat"
+    }
+    sealed = {
+      name        = local.glue_sealed_table_name
+      description = "dynamodb-changelog sealed windows of ${var.table_name}: exactly the segments their manifests list, each once (symlink manifests)"
+      location    = local.symlink_location
+      # The objects under the location are text files of segment URLs; the rows come from the
+      # Parquet files they name, read with the Parquet SerDe.
+      input_format  = "org.apache.hadoop.hive.ql.io.SymlinkTextInputFormat"
+      output_format = "org.apache.hadoop.hive.ql.io.HiveIgnoreKeyTextOutputFormat"
+    }
+  }
+}
+
+resource "aws_glue_catalog_table" "changelog" {
+  # A for expression rather than `enabled ? map : {}`: the two branches' object types differ.
+  for_each      = { for key, table in local.glue_tables : key => table if local.glue_enabled }
+  name          = each.value.name
   database_name = aws_glue_catalog_database.changelog[0].name
-  description   = "dynamodb-changelog change segments of ${var.table_name}, sealed or not (at least once; the _sealed table reads exactly once)"
+  description   = each.value.description
   table_type    = "EXTERNAL_TABLE"
 
   parameters = merge(local.dt_projection, {
     EXTERNAL                    = "TRUE"
     classification              = "parquet"
-    "storage.location.template" = "${local.data_location}dt=$${dt}/"
+    "storage.location.template" = "${each.value.location}dt=$${dt}/"
   })
 
   partition_keys {
@@ -95,9 +119,9 @@ resource "aws_glue_catalog_table" "segments" {
   }
 
   storage_descriptor {
-    location      = local.data_location
-    input_format  = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat"
-    output_format = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat"
+    location      = each.value.location
+    input_format  = each.value.input_format
+    output_format = each.value.output_format
 
     ser_de_info {
       serialization_library = "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe"
@@ -116,43 +140,14 @@ resource "aws_glue_catalog_table" "segments" {
   }
 }
 
-resource "aws_glue_catalog_table" "sealed" {
-  count         = local.glue_enabled ? 1 : 0
-  name          = local.glue_sealed_table_name
-  database_name = aws_glue_catalog_database.changelog[0].name
-  description   = "dynamodb-changelog sealed windows of ${var.table_name}: exactly the segments their manifests list, each once (symlink manifests)"
-  table_type    = "EXTERNAL_TABLE"
+# The tables were two resources (count = 0 or 1) before: existing deployments keep them, renamed
+# in the state, rather than have them destroyed and created again.
+moved {
+  from = aws_glue_catalog_table.segments[0]
+  to   = aws_glue_catalog_table.changelog["segments"]
+}
 
-  parameters = merge(local.dt_projection, {
-    EXTERNAL                    = "TRUE"
-    classification              = "parquet"
-    "storage.location.template" = "${local.symlink_location}dt=$${dt}/"
-  })
-
-  partition_keys {
-    name    = "dt"
-    type    = "string"
-    comment = "UTC day of the window (YYYY-MM-DD)"
-  }
-
-  storage_descriptor {
-    location = local.symlink_location
-    # The objects under the location are text files of segment URLs; the rows come from the
-    # Parquet files they name, read with the Parquet SerDe.
-    input_format  = "org.apache.hadoop.hive.ql.io.SymlinkTextInputFormat"
-    output_format = "org.apache.hadoop.hive.ql.io.HiveIgnoreKeyTextOutputFormat"
-
-    ser_de_info {
-      serialization_library = "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe"
-    }
-
-    dynamic "columns" {
-      for_each = local.segment_columns
-      content {
-        name    = lower(columns.value.name)
-        type    = columns.value.type
-        comment = columns.value.comment
-      }
-    }
-  }
+moved {
+  from = aws_glue_catalog_table.sealed[0]
+  to   = aws_glue_catalog_table.changelog["sealed"]
 }

@@ -29,12 +29,12 @@ output "destination" {
 
 output "glue_table" {
   description = "<database>.<table> for Athena: every committed segment, at least once (data/)."
-  value       = local.glue_enabled ? "${aws_glue_catalog_database.changelog[0].name}.${aws_glue_catalog_table.segments[0].name}" : null
+  value       = local.glue_enabled ? "${aws_glue_catalog_database.changelog[0].name}.${aws_glue_catalog_table.changelog["segments"].name}" : null
 }
 
 output "glue_sealed_table" {
   description = "<database>.<table> for Athena: the sealed windows' segments, exactly once (symlinks/)."
-  value       = local.glue_enabled ? "${aws_glue_catalog_database.changelog[0].name}.${aws_glue_catalog_table.sealed[0].name}" : null
+  value       = local.glue_enabled ? "${aws_glue_catalog_database.changelog[0].name}.${aws_glue_catalog_table.changelog["sealed"].name}" : null
 }
 
 output "daemon_environment" {

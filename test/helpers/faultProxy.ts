@@ -1,5 +1,5 @@
-import http, { type IncomingMessage, type ServerResponse } from 'node:http';
-import type { AddressInfo, Socket } from 'node:net';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { startForwardingProxy } from './forwardingProxy.js';
 
 /*
  * A reverse proxy in front of an S3 endpoint (s3rver) that makes a share of object writes fail the
@@ -39,18 +39,6 @@ export interface FaultProxyOptions {
   random?: () => number;
 }
 
-// Hop-by-hop headers (RFC 9110 §7.6.1) describe one connection, not the message; a proxy drops them.
-const HOP_BY_HOP = new Set([
-  'connection',
-  'keep-alive',
-  'proxy-connection',
-  'proxy-authenticate',
-  'proxy-authorization',
-  'te',
-  'trailer',
-  'upgrade',
-]);
-
 /**
  * Object writes: PUT (PutObject, UploadPart, CopyObject) and the multipart POSTs
  * (CreateMultipartUpload `?uploads`, CompleteMultipartUpload `?uploadId=`). Other POSTs such as
@@ -65,85 +53,41 @@ export function isObjectWrite(method: string | undefined, url: string | undefine
 
 export async function startFaultProxy(target: string, options: FaultProxyOptions = {}): Promise<FaultProxy> {
   const random = options.random ?? Math.random;
-  const upstream = new URL(target);
-  const agent = new http.Agent({ keepAlive: true });
   const counts: FaultCounts = { requests: 0, writes: 0, injected503: 0, injectedResponseLost: 0 };
   let faultRate = 0;
-  const sockets = new Set<Socket>();
 
-  const server = http.createServer((req, res) => {
-    counts.requests++;
-    let fault: 'none' | '503' | 'lost' = 'none';
-    if (isObjectWrite(req.method, req.url)) {
-      counts.writes++;
-      // One draw decides both whether and which, so the two kinds split the rate evenly.
-      const r = random();
-      if (r < faultRate / 2) fault = '503';
-      else if (r < faultRate) fault = 'lost';
-    }
-    if (fault === '503') {
-      counts.injected503++;
-      replySlowDown(req, res, counts.injected503);
-      return;
-    }
-    if (fault === 'lost') counts.injectedResponseLost++;
-    forward(req, res, fault === 'lost');
-  });
-  server.on('connection', (socket) => {
-    sockets.add(socket);
-    socket.once('close', () => sockets.delete(socket));
-  });
-
-  function forward(req: IncomingMessage, res: ServerResponse, loseResponse: boolean): void {
-    const headers: http.OutgoingHttpHeaders = {};
-    for (const [name, value] of Object.entries(req.headers)) {
-      if (!HOP_BY_HOP.has(name) && value !== undefined) headers[name] = value;
-    }
-    const outgoing = http.request({
-      protocol: upstream.protocol,
-      hostname: upstream.hostname,
-      port: upstream.port,
-      method: req.method,
-      path: req.url,
-      headers,
-      agent,
-    });
-    outgoing.on('response', (answer) => {
-      if (loseResponse) {
-        // Let the store finish (read its whole answer) before dropping the client: the write landed.
-        answer.resume();
-        answer.once('end', () => req.socket.destroy());
-        answer.once('error', () => req.socket.destroy());
+  const proxy = await startForwardingProxy({
+    target,
+    name: 'fault proxy',
+    // Object bodies stream through both ways (uploads of many MiB).
+    requestBody: 'stream',
+    handle({ req, res, forward }) {
+      counts.requests++;
+      let fault: 'none' | '503' | 'lost' = 'none';
+      if (isObjectWrite(req.method, req.url)) {
+        counts.writes++;
+        // One draw decides both whether and which, so the two kinds split the rate evenly.
+        const r = random();
+        if (r < faultRate / 2) fault = '503';
+        else if (r < faultRate) fault = 'lost';
+      }
+      if (fault === '503') {
+        counts.injected503++;
+        replySlowDown(req, res, counts.injected503);
         return;
       }
-      const responseHeaders: http.OutgoingHttpHeaders = {};
-      for (const [name, value] of Object.entries(answer.headers)) {
-        if (!HOP_BY_HOP.has(name) && value !== undefined) responseHeaders[name] = value;
-      }
-      res.writeHead(answer.statusCode ?? 502, answer.statusMessage, responseHeaders);
-      answer.pipe(res);
-      answer.once('error', () => res.destroy());
-    });
-    outgoing.on('error', (error) => {
-      if (res.headersSent) {
-        res.destroy();
+      if (fault === 'none') {
+        forward();
         return;
       }
-      res.writeHead(502, { 'content-type': 'text/plain' });
-      res.end(`fault proxy: upstream failed: ${error.message}`);
-    });
-    req.once('aborted', () => outgoing.destroy());
-    req.pipe(outgoing);
-  }
-
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => resolve());
+      counts.injectedResponseLost++;
+      // The store finishes (its whole answer is read) before the client is dropped: the write landed.
+      forward({ onAnswer: () => 'drop' });
+    },
   });
-  const { port } = server.address() as AddressInfo;
 
   return {
-    endpoint: `http://127.0.0.1:${port}`,
+    endpoint: proxy.endpoint,
     counts,
     get faultRate() {
       return faultRate;
@@ -152,12 +96,7 @@ export async function startFaultProxy(target: string, options: FaultProxyOptions
       if (!(p >= 0 && p <= 1)) throw new RangeError(`fault rate must be in [0, 1], got ${p}`);
       faultRate = p;
     },
-    async stop() {
-      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-      for (const socket of sockets) socket.destroy();
-      agent.destroy();
-      await closed;
-    },
+    stop: () => proxy.stop(),
   };
 }
 

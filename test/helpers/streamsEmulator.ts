@@ -29,9 +29,9 @@
  */
 import { createHash, randomUUID } from 'node:crypto';
 import http from 'node:http';
-import type { AddressInfo, Socket } from 'node:net';
 import zlib from 'node:zlib';
 import { seededRandom } from '../../src/support/random.js';
+import { type ProxiedRequest, startForwardingProxy } from './forwardingProxy.js';
 
 // ---------------------------------------------------------------------------------------------
 // Public API
@@ -204,18 +204,6 @@ const DEFAULT_FIRST_SEQUENCE = 999999999999999990000n;
 const ITERATOR_TYPES = ['TRIM_HORIZON', 'LATEST', 'AT_SEQUENCE_NUMBER', 'AFTER_SEQUENCE_NUMBER'] as const;
 type IteratorType = (typeof ITERATOR_TYPES)[number];
 
-// Hop-by-hop headers (RFC 9110 §7.6.1) describe one connection, not the message; a proxy drops them.
-const HOP_BY_HOP = new Set([
-  'connection',
-  'keep-alive',
-  'proxy-connection',
-  'proxy-authenticate',
-  'proxy-authorization',
-  'te',
-  'trailer',
-  'upgrade',
-]);
-
 // ---------------------------------------------------------------------------------------------
 // State
 // ---------------------------------------------------------------------------------------------
@@ -348,6 +336,7 @@ export async function startStreamsEmulator(options: StreamsEmulatorOptions): Pro
   };
   setFaults({ throttleRate: options.throttleRate ?? 0, errorRate: options.errorRate ?? 0 });
 
+  // The pump's own connections; forwarded DynamoDB API requests go through the proxy's.
   const agent = new http.Agent({ keepAlive: true, maxSockets: 32 });
   const pumpAbort = new AbortController();
 
@@ -989,82 +978,23 @@ export async function startStreamsEmulator(options: StreamsEmulatorOptions): Pro
 
   // --- DynamoDB API: forwarding ------------------------------------------------------------
 
-  function forward(req: http.IncomingMessage, res: http.ServerResponse, rewriteDescribeTable: boolean): void {
+  /** Relays a DynamoDB API request to DynamoDB Local; DescribeTable of the source table is rewritten. */
+  function forward(request: ProxiedRequest, rewriteDescribeTable: boolean): void {
     counts.forwarded++;
-    const headers: http.OutgoingHttpHeaders = {};
-    for (const [name, value] of Object.entries(req.headers)) {
-      if (!HOP_BY_HOP.has(name) && value !== undefined) headers[name] = value;
+    if (!rewriteDescribeTable) {
+      request.forward();
+      return;
     }
     // The answer to rewrite is read as JSON text: ask for it uncompressed.
-    if (rewriteDescribeTable) delete headers['accept-encoding'];
-    // The body is read whole first (DynamoDB requests are small), so a request that met a
-    // keep-alive connection DynamoDB Local had just closed can be sent again, once.
-    const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => chunks.push(c));
-    req.once('end', () => send(Buffer.concat(chunks), false));
-
-    function send(body: Buffer, retried: boolean): void {
-      const outgoing = http.request({
-        protocol: upstream.protocol,
-        hostname: upstream.hostname,
-        port: upstream.port,
-        method: req.method,
-        path: req.url,
-        headers,
-        agent,
-      });
-      outgoing.on('response', (answer) => relay(answer));
-      outgoing.on('error', (error) => {
-        if (outgoing.reusedSocket && !retried && !res.headersSent) {
-          send(body, true);
-          return;
-        }
-        if (res.headersSent) {
-          res.destroy();
-          return;
-        }
-        reply(
-          res,
-          500,
-          JSON.stringify({
-            __type: `${DDB}InternalServerError`,
-            message: `emulator: DynamoDB Local failed: ${error.message}`,
-          }),
-        );
-      });
-      res.once('close', () => {
-        if (!res.writableFinished) outgoing.destroy();
-      });
-      outgoing.end(body);
-    }
-
-    function relay(answer: http.IncomingMessage): void {
-      const responseHeaders: http.OutgoingHttpHeaders = {};
-      for (const [name, value] of Object.entries(answer.headers)) {
-        if (!HOP_BY_HOP.has(name) && value !== undefined) responseHeaders[name] = value;
-      }
-      if (!rewriteDescribeTable || answer.statusCode !== 200) {
-        res.writeHead(answer.statusCode ?? 502, answer.statusMessage, responseHeaders);
-        answer.pipe(res);
-        answer.once('error', () => res.destroy());
-        return;
-      }
-      const parts: Buffer[] = [];
-      answer.on('data', (c: Buffer) => parts.push(c));
-      answer.once('error', () => res.destroy());
-      answer.on('end', () => {
-        let body = Buffer.concat(parts);
-        const rewritten = rewriteTable(body.toString('utf8'));
-        if (rewritten !== undefined) {
-          body = Buffer.from(rewritten, 'utf8');
-          delete responseHeaders['transfer-encoding'];
-          responseHeaders['content-length'] = String(body.length);
-          responseHeaders['x-amz-crc32'] = String(zlib.crc32(body) >>> 0);
-        }
-        res.writeHead(answer.statusCode ?? 502, answer.statusMessage, responseHeaders);
-        res.end(body);
-      });
-    }
+    request.forward({
+      identityEncoding: true,
+      onAnswer(answer) {
+        if (answer.status !== 200) return answer;
+        const rewritten = rewriteTable(answer.body.toString('utf8'));
+        if (rewritten !== undefined) answer.body = Buffer.from(rewritten, 'utf8');
+        return answer;
+      },
+    });
   }
 
   /** DescribeTable of the source table, with the emulated stream in place of DynamoDB Local's. */
@@ -1096,19 +1026,22 @@ export async function startStreamsEmulator(options: StreamsEmulatorOptions): Pro
 
   // --- The server --------------------------------------------------------------------------
 
-  const sockets = new Set<Socket>();
-  const server = http.createServer((req, res) => {
-    const targetHeader = req.headers['x-amz-target'];
-    const target = Array.isArray(targetHeader) ? (targetHeader[0] ?? '') : (targetHeader ?? '');
-    if (!target.startsWith(STREAMS_PREFIX)) {
-      forward(req, res, target === `${DYNAMODB_PREFIX}DescribeTable`);
-      return;
-    }
-    const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => {
+  // DynamoDB requests are small and read whole, so one that met a keep-alive connection DynamoDB
+  // Local had just closed is sent again, once (forwardingProxy.ts).
+  const server = await startForwardingProxy({
+    target: options.dynamoDbEndpoint,
+    name: 'emulator',
+    maxSockets: 32,
+    handle(request) {
+      const targetHeader = request.req.headers['x-amz-target'];
+      const target = Array.isArray(targetHeader) ? (targetHeader[0] ?? '') : (targetHeader ?? '');
+      if (!target.startsWith(STREAMS_PREFIX)) {
+        forward(request, target === `${DYNAMODB_PREFIX}DescribeTable`);
+        return;
+      }
+      const { res, body = Buffer.alloc(0) } = request;
       try {
-        const answer = handleStreams(target.slice(STREAMS_PREFIX.length), Buffer.concat(chunks));
+        const answer = handleStreams(target.slice(STREAMS_PREFIX.length), body);
         reply(res, answer.status, answer.body);
       } catch (error) {
         if (error instanceof ApiError) {
@@ -1118,19 +1051,18 @@ export async function startStreamsEmulator(options: StreamsEmulatorOptions): Pro
           reply(res, 500, JSON.stringify({ __type: `${DDB}InternalServerError`, message }));
         }
       }
-    });
+    },
+    onUpstreamError(res, error) {
+      reply(
+        res,
+        500,
+        JSON.stringify({
+          __type: `${DDB}InternalServerError`,
+          message: `emulator: DynamoDB Local failed: ${error.message}`,
+        }),
+      );
+    },
   });
-  server.on('connection', (socket) => {
-    sockets.add(socket);
-    socket.once('close', () => sockets.delete(socket));
-  });
-  // Longer than an idle SDK client keeps a connection, so the server rarely closes one under it.
-  server.keepAliveTimeout = 60_000;
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => resolve());
-  });
-  const { port } = server.address() as AddressInfo;
 
   // --- The pump ----------------------------------------------------------------------------
 
@@ -1339,7 +1271,7 @@ export async function startStreamsEmulator(options: StreamsEmulatorOptions): Pro
   const randomEventId = () => `${hex8()}${hex8()}${hex8()}${hex8()}`;
 
   return {
-    endpoint: `http://127.0.0.1:${port}`,
+    endpoint: server.endpoint,
     get streamArn() {
       return current.arn;
     },
@@ -1445,10 +1377,8 @@ export async function startStreamsEmulator(options: StreamsEmulatorOptions): Pro
       pumpAbort.abort();
       await pumpRunning?.catch(() => undefined);
       for (const waiter of waiters.splice(0)) waiter.reject(new Error('the streams emulator stopped'));
-      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-      for (const socket of sockets) socket.destroy();
+      await server.stop();
       agent.destroy();
-      await closed;
     },
   };
 }

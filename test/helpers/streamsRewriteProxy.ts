@@ -1,6 +1,4 @@
-import http from 'node:http';
-import type { AddressInfo, Socket } from 'node:net';
-import zlib from 'node:zlib';
+import { startForwardingProxy } from './forwardingProxy.js';
 
 /*
  * A proxy in front of DynamoDB Local's Streams API that makes its GetRecords answers show two
@@ -10,7 +8,7 @@ import zlib from 'node:zlib';
  *   identity. REMOVE records for which `isTtlDelete` says yes get
  *   `"userIdentity":{"principalId":"dynamodb.amazonaws.com","type":"Service"}` spliced in after
  *   their eventID: every other byte stays as DynamoDB Local sent it, and `x-amz-crc32` is
- *   recomputed so the reader's integrity check still holds.
+ *   recomputed (by forwardingProxy.ts) so the reader's integrity check still holds.
  * - Records that become readable after the reader was told it is caught up (on DynamoDB, a record
  *   stamped before an empty read can still arrive after it). `setClockOffset(ms)` moves the
  *   answers' `Date` header ahead: a worker's "caught up at" time, the watermark's input for a
@@ -53,16 +51,6 @@ export interface StreamsRewriteProxy {
   stop(): Promise<void>;
 }
 
-const HOP_BY_HOP = new Set([
-  'connection',
-  'keep-alive',
-  'proxy-connection',
-  'proxy-authenticate',
-  'proxy-authorization',
-  'te',
-  'trailer',
-  'upgrade',
-]);
 const GET_RECORDS = 'DynamoDBStreams_20120810.GetRecords';
 const TTL_IDENTITY = ',"userIdentity":{"principalId":"dynamodb.amazonaws.com","type":"Service"}';
 
@@ -70,101 +58,54 @@ export async function startStreamsRewriteProxy(
   target: string,
   options: StreamsRewriteProxyOptions = {},
 ): Promise<StreamsRewriteProxy> {
-  const upstream = new URL(target);
-  const agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
   const counts: StreamsRewriteCounts = { getRecords: 0, ttlDeletes: 0, shiftedDates: 0, errors: [] };
   const isTtlDelete = options.isTtlDelete ?? (() => false);
   let clockOffsetMs = 0;
-  const sockets = new Set<Socket>();
 
-  const server = http.createServer((req, res) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => chunks.push(c));
-    req.once('end', () => {
+  const proxy = await startForwardingProxy({
+    target,
+    name: 'streams rewrite proxy',
+    maxSockets: 64,
+    handle({ req, forward }) {
       const isGetRecords = req.headers['x-amz-target'] === GET_RECORDS;
       if (isGetRecords) counts.getRecords++;
-      const headers: http.OutgoingHttpHeaders = {};
-      for (const [name, value] of Object.entries(req.headers)) {
-        // Identity encoding, so the answer's text can be rewritten.
-        if (!HOP_BY_HOP.has(name) && name !== 'accept-encoding' && value !== undefined) headers[name] = value;
-      }
-      const outgoing = http.request({
-        protocol: upstream.protocol,
-        hostname: upstream.hostname,
-        port: upstream.port,
-        method: req.method,
-        path: req.url,
-        headers,
-        agent,
-      });
-      outgoing.on('response', (answer) => {
-        const parts: Buffer[] = [];
-        answer.on('data', (c: Buffer) => parts.push(c));
-        answer.once('error', () => res.destroy());
-        answer.once('end', () => {
-          let body: Buffer = Buffer.concat(parts);
-          const out: http.OutgoingHttpHeaders = {};
-          for (const [name, value] of Object.entries(answer.headers)) {
-            if (!HOP_BY_HOP.has(name) && value !== undefined) out[name] = value;
+      // Identity encoding, so the answer's text can be rewritten.
+      forward({
+        identityEncoding: true,
+        onAnswer(answer) {
+          if (!isGetRecords || answer.status !== 200) return answer;
+          let rewritten: { body: Buffer; marked: number };
+          try {
+            rewritten = markTtlDeletes(answer.body, isTtlDelete);
+          } catch (error) {
+            counts.errors.push(String(error));
+            return {
+              status: 500,
+              headers: { 'content-type': 'text/plain' },
+              body: Buffer.from(`streams rewrite proxy: ${String(error)}`),
+            };
           }
-          if (isGetRecords && answer.statusCode === 200) {
-            let rewritten: { body: Buffer; marked: number };
-            try {
-              rewritten = markTtlDeletes(body, isTtlDelete);
-            } catch (error) {
-              counts.errors.push(String(error));
-              res.writeHead(500, { 'content-type': 'text/plain' });
-              res.end(`streams rewrite proxy: ${String(error)}`);
-              return;
-            }
-            if (rewritten.marked > 0) {
-              counts.ttlDeletes += rewritten.marked;
-              body = rewritten.body;
-              out['x-amz-crc32'] = String(zlib.crc32(body) >>> 0);
-            }
-            const date = answer.headers.date;
-            if (clockOffsetMs !== 0 && date !== undefined) {
-              out['date'] = new Date(Date.parse(date) + clockOffsetMs).toUTCString();
-              counts.shiftedDates++;
-            }
+          if (rewritten.marked > 0) {
+            counts.ttlDeletes += rewritten.marked;
+            answer.body = rewritten.body;
           }
-          out['content-length'] = String(body.length);
-          delete out['transfer-encoding'];
-          res.writeHead(answer.statusCode ?? 502, answer.statusMessage, out);
-          res.end(body);
-        });
+          const date = answer.headers['date'];
+          if (clockOffsetMs !== 0 && typeof date === 'string') {
+            answer.headers['date'] = new Date(Date.parse(date) + clockOffsetMs).toUTCString();
+            counts.shiftedDates++;
+          }
+          return answer;
+        },
       });
-      outgoing.on('error', (error) => {
-        if (res.headersSent) {
-          res.destroy();
-          return;
-        }
-        res.writeHead(502, { 'content-type': 'text/plain' });
-        res.end(`streams rewrite proxy: upstream failed: ${error.message}`);
-      });
-      outgoing.end(Buffer.concat(chunks));
-    });
+    },
   });
-  server.on('connection', (socket) => {
-    sockets.add(socket);
-    socket.once('close', () => sockets.delete(socket));
-  });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => resolve());
-  });
-  const { port } = server.address() as AddressInfo;
   return {
-    endpoint: `http://127.0.0.1:${port}`,
+    endpoint: proxy.endpoint,
     setClockOffset(ms: number) {
       clockOffsetMs = ms;
     },
     counts,
-    async stop() {
-      for (const socket of sockets) socket.destroy();
-      agent.destroy();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
-    },
+    stop: () => proxy.stop(),
   };
 }
 

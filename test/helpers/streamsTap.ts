@@ -1,5 +1,4 @@
-import http from 'node:http';
-import type { AddressInfo, Socket } from 'node:net';
+import { startForwardingProxy } from './forwardingProxy.js';
 
 /*
  * A pass-through proxy in front of a DynamoDB Streams endpoint (the many-shard emulator) that
@@ -34,34 +33,21 @@ export interface StreamsTap {
   stop(): Promise<void>;
 }
 
-const HOP_BY_HOP = new Set([
-  'connection',
-  'keep-alive',
-  'proxy-connection',
-  'proxy-authenticate',
-  'proxy-authorization',
-  'te',
-  'trailer',
-  'upgrade',
-]);
 const STREAMS_PREFIX = 'DynamoDBStreams_20120810.';
 const NEXT = '"NextShardIterator":';
 
 export async function startStreamsTap(target: string): Promise<StreamsTap> {
-  const upstream = new URL(target);
-  const agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
   const counts: StreamsTapCounts = { requests: 0, getRecords: 0, unknownIterators: 0 };
   const shardOfIterator = new Map<string, string>();
   const firstGetRecords = new Map<string, number>();
   const endServed = new Map<string, number>();
-  const sockets = new Set<Socket>();
 
-  const server = http.createServer((req, res) => {
-    counts.requests++;
-    const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => chunks.push(c));
-    req.once('end', () => {
-      const body = Buffer.concat(chunks);
+  const proxy = await startForwardingProxy({
+    target,
+    name: 'streams tap',
+    maxSockets: 64,
+    handle({ req, body = Buffer.alloc(0), forward }) {
+      counts.requests++;
       const targetHeader = String(req.headers['x-amz-target'] ?? '');
       const operation = targetHeader.startsWith(STREAMS_PREFIX)
         ? targetHeader.slice(STREAMS_PREFIX.length)
@@ -80,7 +66,20 @@ export async function startStreamsTap(target: string): Promise<StreamsTap> {
       } catch {
         // Not JSON: the upstream answers it (with an error); nothing to watch.
       }
-      send(body, false, (status, text) => {
+      // The answer is read as text: ask for it uncompressed.
+      forward({
+        identityEncoding: true,
+        onAnswer(answer) {
+          try {
+            observe(answer.status, answer.body.toString('utf8'));
+          } catch {
+            // An answer the tap cannot read is still relayed as is.
+          }
+          return answer;
+        },
+      });
+
+      function observe(status: number, text: string): void {
         if (status !== 200 || shardId === undefined) return;
         if (operation === 'GetShardIterator') {
           const iterator = (JSON.parse(text) as { ShardIterator?: string }).ShardIterator;
@@ -96,85 +95,15 @@ export async function startStreamsTap(target: string): Promise<StreamsTap> {
             shardOfIterator.set(JSON.parse(rest) as string, shardId);
           }
         }
-      });
-    });
-
-    function send(body: Buffer, retried: boolean, observe: (status: number, text: string) => void): void {
-      const headers: http.OutgoingHttpHeaders = {};
-      for (const [name, value] of Object.entries(req.headers)) {
-        if (!HOP_BY_HOP.has(name) && value !== undefined) headers[name] = value;
       }
-      // The answer is read as text: ask for it uncompressed.
-      delete headers['accept-encoding'];
-      const outgoing = http.request({
-        protocol: upstream.protocol,
-        hostname: upstream.hostname,
-        port: upstream.port,
-        method: req.method,
-        path: req.url,
-        headers,
-        agent,
-      });
-      outgoing.on('response', (answer) => {
-        const parts: Buffer[] = [];
-        answer.on('data', (c: Buffer) => parts.push(c));
-        answer.once('error', () => res.destroy());
-        answer.once('end', () => {
-          const bytes = Buffer.concat(parts);
-          const responseHeaders: http.OutgoingHttpHeaders = {};
-          for (const [name, value] of Object.entries(answer.headers)) {
-            if (!HOP_BY_HOP.has(name) && value !== undefined) responseHeaders[name] = value;
-          }
-          try {
-            observe(answer.statusCode ?? 0, bytes.toString('utf8'));
-          } catch {
-            // An answer the tap cannot read is still relayed as is.
-          }
-          res.writeHead(answer.statusCode ?? 502, answer.statusMessage, responseHeaders);
-          res.end(bytes);
-        });
-      });
-      outgoing.on('error', (error) => {
-        // A keep-alive connection the upstream had just closed: send again, once (as the emulator's
-        // own forwarding does).
-        if (outgoing.reusedSocket && !retried && !res.headersSent) {
-          send(body, true, observe);
-          return;
-        }
-        if (res.headersSent) {
-          res.destroy();
-          return;
-        }
-        res.writeHead(502, { 'content-type': 'text/plain' });
-        res.end(`streams tap: upstream failed: ${error.message}`);
-      });
-      res.once('close', () => {
-        if (!res.writableFinished) outgoing.destroy();
-      });
-      outgoing.end(body);
-    }
+    },
   });
-  server.on('connection', (socket) => {
-    sockets.add(socket);
-    socket.once('close', () => sockets.delete(socket));
-  });
-  server.keepAliveTimeout = 60_000;
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => resolve());
-  });
-  const { port } = server.address() as AddressInfo;
 
   return {
-    endpoint: `http://127.0.0.1:${port}`,
+    endpoint: proxy.endpoint,
     firstGetRecords,
     endServed,
     counts,
-    async stop() {
-      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-      for (const socket of sockets) socket.destroy();
-      agent.destroy();
-      await closed;
-    },
+    stop: () => proxy.stop(),
   };
 }
