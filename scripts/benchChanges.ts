@@ -28,7 +28,7 @@ import { Writable } from 'node:stream';
 import { runChanges } from '../src/app/changes.js';
 import { parseChangesConfig } from '../src/app/changesConfig.js';
 import { isoTime } from '../src/changelog/layout.js';
-import { latestPerKeyClause, sqlString } from '../src/read/latestStateSql.js';
+import { sqlString } from '../src/read/latestStateSql.js';
 import {
   type ChangelogShape,
   type GeneratedChangelog,
@@ -44,6 +44,12 @@ const REPEAT = Number(args.get('repeat') ?? 3);
 const WINDOWS = Number(args.get('windows') ?? 60);
 const SEGMENTS_PER_WINDOW = Number(args.get('segments-per-window') ?? 4);
 const KEY_COLUMNS = ['pk', 'sk'];
+/**
+ * DuckDB's baseline for the latest state: what a user writes for stream-only rows (the data here
+ * has no SNAPSHOT/NET rows, so it gives the same answer as the full rule, read/latestStateSql.ts,
+ * and is the cheaper query: the stricter baseline).
+ */
+const STREAM_ONLY_LATEST = `QUALIFY row_number() OVER (PARTITION BY ${KEY_COLUMNS.join(', ')} ORDER BY lpad(sequence_number, 40, '0') DESC) = 1`;
 
 interface ChangesCaseResult extends CaseResult {
   outputRows: number;
@@ -100,7 +106,7 @@ async function runDuckDb(name: string, log: GeneratedChangelog): Promise<Changes
     name === 'b'
       ? `SELECT * FROM ${files}`
       : name === 'd'
-        ? `SELECT * FROM (SELECT * FROM ${files} ${latestPerKeyClause(KEY_COLUMNS)}) WHERE op <> 'REMOVE'`
+        ? `SELECT * FROM (SELECT * FROM ${files} ${STREAM_ONLY_LATEST}) WHERE op <> 'REMOVE'`
         : `SELECT * FROM ${files} WHERE pk = ${sqlString(log.sampleKey.pk)} AND sk = ${sqlString(log.sampleKey.sk)}`;
   const start = performance.now();
   await connection.run(`COPY (${select}) TO ${sqlString(output)} (FORMAT JSON)`);

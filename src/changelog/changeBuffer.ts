@@ -4,8 +4,17 @@ import { type KeyAttribute, type KeySchema, keyAttributes } from './keySchema.js
 export const OP_INSERT = 0;
 export const OP_MODIFY = 1;
 export const OP_REMOVE = 2;
-export type OpCode = typeof OP_INSERT | typeof OP_MODIFY | typeof OP_REMOVE;
-export const OP_NAMES = ['INSERT', 'MODIFY', 'REMOVE'] as const;
+/** An item's state at a snapshot time (full export, scan): written by `replay`, never by `run`. */
+export const OP_SNAPSHOT = 3;
+/** An incremental export's final state of an item over its period (a tombstone if it was deleted). */
+export const OP_NET = 4;
+export type OpCode =
+  | typeof OP_INSERT
+  | typeof OP_MODIFY
+  | typeof OP_REMOVE
+  | typeof OP_SNAPSHOT
+  | typeof OP_NET;
+export const OP_NAMES = ['INSERT', 'MODIFY', 'REMOVE', 'SNAPSHOT', 'NET'] as const;
 
 /** Bytes charged per row on top of its variable-length values (fixed-width columns, offsets). */
 const FIXED_BYTES_PER_ROW = 8 + 4 + 4 + 1 + 1 + 4 * 8;

@@ -72,9 +72,54 @@ function appendOne(record: StreamRecordObject, shardId: string, shardIndex: numb
   const sizeBytes = d.SizeBytes ?? 0;
   if (!Number.isInteger(sizeBytes) || sizeBytes < 0 || sizeBytes > 0x7fffffff) fail('bad SizeBytes');
 
-  const keyNames = Object.keys(d.Keys);
+  const identity = record.userIdentity;
+  const principal = identity?.PrincipalId ?? identity?.principalId;
+  const type = identity?.Type ?? identity?.type;
+  appendObjectRow(
+    out,
+    {
+      eventId: record.eventID,
+      sequenceNumber,
+      op,
+      eventTimeMs,
+      sizeBytes,
+      ttlDelete: op === OP_REMOVE && principal === 'dynamodb.amazonaws.com' && type === 'Service',
+      shardIndex,
+      keys: d.Keys,
+      newImage: d.NewImage,
+      oldImage: d.OldImage,
+    },
+    fail,
+  );
+}
+
+/** One change row given as objects: what appendObjectRow appends. */
+export interface ObjectRow {
+  eventId: string;
+  sequenceNumber: string;
+  op: OpCode;
+  eventTimeMs: number;
+  sizeBytes: number;
+  ttlDelete: boolean;
+  shardIndex: number;
+  keys: AttributeMap;
+  newImage?: AttributeMap | undefined;
+  oldImage?: AttributeMap | undefined;
+}
+
+/**
+ * Appends one row given as objects (a stream record's, or a snapshot's: snapshotRows.ts), checking
+ * its keys against the buffer's key schema. `fail` throws the caller's error, naming the record.
+ * Nothing is appended unless every check passed, so a failure leaves the buffer as it was.
+ */
+export function appendObjectRow(
+  out: ChangeBuffer,
+  row: ObjectRow,
+  fail: (message: string, cause?: unknown) => never,
+): void {
+  const keyNames = Object.keys(row.keys);
   const keyValues = out.keyAttributes.map((attr) => {
-    const value = d.Keys?.[attr.name];
+    const value = row.keys[attr.name];
     if (!value) fail(`Keys lacks key attribute ${JSON.stringify(attr.name)}`);
     const bytes = keyValueBytes(value, attr.type);
     if (!bytes) fail(`key ${JSON.stringify(attr.name)} is not of the key schema's type ${attr.type}`);
@@ -88,9 +133,9 @@ function appendOne(record: StreamRecordObject, shardId: string, shardIndex: numb
   let oldJson: string | undefined;
   let sortKeys: (Uint8Array | undefined)[];
   try {
-    keysJson = attributeMapToJson(d.Keys);
-    newJson = d.NewImage ? attributeMapToJson(d.NewImage) : undefined;
-    oldJson = d.OldImage ? attributeMapToJson(d.OldImage) : undefined;
+    keysJson = attributeMapToJson(row.keys);
+    newJson = row.newImage ? attributeMapToJson(row.newImage) : undefined;
+    oldJson = row.oldImage ? attributeMapToJson(row.oldImage) : undefined;
     sortKeys = out.keyAttributes.map((attr, k) =>
       attr.type === 'N' ? decimalSortKey(keyValues[k]!, 0, keyValues[k]!.length) : undefined,
     );
@@ -98,8 +143,8 @@ function appendOne(record: StreamRecordObject, shardId: string, shardIndex: numb
     fail(error instanceof Error ? error.message : String(error), error);
   }
 
-  out.eventId.appendBytes(Buffer.from(record.eventID, 'utf8'));
-  out.sequenceNumber.appendBytes(Buffer.from(sequenceNumber, 'latin1'));
+  out.eventId.appendBytes(Buffer.from(row.eventId, 'utf8'));
+  out.sequenceNumber.appendBytes(Buffer.from(row.sequenceNumber, 'latin1'));
   out.keys.appendBytes(Buffer.from(keysJson, 'utf8'));
   if (newJson === undefined) out.newImage.appendNull();
   else out.newImage.appendBytes(Buffer.from(newJson, 'utf8'));
@@ -110,9 +155,5 @@ function appendOne(record: StreamRecordObject, shardId: string, shardIndex: numb
     const sortKey = sortKeys[k];
     if (sortKey) out.keySortKeys[k]!.appendBytes(sortKey);
   }
-  const identity = record.userIdentity;
-  const principal = identity?.PrincipalId ?? identity?.principalId;
-  const type = identity?.Type ?? identity?.type;
-  const ttlDelete = op === OP_REMOVE && principal === 'dynamodb.amazonaws.com' && type === 'Service';
-  out.commitRow(op, eventTimeMs, sizeBytes, ttlDelete, shardIndex);
+  out.commitRow(row.op, row.eventTimeMs, row.sizeBytes, row.ttlDelete, row.shardIndex);
 }

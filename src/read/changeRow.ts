@@ -41,5 +41,27 @@ export interface ChangeRow {
  */
 export type KeyedRow = Pick<
   ChangeRow,
-  'eventId' | 'op' | 'sequenceNumber' | 'shardId' | 'keys' | 'keyColumns' | 'segmentKey'
+  | 'eventId'
+  | 'op'
+  | 'sequenceNumber'
+  | 'shardId'
+  | 'keys'
+  | 'keyColumns'
+  | 'segmentKey'
+  // Read only where a SNAPSHOT or NET row meets the item's other rows (latestMerge.ts).
+  | 'eventTimeMs'
+  | 'newImage'
 >;
+
+/** Replay's rows: an item's state at a time (sequence number "0", no shard), not a stream record. */
+export function isSnapshotOp(op: ChangeOp): op is 'SNAPSHOT' | 'NET' {
+  return op === 'SNAPSHOT' || op === 'NET';
+}
+
+/**
+ * Whether a row says the item does not exist: a REMOVE, or a NET row without a new image (an
+ * incremental export's item that was deleted in its period).
+ */
+export function isTombstone(row: Pick<ChangeRow, 'op' | 'newImage'>): boolean {
+  return row.op === 'REMOVE' || (row.op === 'NET' && row.newImage === null);
+}

@@ -1,6 +1,6 @@
 import { fileURLToPath } from 'node:url';
 import { ChangelogError } from '../support/errors.js';
-import { latestPerKeyClause, sqlString } from './latestStateSql.js';
+import { latestRowsSql, sqlString, tombstoneSql } from './latestStateSql.js';
 
 export interface DuckDbScriptOptions {
   /** The segments: s3:// URLs, file:// URLs or local paths. */
@@ -11,7 +11,7 @@ export interface DuckDbScriptOptions {
 
 /**
  * A DuckDB script over exactly the given segments: view `changes` (every row, the segment columns)
- * and view `latest` (each item's latest change, items whose latest change is a REMOVE left out).
+ * and view `latest` (each item's latest change, items whose latest change is a tombstone left out).
  * Hive partitioning is off, so the dt=/window= folders add no columns. For s3:// URLs it loads
  * httpfs and shows how to give DuckDB the AWS credentials.
  */
@@ -40,10 +40,11 @@ export function duckdbScript(options: DuckDbScriptOptions): string {
     files.map((f) => `  ${sqlString(f)}`).join(',\n'),
     '], hive_partitioning = false);',
     '',
-    "-- Each item's latest change (highest sequence number as an integer); deleted items left out.",
+    "-- Each item's latest change (the highest sequence number as an integer, weighed against",
+    "-- replay's SNAPSHOT/NET rows by event time: see the README); deleted items left out.",
     'CREATE OR REPLACE VIEW latest AS',
-    `SELECT * FROM (SELECT * FROM changes ${latestPerKeyClause(options.keyColumns)})`,
-    "WHERE op <> 'REMOVE';",
+    `SELECT * FROM (${latestRowsSql('changes', options.keyColumns)})`,
+    `WHERE NOT ${tombstoneSql()};`,
     '',
   ].join('\n');
 }

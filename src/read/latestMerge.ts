@@ -1,7 +1,7 @@
 import type { KeySchema } from '../changelog/keySchema.js';
 import { isSequenceNumber, normalizeSequenceNumber } from '../changelog/sequenceNumber.js';
 import { ChangelogIntegrityError } from '../support/errors.js';
-import type { ChangeRow, KeyedRow } from './changeRow.js';
+import { type ChangeRow, isSnapshotOp, isTombstone, type KeyedRow } from './changeRow.js';
 import { type KeyOrder, keyOrder, type SortableKey } from './keyOrder.js';
 
 /** Rows in segment order, one at a time: a sync or an async iterator. */
@@ -19,7 +19,10 @@ export type SegmentRowSource<R extends KeyedRow = ChangeRow> = () =>
 
 export interface LatestPerKeyOptions {
   keySchema: KeySchema;
-  /** Emit an item whose latest change is a REMOVE as that REMOVE row (a tombstone); default: drop it. */
+  /**
+   * Emit an item whose latest change is a tombstone (a REMOVE, or a NET row without a new image) as
+   * that row; default: drop it.
+   */
   includeDeletes?: boolean;
   /** Checked before every row; pass it to the sources as well so their reads stop too. */
   signal?: AbortSignal;
@@ -30,7 +33,7 @@ export interface LatestPerKeyOptions {
  * encoder's order, see keyOrder.ts): a k-way merge over a binary heap of each source's current row.
  *
  * The latest change is the row with the highest sequence number, wherever it sits (any window, a
- * late row, a SNAPSHOT or NET row of a replay). This assumes an item's sequence numbers grow along
+ * late row), weighed against the item's latest SNAPSHOT or NET row by streamRowFollowsSnapshot. This assumes an item's sequence numbers grow along
  * its shard lineage: a child shard's numbers follow its parent's, which DynamoDB Streams gives and
  * the changelog keeps (a child is read only after its parents' ends are committed).
  *
@@ -79,23 +82,31 @@ export async function* latestPerKey<R extends KeyedRow = ChangeRow>(
       signal?.throwIfAborted();
       // The heap orders by key, then sequence number: an item's rows come out oldest first and
       // consecutively, so the last one of a run of equal keys is the item's latest change.
+      // Replay's SNAPSHOT and NET rows (sequence number "0") come first in a run; of them the
+      // latest snapshot counts, and it is weighed against the last stream row by latestOf.
       const top = heap[0]!;
-      let latest = top.row;
-      let latestSequence = top.sequence;
       const partition = top.partition;
       const sort = top.sort;
-      let step = top.iterator.next();
-      advanceTop(heap, isPromise(step) ? await step : step, order);
-      while (heap.length > 0) {
-        const next = heap[0]!;
-        if (next.partition !== partition || next.sort !== sort) break;
-        if (next.sequence === latestSequence) throw duplicate(latest, next.row);
-        latest = next.row;
-        latestSequence = next.sequence;
-        step = next.iterator.next();
+      let stream: R | undefined;
+      let streamSequence = '';
+      let snapshot: R | undefined;
+      let cursor: Cursor<R> = top;
+      for (;;) {
+        const row = cursor.row;
+        if (isSnapshotOp(row.op)) snapshot = laterSnapshot(snapshot, row);
+        else {
+          if (stream !== undefined && cursor.sequence === streamSequence) throw duplicate(stream, row);
+          stream = row;
+          streamSequence = cursor.sequence;
+        }
+        const step = cursor.iterator.next();
         advanceTop(heap, isPromise(step) ? await step : step, order);
+        if (heap.length === 0) break;
+        cursor = heap[0]!;
+        if (cursor.partition !== partition || cursor.sort !== sort) break;
       }
-      if (includeDeletes || latest.op !== 'REMOVE') yield latest;
+      const latest = latestOf(stream, snapshot);
+      if (includeDeletes || !isTombstone(latest)) yield latest;
     }
   } catch (error) {
     failed = true;
@@ -103,6 +114,41 @@ export async function* latestPerKey<R extends KeyedRow = ChangeRow>(
   } finally {
     await closeSources(cursors, failed);
   }
+}
+
+/**
+ * THE ordering rule between an item's stream rows and replay's rows (SNAPSHOT: its state at a scan's
+ * start or a full export's time; NET: its state at an incremental export's period end). A stream
+ * row follows a snapshot row when its event time is at or after the snapshot's time truncated to
+ * the second; ties go to the stream. Stream event times have one-second precision, so a write in
+ * the snapshot's second may be before or after it: if before, the snapshot already holds it and the
+ * stream row says the same state; if after, the stream row is newer. Either way the stream row is
+ * right, provided the stream is read from before the snapshot's time (bootstrap requires it).
+ * Of an item's stream rows the highest sequence number is the latest, and event times grow with
+ * sequence numbers along an item's lineage, so weighing the last stream row settles it.
+ */
+export function streamRowFollowsSnapshot(streamEventTimeMs: number, snapshotEventTimeMs: number): boolean {
+  return streamEventTimeMs >= Math.floor(snapshotEventTimeMs / 1000) * 1000;
+}
+
+/** The item's latest row of its last stream row and its latest snapshot row (at least one given). */
+function latestOf<R extends KeyedRow>(stream: R | undefined, snapshot: R | undefined): R {
+  if (snapshot === undefined) return stream!;
+  if (stream === undefined) return snapshot;
+  return streamRowFollowsSnapshot(stream.eventTimeMs, snapshot.eventTimeMs) ? stream : snapshot;
+}
+
+/**
+ * Of two snapshot rows of an item, the later one (by event time; equal times, which only two
+ * replays of the same instant give, by event id so the answer does not depend on segment order).
+ * The same row twice is a reader bug; two rows of one replay (one event id) a broken changelog.
+ */
+function laterSnapshot<R extends KeyedRow>(current: R | undefined, row: R): R {
+  if (current === undefined) return row;
+  if (row.eventId === current.eventId) throw duplicate(current, row);
+  const a = current.eventTimeMs;
+  const b = row.eventTimeMs;
+  return b > a || (b === a && row.eventId > current.eventId) ? row : current;
 }
 
 /**
@@ -180,7 +226,10 @@ function advanceTop<R extends KeyedRow>(heap: Cursor<R>[], result: IteratorResul
   if (byKey || (sameKey && compareSequences(cursor.sequence, sequence) < 0)) {
     throw unsorted(previous, cursor.row);
   }
-  if (sameKey && cursor.sequence === sequence) throw duplicate(previous, cursor.row);
+  // Snapshot rows all have sequence number "0": two of one item (two replays, compacted into one
+  // segment) are told apart by laterSnapshot.
+  if (sameKey && cursor.sequence === sequence && !isSnapshotOp(cursor.row.op))
+    throw duplicate(previous, cursor.row);
   siftDown(heap, 0);
 }
 

@@ -40,18 +40,65 @@ export function sqlIdentifier(name: string): string {
   return /^[a-z_][a-z0-9_]*$/.test(name) && !RESERVED.has(name) ? name : `"${name.replaceAll('"', '""')}"`;
 }
 
-/**
- * An item's rank among its changes, 1 for the latest: the highest sequence number per key.
- * Sequence numbers compare as integers, so they are zero-padded to DynamoDB's 40 digits first.
- * (Within one shard lineage sequence numbers grow; the read side's `changes --latest` orders
- * across a lineage explicitly.) Standard SQL: DuckDB and Redshift both run it.
- */
-export function latestRankExpression(keyColumns: readonly string[]): string {
-  const partition = keyColumns.map(sqlIdentifier).join(', ');
-  return `row_number() OVER (PARTITION BY ${partition} ORDER BY lpad(sequence_number, 40, '0') DESC)`;
+/** SQL: the row is one of replay's (SNAPSHOT, NET), `alias` its table's name or alias. */
+function snapshotOpSql(alias: string): string {
+  return `${alias}op IN ('SNAPSHOT', 'NET')`;
 }
 
-/** The clause that keeps one row per item, its latest change (DuckDB's QUALIFY). */
-export function latestPerKeyClause(keyColumns: readonly string[]): string {
-  return `QUALIFY ${latestRankExpression(keyColumns)} = 1`;
+function prefix(alias: string | undefined): string {
+  return alias === undefined ? '' : `${alias}.`;
+}
+
+/**
+ * SQL: the row says the item does not exist (read/changeRow.ts isTombstone): a REMOVE, or a NET
+ * row without a new image.
+ */
+export function tombstoneSql(alias?: string): string {
+  const a = prefix(alias);
+  return `(${a}op = 'REMOVE' OR (${a}op = 'NET' AND ${a}new_image IS NULL))`;
+}
+
+/**
+ * The latest row of each item of `source` (a table or view name), by THE ordering rule
+ * (read/latestMerge.ts streamRowFollowsSnapshot): of the stream rows the highest sequence number
+ * (compared as integers: zero-padded to DynamoDB's 40 digits), unless the item's latest SNAPSHOT or
+ * NET row is later, i.e. the stream row's event time is before the snapshot's truncated to the
+ * second. Per item, `snapshot_time` is its latest snapshot's time; rows rank stream rows at or
+ * after it first, then snapshot rows (latest first), then older stream rows. `columns` are the
+ * columns to keep (undefined: DuckDB's `* EXCLUDE` of the helper columns). Standard SQL otherwise:
+ * DuckDB and Redshift both run it. Tombstones are kept (filter with tombstoneSql).
+ */
+export function latestRowsSql(
+  source: string,
+  keyColumns: readonly string[],
+  columns?: readonly string[],
+): string {
+  const partition = keyColumns.map(sqlIdentifier).join(', ');
+  const kept = columns === undefined ? '* EXCLUDE (snapshot_time, latest_rank)' : columns.join(', ');
+  const rank = [
+    `CASE WHEN ${snapshotOpSql('')} THEN 1`,
+    "WHEN snapshot_time IS NULL OR event_time >= date_trunc('second', snapshot_time) THEN 2 ELSE 0 END DESC",
+  ].join(' ');
+  return [
+    `SELECT ${kept} FROM (`,
+    `  SELECT *, row_number() OVER (PARTITION BY ${partition} ORDER BY ${rank}, lpad(sequence_number, 40, '0') DESC, event_time DESC, event_id DESC) AS latest_rank`,
+    `  FROM (SELECT *, max(CASE WHEN ${snapshotOpSql('')} THEN event_time END) OVER (PARTITION BY ${partition}) AS snapshot_time FROM ${source}) AS with_snapshot`,
+    ') AS ranked WHERE latest_rank = 1',
+  ].join('\n');
+}
+
+/**
+ * SQL: row `a` of an item is later than row `b` of the same item, by THE ordering rule: stream
+ * rows by sequence number, snapshot rows by event time (then event id), a stream row against a snapshot row by
+ * streamRowFollowsSnapshot. (The Redshift load compares a staged row with the target's.)
+ */
+export function laterRowSql(a: string, b: string): string {
+  const snapA = snapshotOpSql(`${a}.`);
+  const snapB = snapshotOpSql(`${b}.`);
+  return [
+    `(CASE WHEN ${snapA} AND ${snapB} THEN ${a}.event_time > ${b}.event_time OR (${a}.event_time = ${b}.event_time AND ${a}.event_id > ${b}.event_id)`,
+    `WHEN ${snapA} THEN ${b}.event_time < date_trunc('second', ${a}.event_time)`,
+    `WHEN ${snapB} THEN ${a}.event_time >= date_trunc('second', ${b}.event_time)`,
+    `ELSE lpad(${a}.sequence_number, 40, '0') > lpad(${b}.sequence_number, 40, '0') END)`,
+  ].join(' ');
 }

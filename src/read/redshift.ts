@@ -6,7 +6,7 @@ import {
 } from '../changelog/keySchema.js';
 import { ChangelogError, ConfigError } from '../support/errors.js';
 import { changeColumns } from './changeColumns.js';
-import { latestRankExpression, sqlIdentifier, sqlString } from './latestStateSql.js';
+import { laterRowSql, latestRowsSql, sqlIdentifier, sqlString, tombstoneSql } from './latestStateSql.js';
 
 /*
  * The Redshift hand-off: a COPY manifest listing exactly the segments of a range, and the SQL that
@@ -137,16 +137,17 @@ export function redshiftTargetTableSql(
 
 /**
  * A script that loads the segments a COPY manifest lists into `targetTable`, which then holds each
- * item's latest change (one row per key), items whose latest change is a REMOVE deleted.
+ * item's latest change (one row per key; latestStateSql.ts's rule), items whose latest change is a
+ * tombstone (a REMOVE, or a NET row without a new image) deleted.
  *
  * Two transactions, run in one session. 1: COPY into a session temp table (STATUPDATE and COMPUPDATE
  * off: a throwaway table needs neither), then keep each item's latest change. 2: delete the removed
  * items, then MERGE the others. They are split so that a failed transaction 2 (typically a
  * serializable isolation conflict with another writer of the target) is retried without copying
  * from S3 again; one transaction is not needed for correctness, since transaction 1 changes only
- * the session's temp tables. A change is applied only when its sequence number is greater than the
- * target row's, so running the same batch twice is a no-op and an older batch never overwrites a
- * newer row.
+ * the session's temp tables. A change is applied only when it is later than the target row
+ * (laterRowSql: sequence numbers, weighed against replay's SNAPSHOT/NET rows by event time), so
+ * running the same batch twice is a no-op and an older batch never overwrites a newer row.
  */
 export function redshiftLoadSql(options: RedshiftLoadOptions): string {
   const problems = loadOptionProblems(options);
@@ -161,8 +162,6 @@ export function redshiftLoadSql(options: RedshiftLoadOptions): string {
   const apply = sqlIdentifier(`${stagingName}_apply`);
   const names = columns.map((c) => c.sql).join(', ');
   const sameKey = (a: string, b: string) => keys.map((k) => `${a}.${k.sql} = ${b}.${k.sql}`).join(' AND ');
-  const newer = (a: string, b: string) =>
-    `lpad(${a}.sequence_number, 40, '0') > lpad(${b}.sequence_number, 40, '0')`;
   const keyNames = new Set(keys.map((k) => k.name));
   const updates = columns.filter((c) => !keyNames.has(c.name)).map((c) => `${c.sql} = src.${c.sql}`);
   const iamRole = options.iamRole === 'default' ? 'default' : sqlString(options.iamRole);
@@ -178,8 +177,9 @@ export function redshiftLoadSql(options: RedshiftLoadOptions): string {
     "-- Transaction 1 copies the listed segments and keeps each item's latest change; transaction 2",
     '-- applies them. If transaction 2 fails (e.g. a serializable isolation conflict), run it again in',
     '-- the same session: no second COPY. Running the script twice with the same manifest changes',
-    "-- nothing: a change is applied only when its sequence number is greater than the target row's",
-    '-- (sequence numbers compare as integers: zero-padded to 40 digits). Load batches in order: a',
+    '-- nothing: a change is applied only when it is later than the target row (sequence numbers',
+    '-- compare as integers, zero-padded to 40 digits; a SNAPSHOT/NET row of a replay is weighed by',
+    '-- event time, ties to the stream: see the README). Load batches in order: a',
     '-- deleted item leaves no row, so an older batch loaded after the delete would bring it back.',
   ];
   return [
@@ -198,26 +198,28 @@ export function redshiftLoadSql(options: RedshiftLoadOptions): string {
     'STATUPDATE OFF;',
     `DROP TABLE IF EXISTS ${latest};`,
     `CREATE TEMP TABLE ${latest} AS`,
-    `SELECT ${names}`,
-    `FROM (SELECT *, ${latestRankExpression(keys.map((k) => k.name))} AS latest_rank FROM ${staging}) AS ranked`,
-    'WHERE latest_rank = 1;',
+    `${latestRowsSql(
+      staging,
+      keys.map((k) => k.name),
+      columns.map((c) => c.sql),
+    )};`,
     'COMMIT;',
     '',
     'BEGIN;',
-    '-- Items whose latest change is a REMOVE, unless the target holds a later change.',
+    '-- Items whose latest change is a tombstone, unless the target holds a later change.',
     `DELETE FROM ${target}`,
     `USING ${latest}`,
     `WHERE ${sameKey(targetRef, latest)}`,
-    `  AND ${latest}.op = 'REMOVE'`,
-    `  AND ${newer(latest, targetRef)};`,
+    `  AND ${tombstoneSql(latest)}`,
+    `  AND ${laterRowSql(latest, targetRef)};`,
     '-- The other items: not in the target yet, or newer than its row.',
     `DROP TABLE IF EXISTS ${apply};`,
     `CREATE TEMP TABLE ${apply} AS`,
     `SELECT ${columns.map((c) => `latest.${c.sql}`).join(', ')}`,
     `FROM ${latest} AS latest`,
     `LEFT JOIN ${target} ON ${sameKey(targetRef, 'latest')}`,
-    "WHERE latest.op <> 'REMOVE'",
-    `  AND (${targetRef}.sequence_number IS NULL OR ${newer('latest', targetRef)});`,
+    `WHERE NOT ${tombstoneSql('latest')}`,
+    `  AND (${targetRef}.sequence_number IS NULL OR ${laterRowSql('latest', targetRef)});`,
     `MERGE INTO ${target}`,
     `USING ${apply} AS src`,
     `ON ${sameKey(targetRef, 'src')}`,

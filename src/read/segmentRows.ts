@@ -170,6 +170,15 @@ export class DecodedRow implements KeyedRow {
     return this.group.source.segmentKey;
   }
 
+  get eventTimeMs(): number {
+    return this.group.eventTimeAt(this.index);
+  }
+
+  /** Reading it decompresses the row group's new_image column. */
+  get newImage(): string | null {
+    return nullableText(this.group.newImage, this.index);
+  }
+
   /** The whole row. */
   changeRow(): ChangeRow {
     return this.group.rowAt(this.index, this.keyColumns);

@@ -2,7 +2,7 @@ import path from 'node:path';
 import { isoTime } from '../../changelog/layout.js';
 import type { ObjectStore } from '../../coordination/objectStore.js';
 import type { WindowSealed } from '../../coordination/pipelineObserver.js';
-import { latestPerKeyClause, sqlIdentifier, sqlString } from '../../read/latestStateSql.js';
+import { latestRowsSql, sqlIdentifier, sqlString } from '../../read/latestStateSql.js';
 import { listWindows, readManifest } from '../../read/manifestReader.js';
 import type { MetricsSnapshot } from '../metrics.js';
 import type { ProducerCounts } from './demoProducer.js';
@@ -51,7 +51,7 @@ export interface ChangesQueryOptions {
 export function buildChangesQuery(options: ChangesQueryOptions): string {
   const files = options.files.map((f) => `  ${sqlString(f)}`).join(',\n');
   const partition = options.keyColumns.map(sqlIdentifier).join(', ');
-  const latest = latestPerKeyClause(options.keyColumns);
+  const latest = latestRowsSql('changes', options.keyColumns);
   return [
     `-- ${options.label}`,
     'CREATE OR REPLACE VIEW changes AS',
@@ -64,12 +64,12 @@ export function buildChangesQuery(options: ChangesQueryOptions): string {
     '',
     '-- the latest state of every item: its status now, or deleted',
     "SELECT coalesce(new_image->>'$.status.S', 'deleted') AS status, count(*) AS items",
-    `FROM (SELECT * FROM changes ${latest})`,
+    `FROM (${latest})`,
     'GROUP BY ALL ORDER BY items DESC;',
     '',
     '-- a few items as they are now',
     `SELECT ${partition}, op, event_time, new_image->>'$.status.S' AS status, new_image->>'$.total.N' AS total`,
-    `FROM changes ${latest}`,
+    `FROM (${latest})`,
     `ORDER BY ${partition} LIMIT 5;`,
     '',
   ].join('\n');

@@ -125,20 +125,131 @@ describe('latestPerKey', () => {
     expect((await latest(PK_S, sources)).map((r) => r.eventId)).toEqual(['long', 'ten']);
   });
 
-  it('treats SNAPSHOT and NET rows like any other change, by sequence number', async () => {
+  it('weighs SNAPSHOT and NET rows against stream rows by event time, ties (same second) to the stream', async () => {
+    const t = (s: number, ms = 0) => Date.UTC(2026, 10, 22, 10, 0, s, ms);
+    const snap = (op: ChangeOp, time: number, id: string) => ({
+      op,
+      sequenceNumber: '0',
+      shardId: '',
+      eventTimeMs: time,
+      eventId: `r1:${id}`,
+    });
     const sources = [
       segment(PK_S, 1, [
-        [['a'], { op: 'SNAPSHOT', sequenceNumber: '50' }],
-        [['b'], { op: 'MODIFY', sequenceNumber: '10' }],
-        [['c'], { op: 'NET', sequenceNumber: '70' }],
+        // a: a stream row in the snapshot's second, before it in truth: the stream wins (tie).
+        [['a'], snap('SNAPSHOT', t(10, 500), 'a')],
+        // b: a stream row a second before the snapshot: the snapshot wins.
+        [['b'], snap('SNAPSHOT', t(10, 500), 'b')],
+        // c: a stream row after the snapshot wins; d: the older stream REMOVE loses to the snapshot.
+        [['c'], snap('SNAPSHOT', t(10), 'c')],
+        [['d'], snap('SNAPSHOT', t(10), 'd')],
+        // e: a NET tombstone (no new image) later than the stream row: the item is deleted.
+        [['e'], { ...snap('NET', t(20), 'e'), newImage: null }],
+        // f: two snapshots, the later one wins.
+        [['f'], snap('SNAPSHOT', t(10), 'f1')],
       ]),
       segment(PK_S, 2, [
-        [['a'], { op: 'MODIFY', sequenceNumber: '40' }],
-        [['b'], { op: 'NET', sequenceNumber: '60' }],
-        [['c'], { op: 'REMOVE', sequenceNumber: '80' }],
+        [['a'], { op: 'MODIFY', sequenceNumber: '100', eventTimeMs: t(10) }],
+        [['b'], { op: 'MODIFY', sequenceNumber: '101', eventTimeMs: t(9) }],
+        [['c'], { op: 'MODIFY', sequenceNumber: '102', eventTimeMs: t(9) }],
+        [['c'], { op: 'MODIFY', sequenceNumber: '202', eventTimeMs: t(11) }],
+        [['d'], { op: 'REMOVE', sequenceNumber: '103', eventTimeMs: t(5) }],
+        [['e'], { op: 'INSERT', sequenceNumber: '104', eventTimeMs: t(15) }],
+        [['f'], snap('SNAPSHOT', t(30), 'f2')],
       ]),
     ];
-    expect(summary(await latest(PK_S, sources))).toEqual(['a:SNAPSHOT@50', 'b:NET@60']);
+    expect(summary(await latest(PK_S, sources))).toEqual([
+      'a:MODIFY@100',
+      'b:SNAPSHOT@0',
+      'c:MODIFY@202',
+      'd:SNAPSHOT@0',
+      'f:SNAPSHOT@0',
+    ]);
+    const withDeletes = await latest(PK_S, sources, true);
+    expect(withDeletes.map((r) => r.eventId)).toEqual([
+      'event-100',
+      'r1:b',
+      'event-202',
+      'r1:d',
+      'r1:e',
+      'r1:f2',
+    ]);
+  });
+
+  it('gives the final state of every item when a snapshot is taken while it is written (1-second stream times; property)', async () => {
+    // Truth: each item's writes at ms times; the stream records them with times truncated to the
+    // second, from S0 on; the snapshot starts at T >= S0 (S0 no later than T's second, as
+    // bootstrap requires) and reads each item at some moment in [T, T + 2 s].
+    const scenario = fc.record({
+      items: fc.array(
+        fc.record({
+          existedBefore: fc.boolean(),
+          writes: fc.array(fc.record({ at: fc.integer({ min: 0, max: 6_000 }), remove: fc.boolean() }), {
+            maxLength: 6,
+          }),
+          readDelay: fc.integer({ min: 0, max: 2_000 }),
+        }),
+        { minLength: 1, maxLength: 12 },
+      ),
+      snapshotAt: fc.integer({ min: 1_000, max: 4_000 }),
+      streamFromBefore: fc.integer({ min: 0, max: 1_000 }),
+    });
+    const base = Date.UTC(2026, 10, 22, 10, 0, 0);
+    await fc.assert(
+      fc.asyncProperty(scenario, async ({ items, snapshotAt, streamFromBefore }) => {
+        const T = base + snapshotAt;
+        const streamFrom = Math.floor(T / 1000) * 1000 - streamFromBefore;
+        let sequence = 1000n;
+        const stream: [string[], ChangeRowFields][] = [];
+        const snapshot: [string[], ChangeRowFields][] = [];
+        const finalState = new Map<string, string | null>();
+        items.forEach((item, i) => {
+          const pk = `item-${String(i).padStart(2, '0')}`;
+          const writes = [...item.writes]
+            .sort((a, b) => a.at - b.at)
+            .map((w, n) => ({ ...w, version: n + 1 }));
+          const stateAt = (time: number) => {
+            let state: string | null = item.existedBefore ? 'v0' : null;
+            for (const w of writes) if (base + w.at <= time) state = w.remove ? null : `v${w.version}`;
+            return state;
+          };
+          for (const w of writes) {
+            const at = base + w.at;
+            if (at < streamFrom) continue;
+            sequence += 1n;
+            stream.push([
+              [pk],
+              {
+                op: w.remove ? 'REMOVE' : 'MODIFY',
+                sequenceNumber: sequence.toString(),
+                eventTimeMs: Math.floor(at / 1000) * 1000,
+                newImage: w.remove ? null : `v${w.version}`,
+              },
+            ]);
+          }
+          const seen = stateAt(T + item.readDelay);
+          if (seen !== null) {
+            snapshot.push([
+              [pk],
+              {
+                op: 'SNAPSHOT',
+                sequenceNumber: '0',
+                shardId: '',
+                eventTimeMs: T,
+                eventId: `r:${pk}`,
+                newImage: seen,
+              },
+            ]);
+          }
+          finalState.set(pk, stateAt(Number.POSITIVE_INFINITY));
+        });
+        const rows = await latest(PK_S, [segment(PK_S, 1, stream), segment(PK_S, 2, snapshot)]);
+        const got = new Map(rows.map((r) => [r.keyColumns['pk']!, r.newImage]));
+        const want = new Map([...finalState].filter(([, state]) => state !== null));
+        expect(got).toEqual(want);
+      }),
+      { numRuns: 300 },
+    );
   });
 
   it('with a sort key, each (partition, sort) pair is one item, sort keys in numeric order', async () => {
@@ -226,7 +337,7 @@ describe('latestPerKey', () => {
         .map(([sign, digits, exp]) => `${sign}${digits}E${exp}`),
       B: fc.uint8Array({ minLength: 1, maxLength: 3 }).map((b) => Buffer.from(b).toString('base64')),
     };
-    const ops: ChangeOp[] = ['INSERT', 'MODIFY', 'REMOVE', 'SNAPSHOT', 'NET'];
+    const ops: ChangeOp[] = ['INSERT', 'MODIFY', 'REMOVE'];
     const history = fc.constantFrom(...(Object.keys(schemas) as (keyof typeof schemas)[])).chain((name) => {
       const schema = schemas[name];
       const key: fc.Arbitrary<string[]> = schema.sortKey

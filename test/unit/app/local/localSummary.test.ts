@@ -9,6 +9,7 @@ import {
   splitStatements,
 } from '../../../../src/app/local/localSummary.js';
 import type { MetricsSnapshot } from '../../../../src/app/metrics.js';
+import { latestRowsSql } from '../../../../src/read/latestStateSql.js';
 
 describe('s3rverObjectPath', () => {
   it("is <dir>/<bucket>/<prefix>/<key>._S3rver_object, as s3rver's filesystem store keeps it", () => {
@@ -48,9 +49,7 @@ describe('SQL text', () => {
     );
     expect(query.startsWith('-- two files\nCREATE OR REPLACE VIEW changes AS\n')).toBe(true);
     expect(query).toContain('SELECT op, count(*) AS changes FROM changes GROUP BY ALL ORDER BY op;');
-    expect(query).toContain(
-      "QUALIFY row_number() OVER (PARTITION BY order_id ORDER BY lpad(sequence_number, 40, '0') DESC) = 1",
-    );
+    expect(query).toContain(`FROM (${latestRowsSql('changes', ['order_id'])})`);
     const statements = splitStatements(query);
     expect(statements).toHaveLength(4);
     expect(statements[0]).toMatch(/^CREATE OR REPLACE VIEW changes AS/);
