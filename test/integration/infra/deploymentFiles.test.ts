@@ -128,26 +128,31 @@ describe('infra/ deployment files', () => {
   });
   it('declare a second Glue table over the symlink manifests: same columns and dt projection, exactly once', () => {
     const tf = read('terraform', 'glue.tf');
-    const tables = glueTables(tf);
-    expect(Object.keys(tables).sort()).toEqual(['sealed', 'segments']);
-    for (const [name, block] of Object.entries(tables)) {
-      // Both tables declare the one column list the test above checks against the segment schema,
-      // in the same way, and the same dt partition and projection.
-      const columns = /dynamic "columns" \{\s*for_each = ([\w.]+)\s*content \{([^}]*)\}/.exec(block);
-      expect(columns?.[1], name).toBe('local.segment_columns');
-      expect(
-        columns?.[2]
-          ?.replace(/\s*#.*$/gm, '')
-          .replace(/\s+/g, ' ')
-          .trim(),
-        name,
-      ).toBe('name = lower(columns.value.name) type = columns.value.type comment = columns.value.comment');
-      expect(block, name).toContain('parameters = merge(local.dt_projection, {');
-      expect(block, name).toMatch(/partition_keys \{\s*name\s*= "dt"\s*type\s*= "string"/);
-      expect(block, name).toContain(
-        'serialization_library = "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe"',
-      );
-    }
+    // One resource over a map of the two tables: what they share is written once.
+    const resources = glueTables(tf);
+    expect(Object.keys(resources)).toEqual(['changelog']);
+    const block = resources['changelog']!;
+    expect(block).toMatch(
+      /for_each\s+= \{ for key, table in local\.glue_tables : key => table if local\.glue_enabled \}/,
+    );
+    // The one column list the test above checks against the segment schema, the dt partition and projection.
+    const columns = /dynamic "columns" \{\s*for_each = ([\w.]+)\s*content \{([^}]*)\}/.exec(block);
+    expect(columns?.[1]).toBe('local.segment_columns');
+    expect(
+      columns?.[2]
+        ?.replace(/\s*#.*$/gm, '')
+        .replace(/\s+/g, ' ')
+        .trim(),
+    ).toBe('name = lower(columns.value.name) type = columns.value.type comment = columns.value.comment');
+    expect(block).toContain('parameters = merge(local.dt_projection, {');
+    expect(block).toMatch(/partition_keys \{\s*name\s*= "dt"\s*type\s*= "string"/);
+    expect(block).toContain(
+      'serialization_library = "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe"',
+    );
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: Terraform interpolation
+    expect(block).toContain('"storage.location.template" = "${each.value.location}dt=$${dt}/"');
+    expect(block).toMatch(/location\s+= each\.value\.location/);
+    expect(block).toMatch(/input_format\s+= each\.value\.input_format/);
     expect(tf).toMatch(/"projection\.dt\.format"\s*= "yyyy-MM-dd"/);
 
     // Where src/changelog/layout.ts writes: data/ for the segments, symlinks/ for the sealed windows.
@@ -156,17 +161,25 @@ describe('infra/ deployment files', () => {
     expect(symlinkObjectKey('orders', Date.UTC(2026, 10, 22, 10, 5))).toBe(
       `${symlinkPrefix('orders')}dt=2026-11-22/20261122T100500Z.txt`,
     );
-    const { segments, sealed } = tables as { segments: string; sealed: string };
-    expect(segments).toContain('location      = local.data_location');
-    // biome-ignore lint/suspicious/noTemplateCurlyInString: Terraform interpolation
-    expect(segments).toContain('"storage.location.template" = "${local.data_location}dt=$${dt}/"');
-    expect(sealed).toContain('location = local.symlink_location');
-    // biome-ignore lint/suspicious/noTemplateCurlyInString: Terraform interpolation
-    expect(sealed).toContain('"storage.location.template" = "${local.symlink_location}dt=$${dt}/"');
-    expect(sealed).toContain('input_format  = "org.apache.hadoop.hive.ql.io.SymlinkTextInputFormat"');
-    expect(sealed).toContain('output_format = "org.apache.hadoop.hive.ql.io.HiveIgnoreKeyTextOutputFormat"');
-    expect(segments).toContain(
-      'input_format  = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat"',
+    const table = (name: string) =>
+      new RegExp(`^    ${name} = \\{\\n([\\s\\S]*?)^    \\}$`, 'm').exec(tf)?.[1] ?? '';
+    const segments = table('segments');
+    const sealed = table('sealed');
+    expect(segments).toMatch(/location\s+= local\.data_location/);
+    expect(segments).toMatch(
+      /input_format\s+= "org\.apache\.hadoop\.hive\.ql\.io\.parquet\.MapredParquetInputFormat"/,
+    );
+    expect(sealed).toMatch(/location\s+= local\.symlink_location/);
+    expect(sealed).toMatch(/input_format\s+= "org\.apache\.hadoop\.hive\.ql\.io\.SymlinkTextInputFormat"/);
+    expect(sealed).toMatch(
+      /output_format = "org\.apache\.hadoop\.hive\.ql\.io\.HiveIgnoreKeyTextOutputFormat"/,
+    );
+    // Deployments made before the resource was one keep their tables (moved, not re-created).
+    expect(tf).toMatch(
+      /moved \{\s*from = aws_glue_catalog_table\.segments\[0\]\s*to\s+= aws_glue_catalog_table\.changelog\["segments"\]/,
+    );
+    expect(tf).toMatch(
+      /moved \{\s*from = aws_glue_catalog_table\.sealed\[0\]\s*to\s+= aws_glue_catalog_table\.changelog\["sealed"\]/,
     );
   });
 });
