@@ -501,7 +501,7 @@ function report(
   else {
     for (const w of incomplete) {
       lines.push(
-        `changes: GAP: window ${isoTime(w.windowStartMs)} lists ${w.manifest.gaps.length} gap(s) (records the stream trimmed before they were read; see ${w.manifestKey})`,
+        `changes: GAP: window ${isoTime(w.windowStartMs)} lists ${w.manifest.gaps.filter((g) => g.filledBy === undefined).length} unfilled gap(s) (records the stream trimmed before they were read; replay --mode fill-gaps can fill them; see ${w.manifestKey})`,
       );
     }
   }

@@ -1,5 +1,5 @@
 import { isoTime, windowId, windowSizeProblem, windowStartOf } from './layout.js';
-import type { Manifest, ManifestSegment } from './manifest.js';
+import { isComplete, isSnapshotSegment, type Manifest, type ManifestSegment } from './manifest.js';
 import {
   compareSequenceNumbers,
   normalizeSequenceNumber,
@@ -128,12 +128,13 @@ export function manifestViolations(manifest: Manifest, key: string): Violation[]
   const out: Violation[] = [];
   const window = isoTime(Date.parse(manifest.window.start));
   const where = { key, window };
-  if (manifest.complete !== (manifest.gaps.length === 0)) {
+  const unfilled = manifest.gaps.filter((g) => g.filledBy === undefined).length;
+  if (manifest.complete !== isComplete(manifest.gaps)) {
     out.push({
       kind: 'complete-flag',
       message: manifest.complete
-        ? `manifest ${key} says complete=true but lists ${manifest.gaps.length} gap(s)`
-        : `manifest ${key} says complete=false but lists no gaps`,
+        ? `manifest ${key} says complete=true but lists ${unfilled} gap(s) no replay filled`
+        : `manifest ${key} says complete=false but lists no unfilled gap`,
       ...where,
     });
   }
@@ -172,6 +173,25 @@ export function manifestViolations(manifest: Manifest, key: string): Violation[]
 export function segmentEntryViolations(segment: ManifestSegment, window: string): Violation[] {
   const out: Violation[] = [];
   const where = { key: segment.key, window };
+  if (isSnapshotSegment(segment)) {
+    // A scan's or export's rows belong to no shard.
+    if (segment.shards.length > 0) {
+      out.push({
+        kind: 'shard-range',
+        message: `segment ${segment.key} holds replay ${segment.source!.replayId}'s ${segment.source!.kind} rows but lists ${segment.shards.length} stream shard(s)`,
+        ...where,
+      });
+    }
+    return out;
+  }
+  if (segment.shards.length === 0) {
+    out.push({
+      kind: 'shard-range',
+      message: `segment ${segment.key} lists no stream shard; only a scan's or an export's segment (source) may`,
+      ...where,
+    });
+    return out;
+  }
   const sum = segment.shards.reduce((total, s) => total + s.records, 0);
   if (sum !== segment.records) {
     out.push({

@@ -167,6 +167,22 @@ export function segmentId(input: SegmentIdInput): string {
   return SEGMENT_ID_PREFIX + hash.digest('hex').slice(0, 32);
 }
 
+export const REPLAY_SEGMENT_ID_PREFIX = 'replay-';
+
+/**
+ * A replay's segment id: its replay id and the segment's place in the window's part of the
+ * replay, so a replay resumed after a crash writes the same keys (and identical bytes) again.
+ * Replay ids are validated by the replay (letters, digits, `-`, `_`).
+ */
+export function replaySegmentId(replayId: string, part: number): string {
+  return `${REPLAY_SEGMENT_ID_PREFIX}${replayId}-${String(part).padStart(6, '0')}`;
+}
+
+/** Whether an object key is a replay's segment (the orphan collector leaves those alone). */
+export function isReplaySegmentKey(key: string): boolean {
+  return key.slice(key.lastIndexOf('/') + 1).startsWith(REPLAY_SEGMENT_ID_PREFIX);
+}
+
 /** The table name in a DynamoDB Stream ARN (`arn:...:table/<name>/stream/<label>`). */
 export function tableOfStreamArn(streamArn: string): string | undefined {
   return /:table\/([^/]+)\/stream\//.exec(streamArn)?.[1];

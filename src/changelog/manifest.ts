@@ -25,6 +25,29 @@ export const manifestShardSchema = z.strictObject({
   records: z.number().int().positive(),
 });
 
+/** The replay modes (`dynamodb-changelog replay --mode`). */
+export const REPLAY_MODES = ['bootstrap', 'fill-gaps', 'rebuild'] as const;
+export type ReplayMode = (typeof REPLAY_MODES)[number];
+
+/**
+ * What produced a segment that `replay` added (absent: the live daemon, from the stream). A scan
+ * or export segment holds SNAPSHOT or NET rows (changelog/snapshotRows.ts) and lists no shards.
+ */
+export const segmentSourceSchema = z.strictObject({
+  kind: z.enum(['scan', 'export', 'stream']),
+  /** The replay that wrote it; its rows' event ids start with it (scan, export). */
+  replayId: z.string().min(1),
+  mode: z.enum(REPLAY_MODES),
+  exportArn: z.string().min(1).optional(),
+  exportType: z.enum(['FULL_EXPORT', 'INCREMENTAL_EXPORT']).optional(),
+  /** A full export's point in time, or an incremental export's period end. */
+  exportTime: isoDateTime.optional(),
+  /** An incremental export's period start. */
+  exportFromTime: isoDateTime.optional(),
+  /** When the scan started: its rows' event time. */
+  scanStartedAt: isoDateTime.optional(),
+});
+
 export const manifestSegmentSchema = z.strictObject({
   /** Relative to the destination prefix: `<table>/data/dt=.../window=.../<id>.parquet`. */
   key: z.string().min(1),
@@ -48,7 +71,21 @@ export const manifestSegmentSchema = z.strictObject({
    * version v, exactly the segments with addedInVersion > v.
    */
   addedInVersion: z.number().int().min(2).optional(),
-  shards: z.array(manifestShardSchema).min(1),
+  /** Present on segments `replay` added; see segmentSourceSchema. */
+  source: segmentSourceSchema.optional(),
+  /** The stream shards whose records the segment holds; none for a scan or export segment. */
+  shards: z.array(manifestShardSchema),
+});
+
+/** What filled a gap (`replay --mode fill-gaps`); the window's `complete` then counts it as filled. */
+export const gapFillSchema = z.strictObject({
+  replayId: z.string().min(1),
+  kind: z.enum(['export', 'scan', 'stream']),
+  exportArn: z.string().min(1).optional(),
+  scanStartedAt: isoDateTime.optional(),
+  /** Rows the fill added to the window (NET rows of every item changed in the export's period). */
+  records: z.number().int().nonnegative(),
+  filledAt: isoDateTime,
 });
 
 export const manifestGapSchema = z.strictObject({
@@ -64,6 +101,8 @@ export const manifestGapSchema = z.strictObject({
   /** DynamoDB's clock when the gap was found, when known. */
   detectedAt: isoDateTime.optional(),
   reason: z.literal('TrimmedDataAccessException'),
+  /** Set by a replay that filled the gap; the gap stays listed, for the record. */
+  filledBy: gapFillSchema.optional(),
 });
 
 export const manifestSchema = z.strictObject({
@@ -75,7 +114,11 @@ export const manifestSchema = z.strictObject({
   sealedAt: isoDateTime,
   /** 1, then +1 for every rewrite by compaction or replay. */
   version: z.number().int().positive(),
-  /** False when the window lists a gap: records the stream trimmed before they were read. */
+  /**
+   * False when the window lists a gap no replay filled: records the stream trimmed before they were
+   * read. A gap filled from an incremental export makes the item states complete (each item's
+   * final state over the export's period), not every intermediate change.
+   */
   complete: z.boolean(),
   recordCount: z.number().int().nonnegative(),
   lateRecordCount: z.number().int().nonnegative(),
@@ -86,6 +129,8 @@ export const manifestSchema = z.strictObject({
 export type ManifestShard = z.infer<typeof manifestShardSchema>;
 export type ManifestSegment = z.infer<typeof manifestSegmentSchema>;
 export type ManifestGap = z.infer<typeof manifestGapSchema>;
+export type SegmentSource = z.infer<typeof segmentSourceSchema>;
+export type GapFill = z.infer<typeof gapFillSchema>;
 export type Manifest = z.infer<typeof manifestSchema>;
 
 /** A committed segment as the registry records it: what a manifest lists of it, in milliseconds. */
@@ -101,6 +146,8 @@ export interface SegmentFacts {
   lateRecords: number;
   /** The version that first published the rows, when not 1 (see manifestSegmentSchema). */
   addedInVersion?: number | undefined;
+  /** What produced the segment, when a replay added it (see segmentSourceSchema). */
+  source?: SegmentSource | undefined;
   shards: readonly ManifestShard[];
 }
 
@@ -113,6 +160,8 @@ export interface GapFacts {
   toTimeMs?: number | undefined;
   detectedAtMs?: number | undefined;
   reason: ManifestGap['reason'];
+  /** What filled it, when a replay did. */
+  filledBy?: GapFill | undefined;
 }
 
 export interface ManifestFacts {
@@ -149,7 +198,7 @@ export function buildManifest(facts: ManifestFacts): Manifest {
     window: { start: isoTime(facts.windowStartMs), end: isoTime(facts.windowStartMs + facts.windowMs) },
     sealedAt: isoTime(facts.sealedAtMs),
     version: facts.version,
-    complete: facts.gaps.length === 0,
+    complete: isComplete(facts.gaps),
     recordCount: facts.segments.reduce((n, s) => n + s.records, 0),
     lateRecordCount: facts.segments.reduce((n, s) => n + s.lateRecords, 0),
     segments: facts.segments.map((s) => ({
@@ -162,6 +211,7 @@ export function buildManifest(facts: ManifestFacts): Manifest {
       maxEventTime: isoTime(s.maxEventTimeMs),
       lateRecords: s.lateRecords,
       ...(s.addedInVersion !== undefined && s.addedInVersion > 1 && { addedInVersion: s.addedInVersion }),
+      ...(s.source !== undefined && { source: s.source }),
       shards: s.shards.map((h) => ({
         shardId: h.shardId,
         afterSequenceNumber: h.afterSequenceNumber,
@@ -178,6 +228,7 @@ export function buildManifest(facts: ManifestFacts): Manifest {
       ...(g.toTimeMs !== undefined && { toTime: isoTime(g.toTimeMs) }),
       ...(g.detectedAtMs !== undefined && { detectedAt: isoTime(g.detectedAtMs) }),
       reason: g.reason,
+      ...(g.filledBy !== undefined && { filledBy: g.filledBy }),
     })),
   };
 }
@@ -213,6 +264,7 @@ export function serializeManifest(manifest: Manifest): Uint8Array {
         maxEventTime: s.maxEventTime,
         lateRecords: s.lateRecords,
         ...(s.addedInVersion === undefined ? {} : { addedInVersion: s.addedInVersion }),
+        ...(s.source === undefined ? {} : { source: canonicalSource(s.source) }),
         shards: [...s.shards]
           .sort((a, b) => byString(a.shardId, b.shardId))
           .map((h) => ({
@@ -237,9 +289,44 @@ export function serializeManifest(manifest: Manifest): Uint8Array {
         ...(g.toTime === undefined ? {} : { toTime: g.toTime }),
         ...(g.detectedAt === undefined ? {} : { detectedAt: g.detectedAt }),
         reason: g.reason,
+        ...(g.filledBy === undefined ? {} : { filledBy: canonicalFill(g.filledBy) }),
       })),
   };
   return new TextEncoder().encode(`${JSON.stringify(canonical, null, 2)}\n`);
+}
+
+function canonicalSource(s: SegmentSource): SegmentSource {
+  return {
+    kind: s.kind,
+    replayId: s.replayId,
+    mode: s.mode,
+    ...(s.exportArn === undefined ? {} : { exportArn: s.exportArn }),
+    ...(s.exportType === undefined ? {} : { exportType: s.exportType }),
+    ...(s.exportTime === undefined ? {} : { exportTime: s.exportTime }),
+    ...(s.exportFromTime === undefined ? {} : { exportFromTime: s.exportFromTime }),
+    ...(s.scanStartedAt === undefined ? {} : { scanStartedAt: s.scanStartedAt }),
+  };
+}
+
+function canonicalFill(f: GapFill): GapFill {
+  return {
+    replayId: f.replayId,
+    kind: f.kind,
+    ...(f.exportArn === undefined ? {} : { exportArn: f.exportArn }),
+    ...(f.scanStartedAt === undefined ? {} : { scanStartedAt: f.scanStartedAt }),
+    records: f.records,
+    filledAt: f.filledAt,
+  };
+}
+
+/** Whether a segment holds replay's SNAPSHOT or NET rows (a scan's or an export's), not stream records. */
+export function isSnapshotSegment(segment: Pick<ManifestSegment, 'source'>): boolean {
+  return segment.source !== undefined && segment.source.kind !== 'stream';
+}
+
+/** A window is complete when every gap it lists was filled by a replay. */
+export function isComplete(gaps: readonly Pick<ManifestGap, 'filledBy'>[]): boolean {
+  return gaps.every((g) => g.filledBy !== undefined);
 }
 
 /** Parses and validates manifest bytes; a bad manifest names the key and every problem. */

@@ -27,7 +27,8 @@ const DESCRIPTIONS: Record<string, string> = {
   'window.end': 'End of the window, exclusive (ISO-8601 UTC). All windows of a table have the same size.',
   sealedAt: 'When the window was closed to commits (ISO-8601 UTC); the same on every retry of its sealing.',
   version: '1 when first sealed, then +1 for every rewrite of the window by compaction or replay.',
-  complete: 'False when the window lists a gap: records the stream trimmed before they were read.',
+  complete:
+    "False when the window lists a gap no replay filled (records the stream trimmed before they were read). A gap filled from an incremental export makes item states complete (each changed item's final state over the export period), not every intermediate change.",
   recordCount: 'Number of change records in the window: the sum of the records of its segments.',
   lateRecordCount:
     'Records whose event time is before the window start (they arrived after their own window was sealed): the sum of the lateRecords of its segments.',
@@ -45,8 +46,21 @@ const DESCRIPTIONS: Record<string, string> = {
   'segments[].lateRecords': 'Rows whose event_time is before the window start.',
   'segments[].addedInVersion':
     'The manifest version that first published the rows of the segment, when not 1 (absent: 1). A replay adds segments in version n+1 and keeps the value of the others; a compaction merges only segments of the same value and keeps it. An incremental reader that delivered the window at version v delivers exactly the segments with addedInVersion > v.',
+  'segments[].source':
+    'Present on a segment a replay added (absent: written by the daemon from the stream): what produced its rows. A scan or export segment holds SNAPSHOT or NET rows and lists no shards.',
+  'segments[].source.kind':
+    'scan (a parallel Scan of the table), export (a DynamoDB export to S3) or stream (the stream read again).',
+  'segments[].source.replayId':
+    "The replay that wrote the segment; its SNAPSHOT/NET rows' event ids start with it.",
+  'segments[].source.mode': 'The replay mode: bootstrap, fill-gaps or rebuild.',
+  'segments[].source.exportArn': 'ARN of the export the rows come from.',
+  'segments[].source.exportType': 'FULL_EXPORT (SNAPSHOT rows) or INCREMENTAL_EXPORT (NET rows).',
+  'segments[].source.exportTime':
+    "A full export's point in time, or an incremental export's period end (ISO-8601 UTC): the rows' event time.",
+  'segments[].source.exportFromTime': "An incremental export's period start (ISO-8601 UTC).",
+  'segments[].source.scanStartedAt': "When the scan started (ISO-8601 UTC): the rows' event time.",
   'segments[].shards':
-    'Per source shard, the contiguous range of stream records the segment holds, sorted by shardId.',
+    'Per source shard, the contiguous range of stream records the segment holds, sorted by shardId. Empty for a scan or export segment.',
   'segments[].shards[]': 'The records of one shard in the segment.',
   'segments[].shards[].shardId': 'The DynamoDB Streams shard id.',
   'segments[].shards[].afterSequenceNumber':
@@ -54,7 +68,7 @@ const DESCRIPTIONS: Record<string, string> = {
   'segments[].shards[].firstSequenceNumber': `Sequence number of the first record of the shard in the segment. ${SEQUENCE}`,
   'segments[].shards[].lastSequenceNumber': `Sequence number of the last record of the shard in the segment. ${SEQUENCE}`,
   'segments[].shards[].records': 'Number of records of the shard in the segment.',
-  gaps: 'Data lost before it could be read (the stream keeps records 24 hours). Empty when complete is true.',
+  gaps: 'Data lost before it could be read (the stream keeps records 24 hours). complete is true when the list is empty or every gap has filledBy.',
   'gaps[]': 'One gap in one shard, found when reading failed with TrimmedDataAccessException.',
   'gaps[].shardId': 'The shard with the gap.',
   'gaps[].afterSequenceNumber': `Last sequence number read before the gap; TRIM_HORIZON when nothing of the shard was read. ${SEQUENCE}`,
@@ -64,6 +78,14 @@ const DESCRIPTIONS: Record<string, string> = {
   'gaps[].toTime': 'Event time of the first record after the gap, when known (ISO-8601 UTC).',
   'gaps[].detectedAt': 'The clock of DynamoDB when the gap was found, when known (ISO-8601 UTC).',
   'gaps[].reason': 'Why the records are missing.',
+  'gaps[].filledBy':
+    'Set when a replay filled the gap (the gap stays listed, for the record); the window then counts as complete.',
+  'gaps[].filledBy.replayId': 'The replay that filled the gap.',
+  'gaps[].filledBy.kind': 'What the rows came from: export, scan or stream.',
+  'gaps[].filledBy.exportArn': 'ARN of the export the fill read.',
+  'gaps[].filledBy.scanStartedAt': 'When the scan the fill read started (ISO-8601 UTC).',
+  'gaps[].filledBy.records': 'Rows the fill added to the window.',
+  'gaps[].filledBy.filledAt': 'When the replay published the fill (ISO-8601 UTC).',
 };
 
 type JsonSchemaNode = Record<string, unknown>;

@@ -7,7 +7,7 @@ import { parseDestination } from '../coordination/objectStore.js';
 import { openObjectStore } from '../coordination/openObjectStore.js';
 import { DEFAULT_LATE_GRACE_MS, type StreamAuditOptions } from '../read/streamAudit.js';
 import { AUDIT_DEFAULTS } from '../read/streamAuditReader.js';
-import { type VerifyReport, verifyChangelog } from '../read/verifier.js';
+import { type VerifyGap, type VerifyReport, verifyChangelog } from '../read/verifier.js';
 import { formatDuration, parseDuration } from '../support/duration.js';
 import { ConfigError } from '../support/errors.js';
 import { commonOption } from './commonOption.js';
@@ -273,10 +273,17 @@ export function formatReport(report: VerifyReport): string {
   for (const gap of report.gaps) {
     const resumed = gap.resumedAtSequenceNumber ? `, resumed at ${gap.resumedAtSequenceNumber}` : '';
     lines.push(
-      `  gap in window ${gap.window}: shard ${gap.shardId} after ${gap.afterSequenceNumber}${resumed} (${gap.reason})`,
+      `  gap in window ${gap.window}: shard ${gap.shardId} after ${gap.afterSequenceNumber}${resumed} (${gap.reason})${filledText(gap.filledBy)}`,
     );
   }
   for (const v of report.violations) lines.push(`  ${v.kind}: ${v.message}`);
   lines.push(report.violations.length === 0 ? 'OK' : 'FAILED');
   return `${lines.join('\n')}\n`;
+}
+
+function filledText(fill: VerifyGap['filledBy']): string {
+  if (fill === undefined) return '';
+  const from =
+    fill.exportArn ?? (fill.scanStartedAt === undefined ? fill.kind : `scan of ${fill.scanStartedAt}`);
+  return `, filled by replay ${fill.replayId} from ${from} (${fill.records} rows)`;
 }

@@ -4,6 +4,7 @@ import {
   dataPrefix,
   dtOf,
   isoTime,
+  isReplaySegmentKey,
   manifestObjectKey,
   parseWindowId,
   symlinkObjectKey,
@@ -335,6 +336,9 @@ export class Sealer {
           referenced.set(start, keys);
         }
         if (keys.has(object.key)) continue;
+        // A replay writes its segments (replay-<id>-...) before it publishes them, which for a
+        // large bootstrap takes longer than the grace period: they are never collected here.
+        if (isReplaySegmentKey(object.key)) continue;
         if (object.lastModified.getTime() > cutoff) {
           blockedAt ??= start;
           continue;
@@ -367,7 +371,15 @@ export class Sealer {
         retriable: false,
       });
     }
-    return new Set(parseManifest(bytes, key).segments.map((s) => s.key));
+    // A replay or compaction may have published later versions (v2, v3, ...) beside v1: every
+    // version's segments are referenced (superseded files are deleted after their own grace).
+    const keys = new Set(parseManifest(bytes, key).segments.map((s) => s.key));
+    for (let version = 2; ; version++) {
+      const versionKey = manifestObjectKey(this.o.table, start, version);
+      const later = await this.o.store.get(versionKey, signal);
+      if (later === undefined) return keys;
+      for (const segment of parseManifest(later, versionKey).segments) keys.add(segment.key);
+    }
   }
 }
 

@@ -233,7 +233,7 @@ class StoreChangelog implements Changelog {
           windowStartMs: window.windowStartMs,
           windowEndMs: window.windowEndMs,
           manifestKey: window.manifestKey,
-          gaps: window.manifest.gaps,
+          gaps: window.manifest.gaps.filter((g) => g.filledBy === undefined),
         });
       }
       previousEndMs = window.windowEndMs;

@@ -8,6 +8,7 @@ import {
 } from '../changelog/invariants.js';
 import { isoTime, symlinkObjectKey, windowDataPrefix, windowSizeProblem } from '../changelog/layout.js';
 import {
+  isSnapshotSegment,
   type Manifest,
   type ManifestGap,
   type ManifestSegment,
@@ -15,6 +16,7 @@ import {
 } from '../changelog/manifest.js';
 import { readSegmentBatches } from '../changelog/parquetDecoder.js';
 import { compareSequenceNumbers } from '../changelog/sequenceNumber.js';
+import { SNAPSHOT_SEQUENCE_NUMBER, SNAPSHOT_SHARD_ID } from '../changelog/snapshotRows.js';
 import { assertValidKey, type ObjectStore, sha256Checksum } from '../coordination/objectStore.js';
 import { ChangelogError } from '../support/errors.js';
 import { listWindows } from './manifestReader.js';
@@ -309,7 +311,10 @@ class Verification {
     let minTime = Number.POSITIVE_INFINITY;
     let maxTime = Number.NEGATIVE_INFINITY;
     // With --stream, every row's identity is kept for the audit (added once the file read in full).
-    const auditRows: SegmentRow[] | undefined = this.audit === undefined ? undefined : [];
+    const snapshot = isSnapshotSegment(segment);
+    let strayRows = 0;
+    // A scan's or export's rows are no stream records: the stream audit does not see them.
+    const auditRows: SegmentRow[] | undefined = this.audit === undefined || snapshot ? undefined : [];
     try {
       for (const batch of readSegmentBatches(bytes, auditRows ? AUDIT_COLUMNS : COLUMNS, key)) {
         const {
@@ -338,12 +343,17 @@ class Verification {
             if (d === undefined) duplicates.set(earlier, { count: 1, example: id });
             else d.count++;
           }
-          const s = shards.get(shardId);
-          if (s === undefined) shards.set(shardId, { records: 1, first: sequence, last: sequence });
-          else {
-            s.records++;
-            if (compareSequenceNumbers(sequence, s.first) < 0) s.first = sequence;
-            if (compareSequenceNumbers(sequence, s.last) > 0) s.last = sequence;
+          if (snapshot) {
+            // A scan's or export's rows: no shard, sequence number "0" (changelog/snapshotRows.ts).
+            if (shardId !== SNAPSHOT_SHARD_ID || sequence !== SNAPSHOT_SEQUENCE_NUMBER) strayRows++;
+          } else {
+            const s = shards.get(shardId);
+            if (s === undefined) shards.set(shardId, { records: 1, first: sequence, last: sequence });
+            else {
+              s.records++;
+              if (compareSequenceNumbers(sequence, s.first) < 0) s.first = sequence;
+              if (compareSequenceNumbers(sequence, s.last) > 0) s.last = sequence;
+            }
           }
           if (time < minTime) minTime = time;
           if (time > maxTime) maxTime = time;
@@ -381,6 +391,13 @@ class Verification {
       this.violation(
         'record-count',
         `segment ${key} has ${rows} rows in the Parquet file, the manifest says ${segment.records}`,
+        where,
+      );
+    }
+    if (strayRows > 0) {
+      this.violation(
+        'shard-range',
+        `segment ${key} holds replay ${segment.source!.replayId}'s ${segment.source!.kind} rows but ${strayRows} row(s) with a stream shard or sequence number`,
         where,
       );
     }

@@ -93,7 +93,7 @@ export function buildSegment(windowStartMs: number, parts: ShardPart[], table = 
 
 export interface ManifestOptions {
   gaps?: ManifestGap[];
-  /** Default: true exactly when there are no gaps. */
+  /** Default: true exactly when every gap is filled (or there are none). */
   complete?: boolean;
   windowMs?: number;
   table?: string;
@@ -114,7 +114,7 @@ export function buildManifest(
     window: { start: isoTime(windowStartMs), end: isoTime(windowStartMs + windowMs) },
     sealedAt: isoTime(windowStartMs + windowMs + 30_000),
     version: 1,
-    complete: options.complete ?? gaps.length === 0,
+    complete: options.complete ?? gaps.every((g) => g.filledBy !== undefined),
     recordCount: segments.reduce((n, s) => n + s.records, 0),
     lateRecordCount: segments.reduce((n, s) => n + s.lateRecords, 0),
     segments,

@@ -81,7 +81,7 @@ describe('runChanges', () => {
       incomplete: 1,
     });
     expect(err).toContain(`complete through ${new Date(W(5)).toISOString()}`);
-    expect(err).toContain(`GAP: window ${new Date(W(4)).toISOString()} lists 1 gap(s)`);
+    expect(err).toContain(`GAP: window ${new Date(W(4)).toISOString()} lists 1 unfilled gap(s)`);
   });
 
   it('--latest gives one row per item, its highest sequence number, deletes left out', async () => {

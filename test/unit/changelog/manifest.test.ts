@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { manifestViolations } from '../../../src/changelog/invariants.js';
 import { type Manifest, parseManifest, serializeManifest } from '../../../src/changelog/manifest.js';
 import { ChangelogError } from '../../../src/support/errors.js';
 
@@ -140,6 +141,44 @@ describe('serializeManifest', () => {
     expect(Buffer.from(serializeManifest(parsed)).equals(Buffer.from(bytes))).toBe(true);
   });
 
+  it("round-trips a replay's provenance (segment source, gap filledBy) in canonical order; complete counts filled gaps", () => {
+    const m = sample();
+    m.version = 2;
+    m.segments[0]!.addedInVersion = 2;
+    m.segments[0]!.shards = [];
+    // Fields given out of schema order: the bytes come out in schema order all the same.
+    m.segments[0]!.source = {
+      scanStartedAt: '2026-11-22T10:01:00.000Z',
+      mode: 'bootstrap',
+      replayId: 'r1',
+      kind: 'scan',
+    } as Manifest['segments'][number]['source'];
+    m.gaps[0]!.filledBy = {
+      records: 3,
+      filledAt: '2026-11-23T00:00:00.000Z',
+      kind: 'export',
+      replayId: 'r2',
+      exportArn: 'arn:aws:dynamodb:us-east-1:123456789012:table/orders/export/01',
+    } as NonNullable<Manifest['gaps'][number]['filledBy']>;
+    const text = Buffer.from(serializeManifest(m)).toString('utf8');
+    expect(text).toContain(
+      '"source": {\n        "kind": "scan",\n        "replayId": "r1",\n        "mode": "bootstrap",\n        "scanStartedAt": "2026-11-22T10:01:00.000Z"\n      },\n      "shards": []',
+    );
+    expect(text).toContain(
+      '"reason": "TrimmedDataAccessException",\n      "filledBy": {\n        "replayId": "r2",\n        "kind": "export",',
+    );
+    const parsed = parseManifest(new TextEncoder().encode(text), 'k');
+    expect(parsed.segments.find((x) => x.key === m.segments[0]!.key)!.source).toEqual(m.segments[0]!.source);
+    expect(parsed.gaps.map((g) => g.filledBy)).toContainEqual(m.gaps[0]!.filledBy);
+    // Every gap filled: complete must say true (the invariants check the flag).
+    const flag = (manifest: Manifest, complete: boolean) =>
+      manifestViolations({ ...manifest, complete }, 'k').filter((v) => v.kind === 'complete-flag').length;
+    const allFilled = { ...parsed, gaps: parsed.gaps.map((g) => ({ ...g, filledBy: m.gaps[0]!.filledBy })) };
+    expect(flag(allFilled, true)).toBe(0);
+    expect(flag(allFilled, false)).toBe(1);
+    expect(flag(parsed, true)).toBe(parsed.gaps.length > 1 ? 1 : 0);
+  });
+
   it('refuses to serialize an invalid manifest', () => {
     expect(() => serializeManifest({ ...sample(), recordCount: -1 })).toThrow();
   });
@@ -197,10 +236,30 @@ describe('parseManifest', () => {
     expect(problem(gap).message).toMatch(/gaps\.0\.reason: /);
   });
 
-  it('requires at least one shard per segment and positive counts', () => {
+  it('requires positive counts; shards are required by the invariants, except for a scan or export segment', () => {
     const noShards = sample();
     noShards.segments[0]!.shards = [];
-    expect(problem(noShards).message).toMatch(/segments\.0\.shards: /);
+    const key = 'orders/manifests/x.json';
+    const shardProblems = (m: Manifest) =>
+      manifestViolations(m, key)
+        .filter((v) => v.kind === 'shard-range')
+        .map((v) => v.message);
+    expect(shardProblems(noShards)).toEqual([
+      `segment ${noShards.segments[0]!.key} lists no stream shard; only a scan's or an export's segment (source) may`,
+    ]);
+    const scanned = structuredClone(noShards);
+    scanned.segments[0]!.source = {
+      kind: 'scan',
+      replayId: 'r1',
+      mode: 'bootstrap',
+      scanStartedAt: '2026-11-22T10:00:00.000Z',
+    };
+    expect(shardProblems(scanned)).toEqual([]);
+    const mixed = sample();
+    mixed.segments[0]!.source = { kind: 'export', replayId: 'r1', mode: 'fill-gaps' };
+    expect(shardProblems(mixed)).toEqual([
+      `segment ${mixed.segments[0]!.key} holds replay r1's export rows but lists ${mixed.segments[0]!.shards.length} stream shard(s)`,
+    ]);
     const zero = sample();
     zero.segments[0]!.records = 0;
     expect(problem(zero).message).toMatch(/segments\.0\.records: /);

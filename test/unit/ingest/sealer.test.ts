@@ -7,7 +7,7 @@ import {
   symlinkPrefix,
   windowDataPrefix,
 } from '../../../src/changelog/layout.js';
-import { buildManifest, parseManifest } from '../../../src/changelog/manifest.js';
+import { buildManifest, parseManifest, serializeManifest } from '../../../src/changelog/manifest.js';
 import { TRIM_HORIZON } from '../../../src/changelog/sequenceNumber.js';
 import type { Lease } from '../../../src/coordination/lease.js';
 import { type PutResult, sha256Checksum } from '../../../src/coordination/objectStore.js';
@@ -411,6 +411,38 @@ describe('Sealer (in-memory registry and store)', () => {
     expect(t.registry.state?.gcThroughMs).toBe(W(3));
     expect([...t.store.objects.keys()].filter((k) => k.includes('orphan'))).toEqual([]);
     expect([...t.store.objects.keys()].filter((k) => k.startsWith(manifestPrefix(TABLE)))).toEqual([]);
+  });
+
+  it('keeps the segments of every manifest version and replay segments not published yet; collects the rest', async () => {
+    const t = setup({ orphanGraceMs: 0 });
+    t.registry.state = state(W(1), { firstManifestMs: W(0), gcThroughMs: W(0) });
+    const version = (v: number, ids: string[]) =>
+      buildManifest({
+        table: TABLE,
+        windowStartMs: W(0),
+        windowMs: WINDOW_MS,
+        sealedAtMs: W(1),
+        version: v,
+        streamArn: ARN,
+        segments: ids.map((id, i) =>
+          segment(W(0), id, [entry(`shard-${i}`, TRIM_HORIZON, seq(1, 1), seq(1, 1))]),
+        ),
+        gaps: [],
+      });
+    await t.store.putIfAbsent(manifestObjectKey(TABLE, W(0)), serializeManifest(version(1, ['s1-a'])));
+    await t.store.putIfAbsent(
+      manifestObjectKey(TABLE, W(0), 2),
+      serializeManifest(version(2, ['s1-a', 'replay-r1-000000'])),
+    );
+    const data = (id: string) => `${windowDataPrefix(TABLE, W(0))}${id}.parquet`;
+    for (const id of ['s1-a', 'replay-r1-000000', 'replay-r2-000000', 's1-orphan']) {
+      await t.store.putIfAbsent(data(id), new Uint8Array([1]));
+    }
+    for (const o of t.store.objects.values()) o.lastModified = new Date(WALL - 1);
+    await t.lead();
+    await t.sealer.cycle();
+    const left = [...t.store.objects.keys()].filter((k) => k.startsWith(windowDataPrefix(TABLE, W(0))));
+    expect(left.sort()).toEqual([data('replay-r1-000000'), data('replay-r2-000000'), data('s1-a')]);
   });
 
   it('refuses a sealed window after the first manifest that has no manifest object', async () => {
