@@ -113,6 +113,35 @@ export class StreamError extends ChangelogError {
   }
 }
 
+/** Why a table scan (replay's scan source) failed or was refused. */
+export type TableScanProblem =
+  /** DescribeTable or Scan answered ResourceNotFoundException. */
+  | 'table-not-found'
+  /** Scan or DescribeTable failed otherwise (after retries, when transient). */
+  | 'scan-failed'
+  /** A saved scan progress that is not valid. */
+  | 'invalid-progress'
+  /** A scan progress of another table or another segment count. */
+  | 'progress-mismatch';
+
+/** A table scan (replay's scan source) failed or was refused; names the table when known. */
+export class TableScanError extends ChangelogError {
+  readonly problem: TableScanProblem;
+  readonly table: string | undefined;
+
+  constructor(
+    problem: TableScanProblem,
+    table: string | undefined,
+    message: string,
+    options: ChangelogErrorOptions = {},
+  ) {
+    super(message, options);
+    this.name = 'TableScanError';
+    this.problem = problem;
+    this.table = table;
+  }
+}
+
 /** What a reader found wrong in changelog data it relies on (see ChangelogIntegrityError). */
 export type IntegrityProblem =
   /** A segment's rows are not in key-then-sequence-number order. */
@@ -146,6 +175,49 @@ export class ChangelogIntegrityError extends ChangelogError {
     this.problem = problem;
     this.segmentKeys = segmentKeys;
     this.itemKeys = itemKeys;
+  }
+}
+
+/** What is wrong with a DynamoDB export to S3, or with starting one (see ExportError). */
+export type ExportProblem =
+  /** The location holds no manifest-summary.json: not an export's folder. */
+  | 'not-an-export'
+  /** The export is of another table than the caller expects. */
+  | 'wrong-table'
+  /** An output format or export type this reader does not read (only DYNAMODB_JSON). */
+  | 'unsupported-format'
+  /** A manifest that is not what AWS documents (bad JSON, missing or mistyped field). */
+  | 'malformed-manifest'
+  /** A manifest or data file whose MD5 differs from the one recorded for it. */
+  | 'checksum-mismatch'
+  /** Item counts that disagree (summary vs files, a file's lines vs its manifest entry). */
+  | 'item-count-mismatch'
+  /** A file the manifest lists is not in the store. */
+  | 'missing-file'
+  /** A data file that is not gzip, or a line of it that is not one export record. */
+  | 'malformed-data'
+  /** DynamoDB reported the export FAILED, or a call to start or describe it failed. */
+  | 'export-failed';
+
+/**
+ * A DynamoDB export to S3 that cannot be used as it is. Data faults are never retried (the same
+ * objects fail the same way); `context.key` is the object involved, `line` the 1-based line of a
+ * data file when the fault is in one record.
+ */
+export class ExportError extends ChangelogError {
+  readonly problem: ExportProblem;
+  readonly line: number | undefined;
+
+  constructor(
+    problem: ExportProblem,
+    message: string,
+    options: ChangelogErrorOptions & { line?: number } = {},
+  ) {
+    const { line, ...rest } = options;
+    super(message, { retriable: false, ...rest });
+    this.name = 'ExportError';
+    this.problem = problem;
+    this.line = line;
   }
 }
 

@@ -290,6 +290,9 @@ function describeCall(service: AwsService, operation: string, input: Input): Rec
   const call: RecordedCall = { service, operation, origin: 'src' };
   const tableName = str(input['TableName']);
   if (tableName !== undefined) call.tableName = tableName;
+  // ExportTableToPointInTime names its table by ARN, DescribeExport by the export's ARN (under it).
+  const tableArn = /:table\/([^/]+)/.exec(str(input['TableArn']) ?? str(input['ExportArn']) ?? '');
+  if (call.tableName === undefined && tableArn) call.tableName = tableArn[1]!;
   const streamArn = str(input['StreamArn']) ?? streamArnOfIterator(input['ShardIterator']);
   if (streamArn !== undefined) call.streamArn = streamArn;
   if (service === 's3') {

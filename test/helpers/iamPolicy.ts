@@ -345,6 +345,21 @@ export const OPERATIONS: Record<string, OperationSpec> = {
   'dynamodb:UpdateItem': { actions: ['dynamodb:UpdateItem'], permissions: onTable('dynamodb:UpdateItem') },
   'dynamodb:DeleteItem': { actions: ['dynamodb:DeleteItem'], permissions: onTable('dynamodb:DeleteItem') },
   'dynamodb:Query': { actions: ['dynamodb:Query'], permissions: onTable('dynamodb:Query') },
+  'dynamodb:Scan': { actions: ['dynamodb:Scan'], permissions: onTable('dynamodb:Scan') },
+  'dynamodb:ExportTableToPointInTime': {
+    actions: ['dynamodb:ExportTableToPointInTime'],
+    permissions: onTable('dynamodb:ExportTableToPointInTime'),
+  },
+  // An export's ARN is the table's ARN + /export/<id>.
+  'dynamodb:DescribeExport': {
+    actions: ['dynamodb:DescribeExport'],
+    permissions: (call, arns, facts) => [
+      {
+        action: 'dynamodb:DescribeExport',
+        resource: `${arns.table(need(call.tableName, 'ExportArn', facts))}/export/*`,
+      },
+    ],
+  },
   // TransactWriteItems has no IAM action of its own: each element needs its item action.
   'dynamodb:TransactWriteItems': {
     actions: [],

@@ -98,6 +98,16 @@ const NOT_EXERCISED_HERE = [
     operation: 'dynamodbstreams:ListStreams',
     why: "TableWorker lists the table's streams to follow it across a stream disable/re-enable",
   },
+  // `replay` (an operator's command, run with the same role) reads the table itself: a scan
+  // (test/integration/coordination/tableScan.test.ts runs it on DynamoDB Local) or an export
+  // (unit tests only: DynamoDB Local has no exports).
+  ...(
+    [
+      ['ReplayReadsSourceTable', 'dynamodb:Scan', 'dynamodb:Scan'],
+      ['ReplayReadsSourceTable', 'dynamodb:ExportTableToPointInTime', 'dynamodb:ExportTableToPointInTime'],
+      ['ReplayDescribesExports', 'dynamodb:DescribeExport', 'dynamodb:DescribeExport'],
+    ] as const
+  ).map(([sid, action, operation]) => ({ sid, action, operation, why: 'replay: not part of the scenario' })),
 ];
 
 /**
