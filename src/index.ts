@@ -7,6 +7,7 @@
  * - Read a changelog: `openChangelog` (sealed windows, completeness, rows), one item's history,
  *   the latest state per key, the incremental cursor, output writers and warehouse hand-off
  *   (what `changes` does: `runChanges`), and `verifyChangelog`.
+ * - Backfill and repair: `runReplay(parseReplayConfig(flags, now), io)` (what `replay` does).
  * - The format: manifest and segment types, the S3 layout's keys, sequence-number order, the
  *   invariants and their violation kinds.
  * - The errors every call may throw.
@@ -16,6 +17,13 @@ export { type ChangesIo, type ChangesResult, runChanges } from './app/changes.js
 export { type ChangesConfig, type ChangesEmit, parseChangesConfig } from './app/changesConfig.js';
 // Running the daemon
 export { type DaemonOptions, type DaemonResult, runDaemon } from './app/daemon.js';
+export { type ReplayIo, type ReplayResult, runReplay } from './app/replay.js';
+export {
+  parseReplayConfig,
+  type ReplayConfig,
+  type ReplayOptionsInput,
+  type ReplaySource,
+} from './app/replayConfig.js';
 export { parseRunConfig, RUN_OPTIONS, type RunConfig, type SourceConfig } from './app/runConfig.js';
 // The format
 export { VIOLATION_KINDS, type Violation, type ViolationKind } from './changelog/invariants.js';
@@ -106,6 +114,7 @@ export {
   ChangelogError,
   ChangelogIntegrityError,
   ConfigError,
+  ExportError,
   isRetriable,
   LeaseLostError,
   MalformedRecordError,
@@ -113,6 +122,7 @@ export {
   ObjectStoreError,
   SegmentEncodeError,
   StreamError,
+  TableScanError,
   WindowClosedError,
 } from './support/errors.js';
 export { createLogger, type Logger, type LogLevel } from './support/logger.js';

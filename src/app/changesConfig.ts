@@ -1,9 +1,7 @@
-import { manifestPrefix } from '../changelog/layout.js';
 import { DEFAULTS, type ReadConfig } from '../coordination/config.js';
-import { parseDestination } from '../coordination/objectStore.js';
 import { DEFAULT_ROW_FORMAT, ROW_FORMATS, type RowFormat } from '../read/rowWriters.js';
 import { ConfigError } from '../support/errors.js';
-import { COMMON_OPTIONS, parseTimeOption, TIME_ALLOWED } from './commonOptions.js';
+import { destinationOption, parseTimeOption, TIME_ALLOWED, tableNameOption } from './commonOptions.js';
 
 /** What `changes` hands out: rows (in --format), or a warehouse/engine hand-off of the range's files. */
 export type ChangesEmit = 'rows' | 'files' | 'redshift-manifest' | 'redshift-sql' | 'duckdb-sql';
@@ -111,31 +109,8 @@ export function parseKeyOption(text: string, problems: string[]): Record<string,
  */
 export function parseChangesConfig(input: ChangesOptionsInput, nowMs: number): ChangesConfig {
   const problems: string[] = [];
-  const destination = input.destination?.trim();
-  if (destination === undefined || destination === '') {
-    problems.push(
-      `${COMMON_OPTIONS.destination.flag}: missing; give s3://bucket/prefix or file:///dir (or set ${COMMON_OPTIONS.destination.env})`,
-    );
-  } else {
-    try {
-      parseDestination(destination);
-    } catch (error) {
-      const issues = error instanceof ConfigError ? error.issues : [(error as Error).message];
-      for (const issue of issues) problems.push(`--destination: ${issue}`);
-    }
-  }
-  const table = input.table?.trim();
-  if (table === undefined || table === '') {
-    problems.push(`--table: missing; give the DynamoDB table name (or set ${COMMON_OPTIONS.table.env})`);
-  } else {
-    try {
-      manifestPrefix(table);
-    } catch {
-      problems.push(
-        `--table: ${JSON.stringify(table)} is not a DynamoDB table name (3-255 of letters, digits, _ . -)`,
-      );
-    }
-  }
+  const destination = destinationOption(input.destination, problems);
+  const table = tableNameOption('table', input.table, 'the DynamoDB table name', problems);
   const time = (flag: string, value: string | undefined): number | undefined => {
     if (value === undefined) return undefined;
     const ms = parseTimeOption(value, nowMs);

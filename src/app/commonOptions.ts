@@ -1,4 +1,6 @@
+import { parseDestination } from '../coordination/objectStore.js';
 import { parseDuration } from '../support/duration.js';
+import { ConfigError } from '../support/errors.js';
 
 /**
  * The options several commands share (`run`, `verify`, and next `changes` and `replay`), declared
@@ -16,6 +18,12 @@ export const COMMON_OPTIONS = {
     env: 'CHANGELOG_DESTINATION',
     arg: '<url>',
     help: 's3://bucket/prefix or file:///dir',
+  },
+  leaseTable: {
+    flag: '--lease-table',
+    env: 'CHANGELOG_LEASE_TABLE',
+    arg: '<name>',
+    help: 'DynamoDB table for leases and the segment registry',
   },
   s3ForcePathStyle: {
     flag: '--s3-force-path-style',
@@ -51,6 +59,52 @@ export const TABLE_NAME = /^[A-Za-z0-9_.-]{3,255}$/;
 /** A DynamoDB Stream ARN, for `--stream-arn`. */
 export const STREAM_ARN =
   /^arn:aws[a-z-]*:dynamodb:[a-z0-9-]+:\d{12}:table\/[A-Za-z0-9_.-]{3,255}\/stream\/.+$/;
+
+/**
+ * A required `--destination`: the trimmed URL, or undefined after pushing what is wrong (missing,
+ * or not a destination URL) to `problems`, so a command reports it with all its other problems.
+ */
+export function destinationOption(value: string | undefined, problems: string[]): string | undefined {
+  const { flag, env } = COMMON_OPTIONS.destination;
+  const destination = value?.trim();
+  if (destination === undefined || destination === '') {
+    problems.push(`${flag}: missing; give s3://bucket/prefix or file:///dir (or set ${env})`);
+    return undefined;
+  }
+  try {
+    parseDestination(destination);
+  } catch (error) {
+    const issues = error instanceof ConfigError ? error.issues : [(error as Error).message];
+    for (const issue of issues) problems.push(`${flag}: ${issue}`);
+    return undefined;
+  }
+  return destination;
+}
+
+/**
+ * A required table name (`--table`, `--lease-table`): the trimmed name, or undefined after pushing
+ * what is wrong to `problems`. `what` completes "missing; give ...".
+ */
+export function tableNameOption(
+  name: 'table' | 'leaseTable',
+  value: string | undefined,
+  what: string,
+  problems: string[],
+): string | undefined {
+  const { flag, env } = COMMON_OPTIONS[name];
+  const table = value?.trim();
+  if (table === undefined || table === '') {
+    problems.push(`${flag}: missing; give ${what} (or set ${env})`);
+    return undefined;
+  }
+  if (!TABLE_NAME.test(table)) {
+    problems.push(
+      `${flag}: ${JSON.stringify(table)} is not a DynamoDB table name (3-255 of letters, digits, _ . -)`,
+    );
+    return undefined;
+  }
+  return table;
+}
 
 /** What `--since` / `--until` accept, for error messages and --help. */
 export const TIME_ALLOWED =

@@ -75,12 +75,7 @@ export const RUN_OPTIONS = {
     help: "read only this stream instead of following the table's streams",
   },
   destination: COMMON_OPTIONS.destination,
-  leaseTable: {
-    flag: '--lease-table',
-    env: 'CHANGELOG_LEASE_TABLE',
-    arg: '<name>',
-    help: 'DynamoDB table for leases and the segment registry',
-  },
+  leaseTable: COMMON_OPTIONS.leaseTable,
   createLeaseTable: {
     flag: '--create-lease-table',
     env: 'CHANGELOG_CREATE_LEASE_TABLE',

@@ -3,6 +3,7 @@ import { Command, CommanderError } from 'commander';
 import { ChangelogError } from '../support/errors.js';
 import { registerChangesCommand } from './changesCommand.js';
 import { registerLocalCommand } from './localCommand.js';
+import { registerReplayCommand } from './replayCommand.js';
 import { registerRunCommand } from './runCommand.js';
 import { registerSegmentCommand } from './segmentCommand.js';
 import { registerVerifyCommand } from './verifyCommand.js';
@@ -23,6 +24,7 @@ export function buildProgram(): Command {
   registerSegmentCommand(program);
   registerVerifyCommand(program);
   registerChangesCommand(program);
+  registerReplayCommand(program);
   registerLocalCommand(program);
   return program;
 }

@@ -82,6 +82,14 @@ export interface ReadConfig {
   latestKeepBytes: number;
 }
 
+/** `replay`'s settings that have a default (app/replayConfig.ts fills the rest from its flags). */
+export interface ReplayDefaults {
+  /** `--source scan`: TotalSegments of the parallel Scan (`--segments`). */
+  scanSegments: number;
+  /** How long `replay` waits for the windows it writes into to be sealed (`--wait-for-seal`). */
+  waitForSealMs: number;
+}
+
 /** What a worker of the pipeline is configured with (ingest/changelogWorker.ts). */
 export interface PipelineConfig {
   window: WindowConfig;
@@ -110,7 +118,15 @@ export const DEFAULTS = {
   // Four default-sized (64 MiB) segments: a small range is fetched once; a larger one costs a
   // second GET of the segments beyond it rather than memory that grows with the range.
   read: { latestKeepBytes: 256 * MIB },
-} as const satisfies PipelineConfig & { operations: OperationsConfig; read: ReadConfig };
+  // As many scan segments as the scan reads at once (SCAN_DEFAULTS.concurrency in tableScan.ts):
+  // a small table is read in parallel, a large one is given more with --segments. Not waiting for
+  // the seal by default: a replay into windows still open is refused at once, with the reason.
+  replay: { scanSegments: 4, waitForSealMs: 0 },
+} as const satisfies PipelineConfig & {
+  operations: OperationsConfig;
+  read: ReadConfig;
+  replay: ReplayDefaults;
+};
 
 /** Overrides for some fields of some groups; the rest from DEFAULTS. */
 export type PipelineOverrides = { [G in keyof PipelineConfig]?: Partial<PipelineConfig[G]> };

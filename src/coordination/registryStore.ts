@@ -258,6 +258,22 @@ export class RegistryStore {
     return out.Item === undefined ? undefined : segmentFromItem(out.Item);
   }
 
+  /** An item of this changelog's registry partition by its sort key (other roles' state), read consistently. */
+  async getItem(sortKey: string, signal?: AbortSignal): Promise<Record<string, AttributeValue> | undefined> {
+    const out = await this.call(`read ${sortKey}`, signal, (s) =>
+      this.client.send(
+        new GetItemCommand({ TableName: this.tableName, Key: this.key(sortKey), ConsistentRead: true }),
+        { abortSignal: s },
+      ),
+    );
+    return out.Item;
+  }
+
+  /** The Put of an item of this changelog's registry partition, as a transaction element. */
+  itemPut(sortKey: string, attributes: Record<string, AttributeValue>): TransactWriteItem {
+    return { Put: { TableName: this.tableName, Item: { ...this.key(sortKey), ...attributes } } };
+  }
+
   async getState(signal?: AbortSignal): Promise<WindowState | undefined> {
     const out = await this.call('read state', signal, (s) =>
       this.client.send(

@@ -1,0 +1,168 @@
+import { ChangeBuffer } from '../changelog/changeBuffer.js';
+import type { KeySchema } from '../changelog/keySchema.js';
+import { isoTime, replaySegmentId, segmentObjectKey } from '../changelog/layout.js';
+import {
+  type GapFill,
+  isComplete,
+  type Manifest,
+  type ManifestGap,
+  type ManifestSegment,
+  type SegmentSource,
+} from '../changelog/manifest.js';
+import { encodeSegment } from '../changelog/segmentEncoder.js';
+import { appendSnapshotRows, type SnapshotRow } from '../changelog/snapshotRows.js';
+import { type ObjectStore, sha256Checksum } from '../coordination/objectStore.js';
+import { ChangelogError } from '../support/errors.js';
+
+/** A segment a replay wrote: what its manifest entry will say (JSON-safe, kept in its progress). */
+export interface ReplaySegment {
+  windowStartMs: number;
+  key: string;
+  bytes: number;
+  records: number;
+  checksum: string;
+  minEventTimeMs: number;
+  maxEventTimeMs: number;
+  lateRecords: number;
+}
+
+export interface ReplaySegmentWriterOptions {
+  store: ObjectStore;
+  table: string;
+  keySchema: KeySchema;
+  replayId: string;
+  /** The window the rows go into (a sealed one; the replay checked it). */
+  windowStartMs: number;
+  /** Buffered bytes (ChangeBuffer.byteSize) at which `full` says flush. */
+  flushBytes: number;
+  /** The next part number (0 for a new replay; a resumed one continues its count). */
+  nextPart: number;
+}
+
+/**
+ * Turns a replay's SNAPSHOT/NET rows into segments of one window. Segment keys are
+ * `replay-<replayId>-<part>` with parts numbered in the order the segments are flushed, and the
+ * encoder is deterministic, so a replay resumed from its last saved progress writes the same
+ * objects again (create-only puts answer `exists` for identical bytes). Memory: one buffer,
+ * flushed when `full`: the caller awaits `flush` before appending more (backpressure).
+ */
+export class ReplaySegmentWriter {
+  private buffer: ChangeBuffer;
+  private part: number;
+
+  constructor(private readonly o: ReplaySegmentWriterOptions) {
+    this.buffer = new ChangeBuffer(o.keySchema);
+    this.part = o.nextPart;
+  }
+
+  /** The part number the next flushed segment gets. */
+  get nextPart(): number {
+    return this.part;
+  }
+
+  get bufferedRows(): number {
+    return this.buffer.rowCount;
+  }
+
+  get full(): boolean {
+    return this.buffer.byteSize >= this.o.flushBytes;
+  }
+
+  append(rows: readonly SnapshotRow[]): void {
+    appendSnapshotRows(rows, this.o.replayId, this.buffer);
+  }
+
+  /** Writes the buffered rows as the next segment; undefined when nothing is buffered. */
+  async flush(signal?: AbortSignal): Promise<ReplaySegment | undefined> {
+    if (this.buffer.rowCount === 0) return undefined;
+    const segment = encodeSegment(this.buffer, {
+      metadata: { table: this.o.table, replay_id: this.o.replayId },
+    });
+    const key = segmentObjectKey(
+      this.o.table,
+      this.o.windowStartMs,
+      replaySegmentId(this.o.replayId, this.part),
+    );
+    await this.o.store.putIfAbsent(key, segment.bytes, { signal });
+    let late = 0;
+    for (let r = 0; r < this.buffer.rowCount; r++)
+      if (this.buffer.eventTimeMs(r) < this.o.windowStartMs) late++;
+    this.part++;
+    this.buffer = new ChangeBuffer(this.o.keySchema);
+    return {
+      windowStartMs: this.o.windowStartMs,
+      key,
+      bytes: segment.bytes.length,
+      records: segment.records,
+      checksum: sha256Checksum(segment.bytes),
+      minEventTimeMs: segment.minEventTimeMs,
+      maxEventTimeMs: segment.maxEventTimeMs,
+      lateRecords: late,
+    };
+  }
+}
+
+/** A gap of a window, as the replay fills it. */
+export interface GapFillOf {
+  gap: Pick<ManifestGap, 'shardId' | 'afterSequenceNumber'>;
+  fill: GapFill;
+}
+
+/**
+ * Version n+1 of a window: its manifest `previous` (version n) with the replay's segments added
+ * (addedInVersion n+1, `source`) and the given gaps marked filled. Everything else is kept as is:
+ * the window, its sealedAt, the other segments with their own addedInVersion. The publisher
+ * checks the invariants before it writes.
+ */
+export function replayedManifest(
+  previous: Manifest,
+  added: readonly ReplaySegment[],
+  source: SegmentSource,
+  fills: readonly GapFillOf[] = [],
+): Manifest {
+  const version = previous.version + 1;
+  const start = Date.parse(previous.window.start);
+  const listed = new Set(previous.segments.map((s) => s.key));
+  const segments: ManifestSegment[] = [...previous.segments];
+  for (const s of added) {
+    if (s.windowStartMs !== start) {
+      throw new ChangelogError(
+        `replay ${source.replayId}: segment ${s.key} belongs to window ${isoTime(s.windowStartMs)}, not ${previous.window.start}`,
+        { key: s.key, retriable: false },
+      );
+    }
+    if (listed.has(s.key)) {
+      throw new ChangelogError(
+        `replay ${source.replayId}: segment ${s.key} is already listed in version ${previous.version} of window ${previous.window.start}`,
+        { key: s.key, retriable: false },
+      );
+    }
+    segments.push({
+      key: s.key,
+      bytes: s.bytes,
+      records: s.records,
+      checksum: s.checksum,
+      minEventTime: isoTime(s.minEventTimeMs),
+      maxEventTime: isoTime(s.maxEventTimeMs),
+      lateRecords: s.lateRecords,
+      addedInVersion: version,
+      source,
+      shards: [],
+    });
+  }
+  const gaps = previous.gaps.map((g) => {
+    const fill = fills.find(
+      (f) => f.gap.shardId === g.shardId && f.gap.afterSequenceNumber === g.afterSequenceNumber,
+    );
+    return fill === undefined ? g : { ...g, filledBy: fill.fill };
+  });
+  return {
+    ...previous,
+    version,
+    complete: isComplete(gaps),
+    recordCount: segments.reduce((n, s) => n + s.records, 0),
+    lateRecordCount: segments.reduce((n, s) => n + s.lateRecords, 0),
+    segments,
+    gaps,
+  };
+}

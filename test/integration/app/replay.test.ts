@@ -1,0 +1,432 @@
+import { PassThrough } from 'node:stream';
+import {
+  type AttributeValue,
+  BatchWriteItemCommand,
+  type DynamoDBClient,
+  ScanCommand,
+} from '@aws-sdk/client-dynamodb';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { runChanges } from '../../../src/app/changes.js';
+import { parseChangesConfig } from '../../../src/app/changesConfig.js';
+import { type ReplayIo, type ReplayResult, runReplay } from '../../../src/app/replay.js';
+import type { ReplayConfig } from '../../../src/app/replayConfig.js';
+import type { AttributeMap } from '../../../src/changelog/attributeValueJson.js';
+import { isoTime, manifestObjectKey, symlinkObjectKey } from '../../../src/changelog/layout.js';
+import { type ManifestGap, parseManifest, serializeManifest } from '../../../src/changelog/manifest.js';
+import { createLeaseTable } from '../../../src/coordination/leaseTable.js';
+import { RegistryStore } from '../../../src/coordination/registryStore.js';
+import { verifyChangelog } from '../../../src/read/verifier.js';
+import {
+  buildManifest,
+  buildSegment,
+  FIRST_WINDOW_MS,
+  SHARD_A,
+  STREAM_ARN,
+  TABLE,
+  WINDOW_MS,
+  writeSymlink,
+} from '../../helpers/changelogFixtures.js';
+import { createStreamTable, useDynamoDbLocal } from '../../helpers/dynamoDbLocal.js';
+import { writeExport } from '../../helpers/exportFixtures.js';
+import { MemoryObjectStore } from '../../helpers/memoryObjectStore.js';
+import { changeRecord } from '../../helpers/sampleChangelog.js';
+
+/*
+ * replay against DynamoDB Local (the source table, the lease table: registry, rewriter lease,
+ * progress) with an in-memory destination holding a sealed changelog written like the sealer
+ * writes it, and export fixtures in AWS's layout.
+ */
+
+const local = useDynamoDbLocal();
+const W = (i: number) => FIRST_WINDOW_MS + i * WINDOW_MS;
+const WINDOWS = 8;
+/** Window 5 lists a gap of shard A: records trimmed between its two segments' ranges. */
+const GAP_WINDOW = 5;
+const TABLE_ARN = `arn:aws:dynamodb:us-east-1:000000000000:table/${TABLE}`;
+const NOW = W(WINDOWS) + 30 * 60_000;
+let leaseTableNumber = 0;
+
+/** Item `pk` as the stream and the exports hold it. */
+const item = (pk: string, v: number): AttributeMap => ({
+  pk: { S: pk },
+  sk: { N: '1' },
+  v: { N: String(v) },
+  tags: { SS: ['a', `t${v}`] },
+  big: { N: '12345678901234567890123456789012345678' },
+});
+
+interface Fixture {
+  store: MemoryObjectStore;
+  leaseTable: string;
+  client: DynamoDBClient;
+  gap: ManifestGap;
+}
+
+/**
+ * Windows 0..7 sealed, one stream segment each (shard A, chained), items `s-<w>` changed in window
+ * w; window 5 lists a gap (the stream trimmed records between its two segments).
+ */
+async function fixture(): Promise<Fixture> {
+  const client = local().client;
+  const leaseTable = `replay-leases-${++leaseTableNumber}`;
+  await createLeaseTable(client, leaseTable);
+  const registry = new RegistryStore({ client, tableName: leaseTable, table: TABLE });
+  await registry.initState({
+    windowMs: WINDOW_MS,
+    streamArn: STREAM_ARN,
+    closedThroughMs: W(WINDOWS),
+    sealedThroughMs: W(WINDOWS),
+    closedAtMs: W(WINDOWS),
+    firstManifestMs: W(0),
+  });
+  const store = new MemoryObjectStore();
+  let sequence = 100_000_000_000_000_000_000n;
+  let after = 'TRIM_HORIZON';
+  let gap: ManifestGap | undefined;
+  for (let w = 0; w < WINDOWS; w++) {
+    const record = (pk: string, op: 'INSERT' | 'MODIFY' | 'REMOVE', at: number) =>
+      changeRecord({ keys: { pk: { S: pk }, sk: { N: '1' } }, sequenceNumber: sequence++, timeMs: at, op });
+    // Records are made as each segment is built: the gap skips sequence numbers in between.
+    const parts = [
+      () => [
+        record(`s-${w}`, 'INSERT', W(w) + 1000),
+        record('shared', w === 0 ? 'INSERT' : 'MODIFY', W(w) + 2000),
+      ],
+    ];
+    if (w === GAP_WINDOW) parts.push(() => [record(`s-${w}-late`, 'INSERT', W(w) + 40_000)]);
+    const segments = parts.map((records, n) => {
+      const built = buildSegment(W(w), [
+        { shardId: SHARD_A, records: records(), afterSequenceNumber: after },
+      ]);
+      const last = built.entry.shards[0]!.lastSequenceNumber;
+      if (w === GAP_WINDOW && n === 0) {
+        // The records after `last` were trimmed: the next segment starts further on.
+        gap = {
+          shardId: SHARD_A,
+          afterSequenceNumber: last,
+          resumedAtSequenceNumber: String(sequence + 10n),
+          fromTime: isoTime(W(w) + 2000),
+          toTime: isoTime(W(w) + 30_000),
+          reason: 'TrimmedDataAccessException',
+        };
+        sequence += 10n;
+        after = String(sequence - 1n);
+      } else after = last;
+      return built;
+    });
+    for (const s of segments) await store.putIfAbsent(s.key, s.bytes);
+    const manifest = buildManifest(
+      W(w),
+      segments.map((s) => s.entry),
+      w === GAP_WINDOW ? { gaps: [gap!] } : {},
+    );
+    await store.putIfAbsent(manifestObjectKey(TABLE, W(w)), serializeManifest(manifest));
+    await writeSymlink(store, TABLE, W(w), manifest);
+  }
+  return { store, leaseTable, client, gap: gap! };
+}
+
+function config(f: Fixture, over: Partial<ReplayConfig>): ReplayConfig {
+  return {
+    destination: { url: f.store.url, s3ForcePathStyle: false },
+    table: TABLE,
+    leaseTable: f.leaseTable,
+    mode: 'bootstrap',
+    source: 'export',
+    sinceMs: undefined,
+    untilMs: undefined,
+    exportUrl: undefined,
+    startExport: undefined,
+    segments: 2,
+    maxRcuPerSecond: undefined,
+    replayId: 'r1',
+    dryRun: false,
+    waitForSealMs: 0,
+    progress: 'json',
+    ...over,
+  };
+}
+
+function io(f: Fixture, exports: MemoryObjectStore, over: Partial<ReplayIo> = {}) {
+  const err: string[] = [];
+  const stderr = new PassThrough();
+  stderr.on('data', (c: Buffer) => err.push(c.toString('utf8')));
+  const value: ReplayIo = {
+    stdout: new PassThrough(),
+    stderr,
+    openStore: (url) => (url.startsWith('memory://exports') ? exports : f.store),
+    dynamodb: f.client,
+    now: () => NOW,
+    flushBytes: 2_000,
+    ...over,
+  };
+  return { io: value, err };
+}
+
+async function latest(store: MemoryObjectStore): Promise<Map<string, string | null>> {
+  const stdout = new PassThrough();
+  const chunks: Buffer[] = [];
+  stdout.on('data', (c: Buffer) => chunks.push(c));
+  const cfg = parseChangesConfig(
+    {
+      destination: 's3://bucket/changelog',
+      table: TABLE,
+      since: new Date(W(0)).toISOString(),
+      latest: true,
+      format: 'json',
+    },
+    NOW,
+  );
+  await runChanges(cfg, { stdout, stderr: new PassThrough(), openStore: () => store, now: () => NOW });
+  const out = new Map<string, string | null>();
+  for (const line of Buffer.concat(chunks).toString('utf8').split('\n').filter(Boolean)) {
+    const row = JSON.parse(line) as { pk: string; op: string; new_image: Record<string, unknown> | null };
+    out.set(row.pk, row.op);
+  }
+  return out;
+}
+
+async function verified(store: MemoryObjectStore) {
+  const report = await verifyChangelog({ store, table: TABLE, sinceMs: W(0) });
+  expect(report.violations).toEqual([]);
+  return report;
+}
+
+/** An in-memory export store whose URL names it (io above routes by URL). */
+function exportStore(): MemoryObjectStore {
+  const store = new MemoryObjectStore();
+  (store as { url: string }).url = 'memory://exports';
+  return store;
+}
+
+describe('replay', () => {
+  beforeAll(async () => {
+    await createStreamTable(local().client, TABLE);
+  });
+
+  it('bootstrap from a full export: a new version of the export time window, SNAPSHOT rows the stream overrides after them', async () => {
+    const f = await fixture();
+    const exports = exportStore();
+    // The table at W(3)+30s: old items the stream never saw, and `shared` as it was then.
+    const items = [...Array.from({ length: 40 }, (_, i) => item(`old-${i}`, i)), item('shared', 3)];
+    const written = await writeExport(exports, {
+      prefix: '',
+      exportId: '01700000000001-bootstrap',
+      tableArn: TABLE_ARN,
+      type: 'full',
+      items,
+      filesCount: 2,
+      exportTimeMs: W(3) + 30_000,
+    });
+    const { io: replayIo, err } = io(f, exports);
+    const result = await runReplay(
+      config(f, { exportUrl: `memory://exports/${written.exportPrefix}` }),
+      replayIo,
+    );
+    expect(result.published).toEqual([{ windowStartMs: W(3), version: 2 }]);
+    expect(result.rows).toBe(41);
+    expect(result.segments).toBeGreaterThan(1);
+    const v2 = parseManifest(f.store.objects.get(manifestObjectKey(TABLE, W(3), 2))!.body, 'v2');
+    const added = v2.segments.filter((s) => s.addedInVersion === 2);
+    expect(added.every((s) => s.source?.kind === 'export' && s.source.exportArn === written.exportArn)).toBe(
+      true,
+    );
+    expect(added.reduce((n, s) => n + s.records, 0)).toBe(41);
+    // The symlink manifest now lists version 2's segments; verify accepts the whole changelog.
+    const symlink = Buffer.from(f.store.objects.get(symlinkObjectKey(TABLE, W(3)))!.body).toString('utf8');
+    expect(symlink.trim().split('\n')).toHaveLength(v2.segments.length);
+    await verified(f.store);
+    // Latest: the old items from the snapshot; `shared` from the stream's later changes (windows 4..7).
+    const state = await latest(f.store);
+    for (let i = 0; i < 40; i++) expect(state.get(`old-${i}`)).toBe('SNAPSHOT');
+    expect(state.get('shared')).toBe('MODIFY');
+    expect(err.join('')).toContain('"event":"replay-progress"');
+
+    // The same command again: already done, nothing written.
+    const before = f.store.objects.size;
+    const again = await runReplay(
+      config(f, { exportUrl: `memory://exports/${written.exportPrefix}` }),
+      replayIo,
+    );
+    expect(again.alreadyDone).toBe(true);
+    expect(f.store.objects.size).toBe(before);
+  });
+
+  it('resumes after a crash mid-replay and ends byte-identical to an uninterrupted run', async () => {
+    const items = Array.from({ length: 60 }, (_, i) => item(`old-${i}`, i));
+    const run = async (crashAfterPuts: number | undefined) => {
+      const f = await fixture();
+      const exports = exportStore();
+      const written = await writeExport(exports, {
+        prefix: '',
+        exportId: '01700000000002-resume',
+        tableArn: TABLE_ARN,
+        type: 'full',
+        items,
+        filesCount: 3,
+        exportTimeMs: W(2) + 10_000,
+      });
+      const cfg = config(f, { exportUrl: `memory://exports/${written.exportPrefix}`, replayId: 'resume-1' });
+      if (crashAfterPuts !== undefined) {
+        let puts = 0;
+        f.store.onPut = () => {
+          if (++puts > crashAfterPuts) throw new Error('kill -9');
+        };
+        await expect(runReplay(cfg, io(f, exports).io)).rejects.toThrow('kill -9');
+        f.store.onPut = undefined;
+      }
+      const result = await runReplay(cfg, io(f, exports).io);
+      return { f, result };
+    };
+    const whole = await run(undefined);
+    const resumed = await run(3);
+    expect(resumed.result).toEqual(whole.result);
+    const objects = (s: MemoryObjectStore) =>
+      [...s.objects.entries()]
+        .filter(([k]) => !k.includes('/revisions/'))
+        .map(([k, o]) => [k, Buffer.from(o.body).toString('base64')]);
+    expect(objects(resumed.f.store)).toEqual(objects(whole.f.store));
+    await verified(resumed.f.store);
+  });
+
+  it('fill-gaps from an incremental export: the gap window gets NET rows, the gap is marked filled, complete', async () => {
+    const f = await fixture();
+    const exports = exportStore();
+    const micros = (ms: number) => BigInt(ms) * 1000n;
+    const written = await writeExport(exports, {
+      prefix: '',
+      exportId: '01700000000003-fill',
+      tableArn: TABLE_ARN,
+      type: 'incremental',
+      changes: [
+        // Written in the trimmed range: only the export has them.
+        {
+          keys: { pk: { S: 'lost-1' }, sk: { N: '1' } },
+          newImage: item('lost-1', 1),
+          writeTimestampMicros: micros(W(GAP_WINDOW) + 10_000),
+        },
+        {
+          keys: { pk: { S: 'lost-2' }, sk: { N: '1' } },
+          writeTimestampMicros: micros(W(GAP_WINDOW) + 20_000),
+        },
+        { keys: { pk: { S: 's-1' }, sk: { N: '1' } }, writeTimestampMicros: micros(W(GAP_WINDOW) + 25_000) },
+      ],
+      exportTimeMs: W(GAP_WINDOW) + 20 * 60_000,
+      fromMs: W(GAP_WINDOW),
+      toMs: W(GAP_WINDOW) + 15 * 60_000,
+    });
+    const result = await runReplay(
+      config(f, {
+        mode: 'fill-gaps',
+        sinceMs: W(0),
+        exportUrl: `memory://exports/${written.exportPrefix}`,
+        replayId: 'fill-1',
+      }),
+      io(f, exports).io,
+    );
+    expect(result.published).toEqual([{ windowStartMs: W(GAP_WINDOW), version: 2 }]);
+    const v2 = parseManifest(f.store.objects.get(manifestObjectKey(TABLE, W(GAP_WINDOW), 2))!.body, 'v2');
+    expect(v2.complete).toBe(true);
+    expect(v2.gaps).toEqual([
+      {
+        ...f.gap,
+        filledBy: {
+          replayId: 'fill-1',
+          kind: 'export',
+          exportArn: written.exportArn,
+          records: 3,
+          filledAt: isoTime(NOW),
+        },
+      },
+    ]);
+    const report = await verified(f.store);
+    expect(report.gaps[0]!.filledBy?.replayId).toBe('fill-1');
+    const state = await latest(f.store);
+    expect(state.get('lost-1')).toBe('NET');
+    // A NET tombstone after the stream's INSERT of s-1 (window 1): the item is gone.
+    expect(state.has('lost-2')).toBe(false);
+    expect(state.has('s-1')).toBe(false);
+  });
+
+  it('bootstrap by a parallel scan of the table: SNAPSHOT rows at the scan start, latest equals the table', async () => {
+    const f = await fixture();
+    const client = f.client;
+    const rows = Array.from({ length: 75 }, (_, i) => item(`scan-${i}`, i));
+    for (let i = 0; i < rows.length; i += 25) {
+      await client.send(
+        new BatchWriteItemCommand({
+          RequestItems: {
+            [TABLE]: rows
+              .slice(i, i + 25)
+              .map((Item) => ({ PutRequest: { Item: Item as Record<string, AttributeValue> } })),
+          },
+        }),
+      );
+    }
+    const scanAt = W(6) + 15_000;
+    const result = await runReplay(
+      config(f, { source: 'scan', segments: 3, replayId: 'scan-1' }),
+      io(f, exportStore(), { now: () => scanAt }).io,
+    );
+    expect(result.published).toEqual([{ windowStartMs: W(6), version: 2 }]);
+    const v2 = parseManifest(f.store.objects.get(manifestObjectKey(TABLE, W(6), 2))!.body, 'v2');
+    const added = v2.segments.filter((s) => s.addedInVersion === 2);
+    expect(added.every((s) => s.source?.kind === 'scan' && s.source.scanStartedAt === isoTime(scanAt))).toBe(
+      true,
+    );
+    await verified(f.store);
+    const scanned = await client.send(new ScanCommand({ TableName: TABLE, ConsistentRead: true }));
+    const state = await latest(f.store);
+    for (const it of scanned.Items ?? []) {
+      // Items the stream changed after the scan's start keep their stream row (shared, s-7).
+      const pk = it['pk']!.S!;
+      expect(state.get(pk)).toBe('SNAPSHOT');
+    }
+    expect(state.get('shared')).toBe('MODIFY');
+  });
+
+  it('refuses bad input with a clear error and changes nothing', async () => {
+    const f = await fixture();
+    const exports = exportStore();
+    const other = await writeExport(exports, {
+      prefix: '',
+      exportId: '01700000000004-other',
+      tableArn: 'arn:aws:dynamodb:us-east-1:000000000000:table/not-orders',
+      type: 'full',
+      items: [item('x', 1)],
+      exportTimeMs: W(3),
+    });
+    const full = await writeExport(exports, {
+      prefix: '',
+      exportId: '01700000000005-full',
+      tableArn: TABLE_ARN,
+      type: 'full',
+      items: [item('x', 1)],
+      exportTimeMs: W(WINDOWS) + 5 * 60_000,
+    });
+    const before = new Map([...f.store.objects].map(([k, o]) => [k, Buffer.from(o.body).toString('base64')]));
+    const attempt = (over: Partial<ReplayConfig>): Promise<ReplayResult> =>
+      runReplay(config(f, over), io(f, exports).io);
+    await expect(attempt({ exportUrl: `memory://exports/${other.exportPrefix}` })).rejects.toThrow(
+      /not-orders/,
+    );
+    await expect(attempt({ exportUrl: 'memory://exports/nowhere/AWSDynamoDB/01/' })).rejects.toThrow(
+      /manifest-summary\.json/,
+    );
+    // A full export is not a period's changes.
+    await expect(
+      attempt({ mode: 'fill-gaps', sinceMs: W(0), exportUrl: `memory://exports/${full.exportPrefix}` }),
+    ).rejects.toThrow(/a FULL_EXPORT; --mode fill-gaps reads a INCREMENTAL_EXPORT/);
+    // The export's time is in a window not sealed yet: segments written, nothing published.
+    await expect(
+      attempt({ exportUrl: `memory://exports/${full.exportPrefix}`, replayId: 'unsealed' }),
+    ).rejects.toThrow(
+      new RegExp(`window\\(s\\) ${isoTime(W(WINDOWS) + 5 * 60_000).replace(/[.]/g, '\\.')} not sealed yet`),
+    );
+    const manifests = (m: Map<string, string>) =>
+      [...m.keys()].filter((k) => k.includes('/manifests/') || k.includes('/symlinks/'));
+    const after = new Map([...f.store.objects].map(([k, o]) => [k, Buffer.from(o.body).toString('base64')]));
+    expect(manifests(after)).toEqual(manifests(before));
+    for (const k of manifests(before)) expect(after.get(k)).toBe(before.get(k));
+  });
+});
