@@ -294,16 +294,9 @@ export function parseReplayConfig(input: ReplayOptionsInput, nowMs: number): Rep
     segments,
   };
   return {
+    ...what,
     destination: { url: destination!, s3ForcePathStyle: input.s3ForcePathStyle === true },
-    table: table!,
     leaseTable: leaseTable!,
-    mode: mode!,
-    source: source!,
-    sinceMs,
-    untilMs,
-    exportUrl,
-    startExport,
-    segments,
     maxRcuPerSecond,
     replayId: input.replayId ?? defaultReplayId(what),
     dryRun: input.dryRun === true,

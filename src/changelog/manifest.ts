@@ -202,16 +202,7 @@ export function buildManifest(facts: ManifestFacts): Manifest {
     recordCount: facts.segments.reduce((n, s) => n + s.records, 0),
     lateRecordCount: facts.segments.reduce((n, s) => n + s.lateRecords, 0),
     segments: facts.segments.map((s) => ({
-      key: s.key,
-      ...(s.streamArn !== manifestStream && { streamArn: s.streamArn }),
-      bytes: s.bytes,
-      records: s.records,
-      checksum: s.checksum,
-      minEventTime: isoTime(s.minEventTimeMs),
-      maxEventTime: isoTime(s.maxEventTimeMs),
-      lateRecords: s.lateRecords,
-      ...(s.addedInVersion !== undefined && s.addedInVersion > 1 && { addedInVersion: s.addedInVersion }),
-      ...(s.source !== undefined && { source: s.source }),
+      ...manifestSegmentOf(s, manifestStream),
       shards: s.shards.map((h) => ({
         shardId: h.shardId,
         afterSequenceNumber: h.afterSequenceNumber,
@@ -230,6 +221,28 @@ export function buildManifest(facts: ManifestFacts): Manifest {
       reason: g.reason,
       ...(g.filledBy !== undefined && { filledBy: g.filledBy }),
     })),
+  };
+}
+
+/**
+ * A segment's manifest entry, from its facts (times in ms), without its shards: `streamArn` only
+ * when it is not the manifest's, `addedInVersion` only above 1.
+ */
+export function manifestSegmentOf(
+  s: Omit<SegmentFacts, 'streamArn' | 'shards'> & { streamArn?: string | undefined },
+  manifestStreamArn: string,
+): Omit<ManifestSegment, 'shards'> {
+  return {
+    key: s.key,
+    ...(s.streamArn !== undefined && s.streamArn !== manifestStreamArn && { streamArn: s.streamArn }),
+    bytes: s.bytes,
+    records: s.records,
+    checksum: s.checksum,
+    minEventTime: isoTime(s.minEventTimeMs),
+    maxEventTime: isoTime(s.maxEventTimeMs),
+    lateRecords: s.lateRecords,
+    ...(s.addedInVersion !== undefined && s.addedInVersion > 1 && { addedInVersion: s.addedInVersion }),
+    ...(s.source !== undefined && { source: s.source }),
   };
 }
 

@@ -7,6 +7,8 @@ import {
   type Manifest,
   type ManifestGap,
   type ManifestSegment,
+  manifestSegmentOf,
+  type SegmentFacts,
   type SegmentSource,
 } from '../changelog/manifest.js';
 import { encodeSegment } from '../changelog/segmentEncoder.js';
@@ -15,16 +17,10 @@ import { type ObjectStore, sha256Checksum } from '../coordination/objectStore.js
 import { ChangelogError } from '../support/errors.js';
 
 /** A segment a replay wrote: what its manifest entry will say (JSON-safe, kept in its progress). */
-export interface ReplaySegment {
-  windowStartMs: number;
-  key: string;
-  bytes: number;
-  records: number;
-  checksum: string;
-  minEventTimeMs: number;
-  maxEventTimeMs: number;
-  lateRecords: number;
-}
+export type ReplaySegment = Pick<
+  SegmentFacts,
+  'key' | 'bytes' | 'records' | 'checksum' | 'minEventTimeMs' | 'maxEventTimeMs' | 'lateRecords'
+> & { windowStartMs: number };
 
 export interface ReplaySegmentWriterOptions {
   store: ObjectStore;
@@ -138,15 +134,7 @@ export function replayedManifest(
       );
     }
     segments.push({
-      key: s.key,
-      bytes: s.bytes,
-      records: s.records,
-      checksum: s.checksum,
-      minEventTime: isoTime(s.minEventTimeMs),
-      maxEventTime: isoTime(s.maxEventTimeMs),
-      lateRecords: s.lateRecords,
-      addedInVersion: version,
-      source,
+      ...manifestSegmentOf({ ...s, addedInVersion: version, source }, previous.streamArn),
       shards: [],
     });
   }
