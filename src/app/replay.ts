@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { DynamoDBStreamsClient } from '@aws-sdk/client-dynamodb-streams';
 import type { AttributeMap } from '../changelog/attributeValueJson.js';
 import { keySchemaFromTable } from '../changelog/keySchema.js';
 import { isoTime, symlinkObjectKey, windowId, windowStartOf } from '../changelog/layout.js';
@@ -9,6 +10,7 @@ import { symlinkManifestBody } from '../changelog/symlinkManifest.js';
 import { DEFAULTS } from '../coordination/config.js';
 import { type DynamoExport, openExport, readExportFile } from '../coordination/dynamoExport.js';
 import { startExport } from '../coordination/exportStarter.js';
+import { RawGetRecordsClient } from '../coordination/getRecordsClient.js';
 import { publishManifestVersion } from '../coordination/manifestPublisher.js';
 import type { ObjectStore } from '../coordination/objectStore.js';
 import { openObjectStore } from '../coordination/openObjectStore.js';
@@ -30,8 +32,12 @@ import {
 import { listWindows, readManifest } from '../read/manifestReader.js';
 import { ChangelogError, ConfigError } from '../support/errors.js';
 import { sleep } from '../support/retry.js';
-import type { ReplayConfig } from './replayConfig.js';
+import type { ReplayConfig, ReplayResult } from './replayConfig.js';
+
+export type { ReplayResult };
+
 import { ReplayProgressReporter } from './replayProgress.js';
+import { runRebuild } from './replayRebuild.js';
 
 export interface ReplayIo {
   stdout: NodeJS.WritableStream;
@@ -40,24 +46,14 @@ export interface ReplayIo {
   /** Opens an object store (the destination, an export's bucket); tests pass in-memory ones. */
   openStore?: (url: string) => ObjectStore;
   dynamodb?: DynamoDBClient;
+  /** rebuild: the stream's client (GetShardIterator; GetRecords goes through RawGetRecordsClient). */
+  streams?: DynamoDBStreamsClient;
   now?: () => number;
   signal?: AbortSignal;
   /** How often the sealed state is looked at again while waiting for a window to be sealed. */
   sealPollMs?: number;
   /** Buffered bytes per segment (default DEFAULTS.buffer.maxSegmentBytes); tests make many small ones. */
   flushBytes?: number;
-}
-
-export interface ReplayResult {
-  replayId: string;
-  /** Rows the replay wrote (all runs of it together). */
-  rows: number;
-  segments: number;
-  /** The manifest versions it published, by window start. */
-  published: { windowStartMs: number; version: number }[];
-  /** True when an earlier run of the same replay had finished it: nothing was done. */
-  alreadyDone: boolean;
-  dryRun: boolean;
 }
 
 /**
@@ -108,9 +104,9 @@ export async function runReplay(config: ReplayConfig, io: ReplayIo): Promise<Rep
   const store = open(config.destination.url);
   const dynamodb = io.dynamodb ?? new DynamoDBClient({ maxAttempts: 1 });
   const say = (line: string) => io.stderr.write(`${line}\n`);
-  if (config.source === 'stream') {
+  if (config.source === 'stream' && config.mode !== 'rebuild') {
     throw new ConfigError([
-      `--source stream: replaying from the stream (${config.mode}) is not built yet; use --source export or scan`,
+      `--source stream with --mode ${config.mode}: a gap is what the stream trimmed before it was read, so the stream cannot fill it; use --source export (an incremental export of the gap's period)`,
     ]);
   }
   const registry = new RegistryStore({ client: dynamodb, tableName: config.leaseTable, table: config.table });
@@ -123,6 +119,28 @@ export async function runReplay(config: ReplayConfig, io: ReplayIo): Promise<Rep
   }
   const described = await describeTableStream(dynamodb, config.table, { signal });
   const keySchema = keySchemaFromTable(described.description ?? {});
+  if (config.mode === 'rebuild') {
+    const streams = io.streams ?? new DynamoDBStreamsClient({ maxAttempts: 1 });
+    const raw = new RawGetRecordsClient(streams);
+    try {
+      return await runRebuild({
+        config,
+        store,
+        registry,
+        windows,
+        keySchema,
+        streams,
+        raw,
+        say,
+        now,
+        signal,
+        replaceSymlink: (manifest, windowStartMs) =>
+          replaceSymlink(store, config, manifest, windowStartMs, signal),
+      });
+    } finally {
+      raw.destroy();
+    }
+  }
   const exportSource = config.source === 'export' ? await exportOf(config, open, signal) : undefined;
 
   if (config.dryRun) {

@@ -86,7 +86,8 @@ export const REPLAY_PROGRESS: readonly ReplayConfig['progress'][] = ['tty', 'jso
 /** Which source each mode reads from. */
 export const REPLAY_PAIRS: Readonly<Record<ReplayMode, readonly ReplaySource[]>> = {
   bootstrap: ['scan', 'export'],
-  'fill-gaps': ['export', 'stream'],
+  // A gap is what the stream trimmed before it was read: only an export can fill it.
+  'fill-gaps': ['export'],
   rebuild: ['stream'],
 };
 
@@ -377,4 +378,17 @@ function exportToUrl(
     return undefined;
   }
   return `s3://${parsed.bucket}/${parsed.prefix === '' ? '' : `${parsed.prefix}/`}${table}/exports/`;
+}
+
+/** What a replay did (runReplay's answer). */
+export interface ReplayResult {
+  replayId: string;
+  /** Rows the replay wrote (all runs of it together). */
+  rows: number;
+  segments: number;
+  /** The manifest versions it published, by window start. */
+  published: { windowStartMs: number; version: number }[];
+  /** True when an earlier run of the same replay had finished it: nothing was done. */
+  alreadyDone: boolean;
+  dryRun: boolean;
 }

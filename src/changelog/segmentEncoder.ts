@@ -31,6 +31,14 @@ export interface SegmentOptions {
   metadata?: Record<string, string>;
 }
 
+/**
+ * The footer metadata of a segment of stream records, as the daemon writes it: `replay --mode
+ * rebuild` re-encodes lost segments with the same, so they come out byte-identical.
+ */
+export function streamSegmentMetadata(table: string, streamArn: string): Record<string, string> {
+  return { table, stream_arn: streamArn };
+}
+
 const LARGE_TEXT_COLUMNS = ['keys', 'new_image', 'old_image'];
 
 /**

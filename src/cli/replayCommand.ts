@@ -85,8 +85,8 @@ Recipes:
     replay --mode bootstrap --source export --start-export     (needs point-in-time recovery)
   fill gaps (a manifest lists a gap: the stream trimmed records before they were read)
     replay --mode fill-gaps --source export --start-export --since T --export-from A --export-until B
-  rebuild (windows re-read from the stream, within its 24 h retention): --source stream is not
-    built yet; the command refuses it
+  rebuild (segment objects lost or damaged: re-read from the stream, within its 24 h retention)
+    replay --mode rebuild --source stream --since T [--until U] [--dry-run]
 Each replay publishes new manifest versions beside the old ones, never over them. Running the
 same command again resumes it (the default --replay-id comes from the flags; use absolute times).
 Exit codes: 0 done, 2 bad flags, an unknown table, or changelog data that is missing or damaged

@@ -154,3 +154,32 @@ export function replayedManifest(
     gaps,
   };
 }
+
+/**
+ * Version n+1 of a window whose segments `replacements` (old key -> new segment) were rebuilt from
+ * the stream into other bytes than the lost ones (another codec, say): each new entry keeps the old
+ * one's shard ranges and addedInVersion (the same records, which readers already delivered), and
+ * says where it came from. The caller checked the record set (each shard range read back whole).
+ */
+export function rebuiltManifest(
+  previous: Manifest,
+  replacements: ReadonlyMap<string, ReplaySegment>,
+  source: SegmentSource,
+): Manifest {
+  const segments = previous.segments.map((old) => {
+    const rebuilt = replacements.get(old.key);
+    if (rebuilt === undefined) return old;
+    if (rebuilt.records !== old.records) {
+      throw new ChangelogError(
+        `replay ${source.replayId}: rebuilt ${rebuilt.key} holds ${rebuilt.records} records, ${old.key} listed ${old.records}`,
+        { key: old.key, retriable: false },
+      );
+    }
+    return {
+      ...manifestSegmentOf({ ...rebuilt, addedInVersion: old.addedInVersion, source }, previous.streamArn),
+      ...(old.streamArn !== undefined && { streamArn: old.streamArn }),
+      shards: old.shards,
+    };
+  });
+  return { ...previous, version: previous.version + 1, segments };
+}

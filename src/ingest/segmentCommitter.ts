@@ -2,7 +2,7 @@ import type { TransactWriteItem } from '@aws-sdk/client-dynamodb';
 import { ChangeBuffer } from '../changelog/changeBuffer.js';
 import type { KeySchema } from '../changelog/keySchema.js';
 import { segmentId, segmentObjectKey, windowId, windowStartOf } from '../changelog/layout.js';
-import { type EncodedSegment, encodeSegment } from '../changelog/segmentEncoder.js';
+import { type EncodedSegment, encodeSegment, streamSegmentMetadata } from '../changelog/segmentEncoder.js';
 import {
   compareCheckpoints,
   compareSequenceNumbers,
@@ -619,7 +619,7 @@ export class SegmentCommitter implements ShardSink {
       b.encoded ??
       encodeSegment(b.buffer, {
         compression: this.o.buffer.compression,
-        metadata: { table: this.o.table, stream_arn: this.o.streamArn },
+        metadata: streamSegmentMetadata(this.o.table, this.o.streamArn),
       });
     b.encoded = segment;
     const id = segmentId({

@@ -126,8 +126,8 @@ describe('parseReplayConfig', () => {
     });
 
     expect(
-      parseReplayConfig({ ...base, mode: 'fill-gaps', source: 'stream', since: '-6h' }, NOW),
-    ).toMatchObject({ mode: 'fill-gaps', source: 'stream', sinceMs: NOW - 6 * HOUR });
+      parseReplayConfig({ ...base, mode: 'rebuild', source: 'stream', since: '-6h' }, NOW),
+    ).toMatchObject({ mode: 'rebuild', source: 'stream', sinceMs: NOW - 6 * HOUR });
     expect(
       parseReplayConfig(
         { ...base, mode: 'rebuild', source: 'stream', since: '-6h', until: '-1h', progress: 'none' },
@@ -184,8 +184,7 @@ describe('parseReplayConfig', () => {
   });
 
   it('refuses a mode with a source it cannot read, listing the pairs', () => {
-    const pairs =
-      'the pairs are bootstrap with scan or export; fill-gaps with export or stream; rebuild with stream';
+    const pairs = 'the pairs are bootstrap with scan or export; fill-gaps with export; rebuild with stream';
     expect(problems({ ...base, mode: 'bootstrap', source: 'stream' })).toEqual([
       `--mode bootstrap with --source stream: not a replay; ${pairs}`,
     ]);
@@ -204,7 +203,7 @@ describe('parseReplayConfig', () => {
     expect(
       problems({
         ...base,
-        mode: 'fill-gaps',
+        mode: 'rebuild',
         source: 'stream',
         since: '2026-11-22T10:00:00Z',
         until: '2026-11-22T09:00:00Z',
@@ -240,7 +239,7 @@ describe('parseReplayConfig', () => {
     expect(
       problems({
         ...base,
-        mode: 'fill-gaps',
+        mode: 'rebuild',
         source: 'stream',
         since: '-1h',
         export: 's3://exports-b/e/',
@@ -297,9 +296,9 @@ describe('parseReplayConfig', () => {
   });
 
   it('derives a stable replay id from what is replayed, unless --replay-id names one', () => {
-    const fill = { ...base, mode: 'fill-gaps', source: 'stream', since: '2026-11-22T06:00:00Z' };
+    const fill = { ...base, mode: 'rebuild', source: 'stream', since: '2026-11-22T06:00:00Z' };
     const id = replayId(fill);
-    expect(id).toMatch(/^fill-gaps-stream-[0-9a-f]{12}$/);
+    expect(id).toMatch(/^rebuild-stream-[0-9a-f]{12}$/);
     // The same flags again (later, and with what does not change what is replayed): the same id.
     expect(replayId({ ...fill, dryRun: true, waitForSeal: '5m', progress: 'none' }, NOW + HOUR)).toBe(id);
     expect(replayId({ ...fill, since: '1795327200000' })).toBe(id);
