@@ -52,8 +52,6 @@ export interface ReplayIo {
   signal?: AbortSignal;
   /** How often the sealed state is looked at again while waiting for a window to be sealed. */
   sealPollMs?: number;
-  /** Buffered bytes per segment (default DEFAULTS.buffer.maxSegmentBytes); tests make many small ones. */
-  flushBytes?: number;
 }
 
 /**
@@ -218,7 +216,7 @@ export async function runReplay(config: ReplayConfig, io: ReplayIo): Promise<Rep
       keySchema,
       replayId: config.replayId,
       windowStartMs: state.windowStartMs,
-      flushBytes: io.flushBytes ?? DEFAULTS.buffer.maxSegmentBytes,
+      flushBytes: config.maxSegmentBytes,
       nextPart: state.nextPart,
     });
     const flushed = async (position: Partial<ReplayState>) => {

@@ -3,7 +3,7 @@ import { REPLAY_MODES, type ReplayMode } from '../changelog/manifest.js';
 import { DEFAULTS } from '../coordination/config.js';
 import { parseDestination } from '../coordination/objectStore.js';
 import { MAX_SCAN_SEGMENTS } from '../coordination/tableScan.js';
-import { formatDuration, parseDuration } from '../support/duration.js';
+import { formatDuration, parseByteSize, parseDuration } from '../support/duration.js';
 import { ConfigError } from '../support/errors.js';
 import { destinationOption, parseTimeOption, TIME_ALLOWED, tableNameOption } from './commonOptions.js';
 
@@ -35,6 +35,8 @@ export interface ReplayOptionsInput {
   dryRun?: boolean | undefined;
   /** --wait-for-seal <duration>: how long to wait for the windows to be sealed (default 0: refuse at once). */
   waitForSeal?: string | undefined;
+  /** --max-segment-bytes <size>: flush a replay segment at this many uncompressed bytes. */
+  maxSegmentBytes?: string | undefined;
   /** --progress tty|json|none (default: tty on a terminal, json otherwise). */
   progress?: string | undefined;
   s3ForcePathStyle?: boolean | undefined;
@@ -78,6 +80,8 @@ export interface ReplayConfig {
   replayId: string;
   dryRun: boolean;
   waitForSealMs: number;
+  /** Uncompressed bytes a replay segment is flushed at (the daemon's --max-segment-bytes default). */
+  maxSegmentBytes: number;
   progress: 'tty' | 'json' | 'none';
 }
 
@@ -90,6 +94,9 @@ export const REPLAY_PAIRS: Readonly<Record<ReplayMode, readonly ReplaySource[]>>
   'fill-gaps': ['export'],
   rebuild: ['stream'],
 };
+
+/** The smallest replay segment (as `run --max-segment-bytes`): smaller ones only make more objects. */
+const MIN_SEGMENT_BYTES = 1024 * 1024;
 
 /** DynamoDB's limits on an incremental export's period (ExportFromTime to ExportToTime). */
 export const INCREMENTAL_EXPORT_MIN_MS = 15 * 60_000;
@@ -276,6 +283,15 @@ export function parseReplayConfig(input: ReplayOptionsInput, nowMs: number): Rep
       );
     } else waitForSealMs = ms;
   }
+  let maxSegmentBytes: number = DEFAULTS.buffer.maxSegmentBytes;
+  if (input.maxSegmentBytes !== undefined) {
+    const bytes = parseByteSize(input.maxSegmentBytes);
+    if (bytes === undefined || bytes < MIN_SEGMENT_BYTES) {
+      problems.push(
+        `--max-segment-bytes: ${JSON.stringify(input.maxSegmentBytes)} is not a byte size of at least 1MiB, such as 64MiB or 100MB`,
+      );
+    } else maxSegmentBytes = bytes;
+  }
   const progress =
     input.progress === undefined
       ? input.isTty === true
@@ -302,6 +318,7 @@ export function parseReplayConfig(input: ReplayOptionsInput, nowMs: number): Rep
     replayId: input.replayId ?? defaultReplayId(what),
     dryRun: input.dryRun === true,
     waitForSealMs,
+    maxSegmentBytes,
     progress: progress!,
   };
 }

@@ -9,7 +9,7 @@ import {
 } from '../app/replayConfig.js';
 import { REPLAY_MODES } from '../changelog/manifest.js';
 import { DEFAULTS } from '../coordination/config.js';
-import { formatDuration } from '../support/duration.js';
+import { formatByteSize, formatDuration } from '../support/duration.js';
 import { commonOption } from './commonOption.js';
 
 export interface ReplayCommandOptions {
@@ -69,6 +69,10 @@ export function registerReplayCommand(program: Command, options: ReplayCommandOp
     .option(
       '--wait-for-seal <duration>',
       `wait this long for the windows to be sealed (default ${formatDuration(DEFAULTS.replay.waitForSealMs)}: refuse at once)`,
+    )
+    .option(
+      '--max-segment-bytes <size>',
+      `flush a replay segment at this many uncompressed bytes (default ${formatByteSize(DEFAULTS.buffer.maxSegmentBytes)}, at least 1MiB)`,
     )
     .addOption(
       new Option('--progress <how>', 'progress on stderr (default: tty on a terminal, else json)').choices([

@@ -143,6 +143,8 @@ function config(f: Fixture, over: Partial<ReplayConfig>): ReplayConfig {
     dryRun: false,
     waitForSealMs: 0,
     progress: 'json',
+    // Small segments: a replay of a few dozen items writes several.
+    maxSegmentBytes: 2_000,
     ...over,
   };
 }
@@ -157,7 +159,6 @@ function io(f: Fixture, exports: MemoryObjectStore, over: Partial<ReplayIo> = {}
     openStore: (url) => (url.startsWith('memory://exports') ? exports : f.store),
     dynamodb: f.client,
     now: () => NOW,
-    flushBytes: 2_000,
     ...over,
   };
   return { io: value, err };

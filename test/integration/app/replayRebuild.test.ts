@@ -182,6 +182,7 @@ async function setup(compression: 'zstd' | 'snappy' = 'zstd') {
     dryRun: false,
     waitForSealMs: 0,
     progress: 'none',
+    maxSegmentBytes: 64 * 1024 * 1024,
   };
   const err: string[] = [];
   const stderr = new PassThrough();

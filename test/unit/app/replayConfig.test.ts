@@ -35,6 +35,7 @@ describe('parseReplayConfig', () => {
       replayId: expect.stringMatching(/^bootstrap-scan-[0-9a-f]{12}$/),
       dryRun: false,
       waitForSealMs: 0,
+      maxSegmentBytes: 64 * 1024 * 1024,
       progress: 'json',
     });
   });
@@ -134,6 +135,20 @@ describe('parseReplayConfig', () => {
         NOW,
       ),
     ).toMatchObject({ sinceMs: NOW - 6 * HOUR, untilMs: NOW - HOUR, progress: 'none' });
+  });
+
+  it("takes --max-segment-bytes as a byte size of at least 1 MiB, the daemon's default otherwise", () => {
+    const scan = { ...base, mode: 'bootstrap', source: 'scan' };
+    expect(parseReplayConfig(scan, NOW).maxSegmentBytes).toBe(64 * 1024 * 1024);
+    expect(parseReplayConfig({ ...scan, maxSegmentBytes: '8MiB' }, NOW).maxSegmentBytes).toBe(
+      8 * 1024 * 1024,
+    );
+    expect(problems({ ...scan, maxSegmentBytes: '512KiB' })).toEqual([
+      '--max-segment-bytes: "512KiB" is not a byte size of at least 1MiB, such as 64MiB or 100MB',
+    ]);
+    expect(problems({ ...scan, maxSegmentBytes: 'lots' })).toEqual([
+      '--max-segment-bytes: "lots" is not a byte size of at least 1MiB, such as 64MiB or 100MB',
+    ]);
   });
 
   it('normalises an --export URL to end in exactly one /', () => {
