@@ -4,7 +4,12 @@ import { DynamoDBStreamsClient } from '@aws-sdk/client-dynamodb-streams';
 import type { AttributeMap } from '../changelog/attributeValueJson.js';
 import { keySchemaFromTable } from '../changelog/keySchema.js';
 import { isoTime, symlinkObjectKey, windowId, windowStartOf } from '../changelog/layout.js';
-import type { Manifest, ManifestGap, SegmentSource } from '../changelog/manifest.js';
+import {
+  isSnapshotSegment,
+  type Manifest,
+  type ManifestGap,
+  type SegmentSource,
+} from '../changelog/manifest.js';
 import type { SnapshotRow } from '../changelog/snapshotRows.js';
 import { symlinkManifestBody } from '../changelog/symlinkManifest.js';
 import { DEFAULTS } from '../coordination/config.js';
@@ -66,8 +71,10 @@ interface ReplayState {
   mode: ReplayConfig['mode'];
   source: ReplayConfig['source'];
   table: string;
-  /** The time the rows say: the scan's start, the export's time or period end. Fixed at the start. */
+  /** The time the rows say: the scan's start less a margin, the export's time or period end. Fixed at the start. */
   snapshotTimeMs: number;
+  /** A scan's start (the provenance the manifest records). */
+  scanStartedAtMs?: number | undefined;
   /** The window the rows go into. */
   windowStartMs: number;
   /** fill-gaps: the windows whose gaps the replay marks filled, with the gaps. */
@@ -428,17 +435,19 @@ async function startState(
     done: false,
   };
   if (config.mode === 'bootstrap') {
-    // A scan's rows say its start; an export's its point in time.
-    const snapshotTimeMs = exp?.summary.exportTimeMs ?? ctx.now();
+    // An export's rows say its point in time; a scan's a margin before its start (DEFAULTS.replay).
+    const scanStartedAtMs = exp === undefined ? ctx.now() : undefined;
+    const snapshotTimeMs =
+      exp?.summary.exportTimeMs ?? scanStartedAtMs! - DEFAULTS.replay.scanSnapshotMarginMs;
     const windowStartMs = windowStartOf(snapshotTimeMs, windowMs);
-    const first = ctx.windows.firstManifestMs;
-    if (first === undefined || windowStartMs < first) {
+    const start = await changelogStart(config, ctx);
+    if (start === undefined || snapshotTimeMs < start) {
       throw new ChangelogError(
-        `replay ${config.replayId}: the snapshot is of ${isoTime(snapshotTimeMs)}, before the changelog's first window (${first === undefined ? 'none sealed yet' : isoTime(first)}): the stream's changes after the snapshot must be in the changelog, so bootstrap from a snapshot taken after the daemon sealed its first window`,
+        `replay ${config.replayId}: the snapshot is of ${isoTime(snapshotTimeMs)}, before the changelog's first record (${start === undefined ? 'no window sealed yet' : isoTime(start)}): the stream's changes after the snapshot must be in the changelog, so bootstrap from a snapshot taken after the daemon committed its first record`,
         { retriable: false },
       );
     }
-    return { ...base, snapshotTimeMs, windowStartMs, fills: [] };
+    return { ...base, snapshotTimeMs, scanStartedAtMs, windowStartMs, fills: [] };
   }
   // fill-gaps: the windows of the range with unfilled gaps, all covered by the export's period.
   const summary = exp!.summary;
@@ -482,6 +491,21 @@ async function startState(
       gaps: gaps.map((g) => ({ shardId: g.shardId, afterSequenceNumber: g.afterSequenceNumber })),
     })),
   };
+}
+
+/**
+ * Where the changelog's stream records start: the earliest event time of a stream segment in its
+ * first window (the daemon reads every shard from there on, contiguously). Undefined while no
+ * window is sealed.
+ */
+async function changelogStart(config: ReplayConfig, ctx: PlanContext): Promise<number | undefined> {
+  const first = ctx.windows.firstManifestMs;
+  if (first === undefined) return undefined;
+  const listing = await latestListing(ctx.store, config.table, first, ctx.signal);
+  if (listing === undefined) return undefined;
+  const manifest = await readManifest(ctx.store, listing.key, { signal: ctx.signal });
+  const times = manifest.segments.filter((s) => !isSnapshotSegment(s)).map((s) => Date.parse(s.minEventTime));
+  return times.length === 0 ? first : Math.min(...times);
 }
 
 /** The sealed windows of the range whose latest manifest lists a gap no replay filled. */
@@ -547,7 +571,7 @@ async function publish(config: ReplayConfig, state: ReplayState, ctx: PublishCon
     kind: config.source === 'scan' ? 'scan' : 'export',
     replayId: config.replayId,
     mode: config.mode,
-    ...(config.source === 'scan' && { scanStartedAt: isoTime(state.snapshotTimeMs) }),
+    ...(state.scanStartedAtMs !== undefined && { scanStartedAt: isoTime(state.scanStartedAtMs) }),
     ...(state.exportArn !== undefined && { exportArn: state.exportArn }),
   };
   let current = state;

@@ -44,7 +44,7 @@ export const segmentSourceSchema = z.strictObject({
   exportTime: isoDateTime.optional(),
   /** An incremental export's period start. */
   exportFromTime: isoDateTime.optional(),
-  /** When the scan started: its rows' event time. */
+  /** When the scan started (its rows' event time is DEFAULTS.replay.scanSnapshotMarginMs before). */
   scanStartedAt: isoDateTime.optional(),
 });
 

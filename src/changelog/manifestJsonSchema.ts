@@ -58,7 +58,8 @@ const DESCRIPTIONS: Record<string, string> = {
   'segments[].source.exportTime':
     "A full export's point in time, or an incremental export's period end (ISO-8601 UTC): the rows' event time.",
   'segments[].source.exportFromTime': "An incremental export's period start (ISO-8601 UTC).",
-  'segments[].source.scanStartedAt': "When the scan started (ISO-8601 UTC): the rows' event time.",
+  'segments[].source.scanStartedAt':
+    "When the scan started (ISO-8601 UTC); its rows' event time is 5 s before it (a margin for eventually consistent reads and clock skew).",
   'segments[].shards':
     'Per source shard, the contiguous range of stream records the segment holds, sorted by shardId. Empty for a scan or export segment.',
   'segments[].shards[]': 'The records of one shard in the segment.',

@@ -88,6 +88,13 @@ export interface ReplayDefaults {
   scanSegments: number;
   /** How long `replay` waits for the windows it writes into to be sealed (`--wait-for-seal`). */
   waitForSealMs: number;
+  /**
+   * A scan's rows say a time this much before the scan started: an eventually consistent Scan may
+   * read an item as it was just before a write, and the replay's clock may run ahead of
+   * DynamoDB's; a write in that margin then follows the snapshot (the stream row wins) instead of
+   * losing to a stale or too-late snapshot row.
+   */
+  scanSnapshotMarginMs: number;
 }
 
 /** What a worker of the pipeline is configured with (ingest/changelogWorker.ts). */
@@ -121,7 +128,9 @@ export const DEFAULTS = {
   // As many scan segments as the scan reads at once (SCAN_DEFAULTS.concurrency in tableScan.ts):
   // a small table is read in parallel, a large one is given more with --segments. Not waiting for
   // the seal by default: a replay into windows still open is refused at once, with the reason.
-  replay: { scanSegments: 4, waitForSealMs: 0 },
+  // Five seconds: well above DynamoDB's replication lag (typically under a second) and the clock
+  // skew of a host synchronised by NTP.
+  replay: { scanSegments: 4, waitForSealMs: 0, scanSnapshotMarginMs: 5_000 },
 } as const satisfies PipelineConfig & {
   operations: OperationsConfig;
   read: ReadConfig;

@@ -12,24 +12,13 @@ import { type ReplayIo, type ReplayResult, runReplay } from '../../../src/app/re
 import type { ReplayConfig } from '../../../src/app/replayConfig.js';
 import type { AttributeMap } from '../../../src/changelog/attributeValueJson.js';
 import { isoTime, manifestObjectKey, symlinkObjectKey } from '../../../src/changelog/layout.js';
-import { type ManifestGap, parseManifest, serializeManifest } from '../../../src/changelog/manifest.js';
-import { createLeaseTable } from '../../../src/coordination/leaseTable.js';
-import { RegistryStore } from '../../../src/coordination/registryStore.js';
+import { type ManifestGap, parseManifest } from '../../../src/changelog/manifest.js';
 import { verifyChangelog } from '../../../src/read/verifier.js';
-import {
-  buildManifest,
-  buildSegment,
-  FIRST_WINDOW_MS,
-  SHARD_A,
-  STREAM_ARN,
-  TABLE,
-  WINDOW_MS,
-  writeSymlink,
-} from '../../helpers/changelogFixtures.js';
+import { TABLE } from '../../helpers/changelogFixtures.js';
 import { createStreamTable, useDynamoDbLocal } from '../../helpers/dynamoDbLocal.js';
 import { writeExport } from '../../helpers/exportFixtures.js';
 import { MemoryObjectStore } from '../../helpers/memoryObjectStore.js';
-import { changeRecord } from '../../helpers/sampleChangelog.js';
+import { GAP_WINDOW, REPLAY_WINDOWS, W, writeSealedChangelog } from '../../helpers/replayFixture.js';
 
 /*
  * replay against DynamoDB Local (the source table, the lease table: registry, rewriter lease,
@@ -38,10 +27,8 @@ import { changeRecord } from '../../helpers/sampleChangelog.js';
  */
 
 const local = useDynamoDbLocal();
-const W = (i: number) => FIRST_WINDOW_MS + i * WINDOW_MS;
-const WINDOWS = 8;
-/** Window 5 lists a gap of shard A: records trimmed between its two segments' ranges. */
-const GAP_WINDOW = 5;
+/** Window GAP_WINDOW lists a gap of shard A: records trimmed between its two segments' ranges. */
+const WINDOWS = REPLAY_WINDOWS;
 const TABLE_ARN = `arn:aws:dynamodb:us-east-1:000000000000:table/${TABLE}`;
 const NOW = W(WINDOWS) + 30 * 60_000;
 let leaseTableNumber = 0;
@@ -62,68 +49,13 @@ interface Fixture {
   gap: ManifestGap;
 }
 
-/**
- * Windows 0..7 sealed, one stream segment each (shard A, chained), items `s-<w>` changed in window
- * w; window 5 lists a gap (the stream trimmed records between its two segments).
- */
+/** The sealed changelog of test/helpers/replayFixture.ts in memory, under a fresh lease table. */
 async function fixture(): Promise<Fixture> {
   const client = local().client;
   const leaseTable = `replay-leases-${++leaseTableNumber}`;
-  await createLeaseTable(client, leaseTable);
-  const registry = new RegistryStore({ client, tableName: leaseTable, table: TABLE });
-  await registry.initState({
-    windowMs: WINDOW_MS,
-    streamArn: STREAM_ARN,
-    closedThroughMs: W(WINDOWS),
-    sealedThroughMs: W(WINDOWS),
-    closedAtMs: W(WINDOWS),
-    firstManifestMs: W(0),
-  });
   const store = new MemoryObjectStore();
-  let sequence = 100_000_000_000_000_000_000n;
-  let after = 'TRIM_HORIZON';
-  let gap: ManifestGap | undefined;
-  for (let w = 0; w < WINDOWS; w++) {
-    const record = (pk: string, op: 'INSERT' | 'MODIFY' | 'REMOVE', at: number) =>
-      changeRecord({ keys: { pk: { S: pk }, sk: { N: '1' } }, sequenceNumber: sequence++, timeMs: at, op });
-    // Records are made as each segment is built: the gap skips sequence numbers in between.
-    const parts = [
-      () => [
-        record(`s-${w}`, 'INSERT', W(w) + 1000),
-        record('shared', w === 0 ? 'INSERT' : 'MODIFY', W(w) + 2000),
-      ],
-    ];
-    if (w === GAP_WINDOW) parts.push(() => [record(`s-${w}-late`, 'INSERT', W(w) + 40_000)]);
-    const segments = parts.map((records, n) => {
-      const built = buildSegment(W(w), [
-        { shardId: SHARD_A, records: records(), afterSequenceNumber: after },
-      ]);
-      const last = built.entry.shards[0]!.lastSequenceNumber;
-      if (w === GAP_WINDOW && n === 0) {
-        // The records after `last` were trimmed: the next segment starts further on.
-        gap = {
-          shardId: SHARD_A,
-          afterSequenceNumber: last,
-          resumedAtSequenceNumber: String(sequence + 10n),
-          fromTime: isoTime(W(w) + 2000),
-          toTime: isoTime(W(w) + 30_000),
-          reason: 'TrimmedDataAccessException',
-        };
-        sequence += 10n;
-        after = String(sequence - 1n);
-      } else after = last;
-      return built;
-    });
-    for (const s of segments) await store.putIfAbsent(s.key, s.bytes);
-    const manifest = buildManifest(
-      W(w),
-      segments.map((s) => s.entry),
-      w === GAP_WINDOW ? { gaps: [gap!] } : {},
-    );
-    await store.putIfAbsent(manifestObjectKey(TABLE, W(w)), serializeManifest(manifest));
-    await writeSymlink(store, TABLE, W(w), manifest);
-  }
-  return { store, leaseTable, client, gap: gap! };
+  const { gap } = await writeSealedChangelog({ client, leaseTable, store });
+  return { store, leaseTable, client, gap };
 }
 
 function config(f: Fixture, over: Partial<ReplayConfig>): ReplayConfig {
@@ -413,6 +345,20 @@ describe('replay', () => {
     );
     await expect(attempt({ exportUrl: 'memory://exports/nowhere/AWSDynamoDB/01/' })).rejects.toThrow(
       /manifest-summary\.json/,
+    );
+    // A snapshot older than the changelog's first record (W(0) + 1 s): the stream before it is not in the changelog.
+    const early = await writeExport(exports, {
+      prefix: '',
+      exportId: '01700000000006-early',
+      tableArn: TABLE_ARN,
+      type: 'full',
+      items: [item('x', 1)],
+      exportTimeMs: W(0) + 500,
+    });
+    await expect(
+      attempt({ exportUrl: `memory://exports/${early.exportPrefix}`, replayId: 'early' }),
+    ).rejects.toThrow(
+      `the snapshot is of ${isoTime(W(0) + 500)}, before the changelog's first record (${isoTime(W(0) + 1000)})`,
     );
     // A full export is not a period's changes.
     await expect(
