@@ -1,7 +1,12 @@
 import { afterAll, beforeAll } from 'vitest';
 import { type DynamoDbLocal, startDynamoDbLocal } from './dynamoDbLocalServer.js';
 
-export { createStreamTable, type DynamoDbLocal, startDynamoDbLocal } from './dynamoDbLocalServer.js';
+export {
+  createSourceTable,
+  createStreamTable,
+  type DynamoDbLocal,
+  startDynamoDbLocal,
+} from './dynamoDbLocalServer.js';
 
 /**
  * One DynamoDB Local for the calling test file, started in beforeAll and stopped in afterAll.

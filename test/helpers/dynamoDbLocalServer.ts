@@ -51,8 +51,19 @@ export async function startDynamoDbLocal(): Promise<DynamoDbLocal> {
   };
 }
 
-/** Creates a pk (S) + sk (N) table with a NEW_AND_OLD_IMAGES stream; returns the stream ARN. */
-export async function createStreamTable(client: DynamoDBClient, tableName: string): Promise<string> {
+export interface SourceTableOptions {
+  /** A NEW_AND_OLD_IMAGES stream (default true). */
+  stream?: boolean;
+  /** The partition key's type (default S); the sort key `sk` is N. */
+  partitionKeyType?: 'S' | 'N' | 'B';
+}
+
+/** Creates a pk + sk (N) table, on demand, with a NEW_AND_OLD_IMAGES stream unless told not to. */
+export async function createSourceTable(
+  client: DynamoDBClient,
+  tableName: string,
+  options: SourceTableOptions = {},
+): Promise<void> {
   await client.send(
     new CreateTableCommand({
       TableName: tableName,
@@ -62,12 +73,19 @@ export async function createStreamTable(client: DynamoDBClient, tableName: strin
         { AttributeName: 'sk', KeyType: 'RANGE' },
       ],
       AttributeDefinitions: [
-        { AttributeName: 'pk', AttributeType: 'S' },
+        { AttributeName: 'pk', AttributeType: options.partitionKeyType ?? 'S' },
         { AttributeName: 'sk', AttributeType: 'N' },
       ],
-      StreamSpecification: { StreamEnabled: true, StreamViewType: 'NEW_AND_OLD_IMAGES' },
+      ...(options.stream !== false && {
+        StreamSpecification: { StreamEnabled: true, StreamViewType: 'NEW_AND_OLD_IMAGES' },
+      }),
     }),
   );
+}
+
+/** Creates a pk (S) + sk (N) table with a NEW_AND_OLD_IMAGES stream; returns the stream ARN. */
+export async function createStreamTable(client: DynamoDBClient, tableName: string): Promise<string> {
+  await createSourceTable(client, tableName);
   const table = await client.send(new DescribeTableCommand({ TableName: tableName }));
   const arn = table.Table?.LatestStreamArn;
   if (!arn) throw new Error(`table ${tableName} has no stream`);

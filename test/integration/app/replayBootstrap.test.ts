@@ -4,7 +4,6 @@ import path from 'node:path';
 import {
   type AttributeValue,
   BatchWriteItemCommand,
-  CreateTableCommand,
   DynamoDBClient,
   ScanCommand,
   UpdateTableCommand,
@@ -22,7 +21,7 @@ import {
   runProducer,
 } from '../../helpers/chaosProducer.js';
 import { type CliProcess, type CliRun, type LogRecord, runCli, startCli } from '../../helpers/cliProcess.js';
-import { type DynamoDbLocal, startDynamoDbLocal } from '../../helpers/dynamoDbLocal.js';
+import { createSourceTable, type DynamoDbLocal, startDynamoDbLocal } from '../../helpers/dynamoDbLocal.js';
 import { type S3rverServer, startS3rver } from '../../helpers/s3rverServer.js';
 import { type StreamsEmulator, startStreamsEmulator } from '../../helpers/streamsEmulator.js';
 
@@ -135,20 +134,7 @@ describe('replay --mode bootstrap --source scan against the real daemon', () => 
 
   it('bootstrap by a scan of a table with a live writer: changes --latest equals a Scan of the table; the replay again publishes nothing', async () => {
     // 1. A table with data and no stream; then the stream.
-    await ddb.send(
-      new CreateTableCommand({
-        TableName: TABLE,
-        BillingMode: 'PAY_PER_REQUEST',
-        KeySchema: [
-          { AttributeName: 'pk', KeyType: 'HASH' },
-          { AttributeName: 'sk', KeyType: 'RANGE' },
-        ],
-        AttributeDefinitions: [
-          { AttributeName: 'pk', AttributeType: 'S' },
-          { AttributeName: 'sk', AttributeType: 'N' },
-        ],
-      }),
-    );
+    await createSourceTable(ddb, TABLE, { stream: false });
     const rng = createRng(SEED + 1);
     await writeItems(
       ddb,

@@ -1,7 +1,6 @@
 import {
   type AttributeValue,
   BatchWriteItemCommand,
-  CreateTableCommand,
   type DynamoDBClient,
   ScanCommand,
 } from '@aws-sdk/client-dynamodb';
@@ -13,7 +12,7 @@ import {
   serializeScanProgress,
 } from '../../../src/coordination/tableScan.js';
 import { createRng } from '../../helpers/chaosProducer.js';
-import { useDynamoDbLocal } from '../../helpers/dynamoDbLocal.js';
+import { createSourceTable, useDynamoDbLocal } from '../../helpers/dynamoDbLocal.js';
 
 /*
  * scanTable against DynamoDB Local: every item of the table exactly once, in 1 or 4 segments, and
@@ -86,20 +85,7 @@ describe('scanTable on DynamoDB Local', () => {
 
   beforeAll(async () => {
     const { client } = local();
-    await client.send(
-      new CreateTableCommand({
-        TableName: TABLE,
-        BillingMode: 'PAY_PER_REQUEST',
-        AttributeDefinitions: [
-          { AttributeName: 'pk', AttributeType: 'B' },
-          { AttributeName: 'sk', AttributeType: 'N' },
-        ],
-        KeySchema: [
-          { AttributeName: 'pk', KeyType: 'HASH' },
-          { AttributeName: 'sk', KeyType: 'RANGE' },
-        ],
-      }),
-    );
+    await createSourceTable(client, TABLE, { stream: false, partitionKeyType: 'B' });
     const rng = createRng(13);
     const items = Array.from({ length: ITEMS }, (_, i) => item(i, rng));
     for (let i = 0; i < items.length; i += 25) {
