@@ -75,6 +75,8 @@ interface ReplayState {
   snapshotTimeMs: number;
   /** A scan's start (the provenance the manifest records). */
   scanStartedAtMs?: number | undefined;
+  /** When the replay began: the time its gap fills say (`filledAt`). */
+  startedAtMs: number;
   /** The window the rows go into. */
   windowStartMs: number;
   /** fill-gaps: the windows whose gaps the replay marks filled, with the gaps. */
@@ -420,6 +422,7 @@ async function startState(
   const windowMs = ctx.windows.windowMs;
   const base = {
     formatVersion: 1 as const,
+    startedAtMs: ctx.now(),
     replayId: config.replayId,
     mode: config.mode,
     source: config.source,
@@ -575,7 +578,8 @@ async function publish(config: ReplayConfig, state: ReplayState, ctx: PublishCon
     ...(state.exportArn !== undefined && { exportArn: state.exportArn }),
   };
   let current = state;
-  const filledAt = isoTime(ctx.now());
+  // When the replay began (saved in its state): a resumed run writes the manifest it would have.
+  const filledAt = isoTime(state.startedAtMs);
   for (const windowStartMs of targets) {
     if (current.published.some((p) => p.windowStartMs === windowStartMs)) continue;
     const listing = await latestListing(ctx.store, config.table, windowStartMs, ctx.signal);
@@ -649,7 +653,8 @@ async function replaceSymlink(
   signal?: AbortSignal,
 ): Promise<void> {
   const key = symlinkObjectKey(config.table, windowStartMs);
-  const body = symlinkManifestBody(manifest, config.destination.url);
+  // The store's URL, as the sealer writes them (normalised: `S3://b/p/` and `s3://b/p` are one).
+  const body = symlinkManifestBody(manifest, store.url);
   const existing = await store.get(key, signal);
   if (existing !== undefined && Buffer.from(existing).equals(Buffer.from(body))) return;
   if (existing !== undefined) await store.delete([key], signal);
