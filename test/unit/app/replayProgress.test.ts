@@ -51,7 +51,7 @@ describe('ReplayProgressReporter', () => {
       segments: 1,
       megabytes: 2,
       rowsPerSecond: 15,
-      etaSeconds: 53,
+      etaSeconds: 52,
     });
   });
 
