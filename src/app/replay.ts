@@ -10,6 +10,7 @@ import {
   type ManifestGap,
   type SegmentSource,
 } from '../changelog/manifest.js';
+import { TRIM_HORIZON } from '../changelog/sequenceNumber.js';
 import type { SnapshotRow } from '../changelog/snapshotRows.js';
 import { symlinkManifestBody } from '../changelog/symlinkManifest.js';
 import { DEFAULTS } from '../coordination/config.js';
@@ -467,7 +468,8 @@ async function startState(
   for (const { manifest, gaps } of gapped) {
     const start = Date.parse(manifest.window.start);
     for (const gap of gaps) {
-      const gapFrom = gap.fromTime === undefined ? start : Date.parse(gap.fromTime);
+      const gapFrom =
+        gap.fromTime === undefined ? await gapStartBound(config, ctx, gap, start) : Date.parse(gap.fromTime);
       const gapTo = gap.toTime === undefined ? Date.parse(manifest.window.end) : Date.parse(gap.toTime);
       if (gapFrom < from || gapTo > to) {
         uncovered.push(
@@ -509,6 +511,41 @@ async function changelogStart(config: ReplayConfig, ctx: PlanContext): Promise<n
   const manifest = await readManifest(ctx.store, listing.key, { signal: ctx.signal });
   const times = manifest.segments.filter((s) => !isSnapshotSegment(s)).map((s) => Date.parse(s.minEventTime));
   return times.length === 0 ? first : Math.min(...times);
+}
+
+/**
+ * A time no later than a gap's first trimmed record, when the gap does not say (`fromTime` is the
+ * last committed record's time, unknown when nothing of the shard was committed yet): the earliest
+ * event time of the segment whose shard range ends where the gap starts (records of a shard come
+ * in time order), looked for over the stream's retention before the gap's window; failing that,
+ * the start of that retention. Never the gap's own window start: the gap may begin windows before.
+ */
+async function gapStartBound(
+  config: ReplayConfig,
+  ctx: PlanContext,
+  gap: ManifestGap,
+  gapWindowStartMs: number,
+): Promise<number> {
+  const earliest = gapWindowStartMs - DEFAULTS.stream.streamRetentionMs;
+  if (gap.afterSequenceNumber === TRIM_HORIZON) return earliest;
+  let bound = earliest;
+  for await (const listing of listWindows(ctx.store, config.table, {
+    sinceMs: earliest,
+    untilMs: gapWindowStartMs + ctx.windows.windowMs,
+    signal: ctx.signal,
+  })) {
+    const manifest = await readManifest(ctx.store, listing.key, { signal: ctx.signal });
+    for (const segment of manifest.segments) {
+      if (
+        segment.shards.some(
+          (s) => s.shardId === gap.shardId && s.lastSequenceNumber === gap.afterSequenceNumber,
+        )
+      ) {
+        bound = Date.parse(segment.minEventTime);
+      }
+    }
+  }
+  return bound;
 }
 
 /** The sealed windows of the range whose latest manifest lists a gap no replay filled. */

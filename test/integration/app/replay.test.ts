@@ -13,6 +13,7 @@ import type { ReplayConfig } from '../../../src/app/replayConfig.js';
 import type { AttributeMap } from '../../../src/changelog/attributeValueJson.js';
 import { isoTime, manifestObjectKey, symlinkObjectKey } from '../../../src/changelog/layout.js';
 import { type ManifestGap, parseManifest } from '../../../src/changelog/manifest.js';
+import { publishManifestVersion } from '../../../src/coordination/manifestPublisher.js';
 import { verifyChangelog } from '../../../src/read/verifier.js';
 import { TABLE } from '../../helpers/changelogFixtures.js';
 import { createStreamTable, useDynamoDbLocal } from '../../helpers/dynamoDbLocal.js';
@@ -279,6 +280,52 @@ describe('replay', () => {
     // A NET tombstone after the stream's INSERT of s-1 (window 1): the item is gone.
     expect(state.has('lost-2')).toBe(false);
     expect(state.has('s-1')).toBe(false);
+  });
+
+  it('fill-gaps: a gap that does not say when it began is bounded by the segment it follows, in an earlier window', async () => {
+    const f = await fixture();
+    const exports = exportStore();
+    // As if the shard's records were trimmed right after window 4's segment, before anything of
+    // window 5 was read: the gap says only where it starts (its record's time is unknown).
+    const w4 = parseManifest(f.store.objects.get(manifestObjectKey(TABLE, W(4)))!.body, 'w4');
+    const before = w4.segments[0]!;
+    const v1 = parseManifest(f.store.objects.get(manifestObjectKey(TABLE, W(GAP_WINDOW)))!.body, 'w5');
+    const { fromTime: _known, ...gap } = {
+      ...v1.gaps[0]!,
+      afterSequenceNumber: before.shards[0]!.lastSequenceNumber,
+    };
+    await publishManifestVersion(
+      f.store,
+      { ...v1, version: 2, gaps: [gap] },
+      { reason: 'replay', publishedAtMs: NOW },
+    );
+    const written = await writeExport(exports, {
+      prefix: '',
+      exportId: '01700000000007-late',
+      tableArn: TABLE_ARN,
+      type: 'incremental',
+      changes: [
+        {
+          keys: { pk: { S: 'lost-1' }, sk: { N: '1' } },
+          writeTimestampMicros: BigInt(W(GAP_WINDOW)) * 1000n,
+        },
+      ],
+      exportTimeMs: W(GAP_WINDOW) + 20 * 60_000,
+      fromMs: W(GAP_WINDOW),
+      toMs: W(GAP_WINDOW) + 15 * 60_000,
+    });
+    // The export starts at the gap's window, after the segment the gap follows began: refused.
+    await expect(
+      runReplay(
+        config(f, {
+          mode: 'fill-gaps',
+          sinceMs: W(0),
+          exportUrl: `memory://exports/${written.exportPrefix}`,
+          replayId: 'bound',
+        }),
+        io(f, exports).io,
+      ),
+    ).rejects.toThrow(`(records ${before.minEventTime}..${gap.toTime})`);
   });
 
   it('bootstrap by a parallel scan of the table: SNAPSHOT rows at the scan start, latest equals the table', async () => {
