@@ -3,8 +3,8 @@ import { ChangeBuffer } from '../changelog/changeBuffer.js';
 import { compareSequenceNumbers } from '../changelog/sequenceNumber.js';
 import { decodeGetRecordsResponse } from '../changelog/wireRecordDecoder.js';
 import { ChangelogError, StreamError } from '../support/errors.js';
-import { type RetryOptions, retry } from '../support/retry.js';
-import { hasName } from './awsCall.js';
+import type { RetryOptions } from '../support/retry.js';
+import { awsCall, hasName } from './awsCall.js';
 import type { RawGetRecordsClient } from './getRecordsClient.js';
 import { getShardIterator } from './shardIterator.js';
 
@@ -66,10 +66,10 @@ export async function readShardRange(
     const page = new ChangeBuffer(into.keySchema);
     let next: string | undefined;
     try {
-      const body = await retry(
-        async (_attempt, s) =>
-          (await options.raw.getRecords({ ShardIterator: iterator!, Limit: 1000 }, s)).body,
-        { ...options.retry, signal },
+      // Through the one AWS call wrapper: throttling and 5xx (StreamError, retriable) retried.
+      const body = await awsCall(
+        async (s) => (await options.raw.getRecords({ ShardIterator: iterator!, Limit: 1000 }, s)).body,
+        { retry: options.retry, signal },
       );
       next = decodeGetRecordsResponse(body, shardId, page).nextShardIterator;
     } catch (error) {
