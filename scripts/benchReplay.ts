@@ -20,7 +20,7 @@
  * MB/s is of the items' DynamoDB JSON in every case, so rates compare. Each case also reports its
  * CPU time over the timed part. The first run of (a) splits its time (`--split 0`: not): S3
  * segment puts and DynamoDB calls as the replay made them, and a second pass of the same loop
- * without them (download, gunzip + JSON parse, rows -> buffer, encode).
+ * without them (download, gunzip + line split, lines -> buffer, encode).
  * The export and the baseline's pages are generated once, seeded, into .bench-cache/.
  */
 import { spawnSync } from 'node:child_process';
@@ -43,7 +43,7 @@ import { parseKeySchema } from '../src/changelog/keySchema.js';
 import { encodeSegment } from '../src/changelog/segmentEncoder.js';
 import { decodeGetRecordsResponse } from '../src/changelog/wireRecordDecoder.js';
 import { DEFAULTS } from '../src/coordination/config.js';
-import { openExport, readExportFile } from '../src/coordination/dynamoExport.js';
+import { openExport, readExportFileChunks } from '../src/coordination/dynamoExport.js';
 import { createLeaseTable } from '../src/coordination/leaseTable.js';
 import { type ObjectStore, parseDestination } from '../src/coordination/objectStore.js';
 import { RegistryStore } from '../src/coordination/registryStore.js';
@@ -437,7 +437,7 @@ async function replayCase(
 }
 
 /**
- * The export replay's loop again (readExportFile -> one row at a time into a ReplaySegmentWriter,
+ * The export replay's loop again (readExportFileChunks -> batches of lines into a ReplaySegmentWriter,
  * flushed when full) with an in-memory store instead of S3 and no progress saves, each step timed.
  */
 async function exportSplit(endpoints: Endpoints, exportUrl: string, replayId: string): Promise<string> {
@@ -463,17 +463,33 @@ async function exportSplit(endpoints: Endpoints, exportUrl: string, replayId: st
     encode += performance.now() - t;
   };
   for (const file of exp.files) {
-    const lines = readExportFile(store, exp, file)[Symbol.asyncIterator]();
+    const batches = readExportFileChunks(store, exp, file)[Symbol.asyncIterator]();
+    let line = 0;
     for (;;) {
       let t = performance.now();
-      const next = await lines.next();
+      const next = await batches.next();
       read += performance.now() - t;
       if (next.done) break;
-      if (next.value.kind !== 'item') throw new Error('not a full export');
-      t = performance.now();
-      writer.append([{ op: 'SNAPSHOT', newImage: next.value.item, eventTimeMs: EXPORT_TIME_MS }]);
-      append += performance.now() - t;
-      if (writer.full) await flush();
+      const batch = next.value;
+      let at = 0;
+      while (at < batch.bytes.length) {
+        t = performance.now();
+        const appended = writer.appendExportLines(
+          batch.bytes,
+          at,
+          batch.bytes.length,
+          'full',
+          EXPORT_TIME_MS,
+          {
+            file: file.key,
+            firstLine: line + 1,
+          },
+        );
+        append += performance.now() - t;
+        at = appended.end;
+        line += appended.lines;
+        if (writer.full) await flush();
+      }
     }
   }
   await flush();
@@ -483,7 +499,7 @@ async function exportSplit(endpoints: Endpoints, exportUrl: string, replayId: st
   const s = (ms: number) => (ms / 1000).toFixed(2);
   return (
     `split (same loop, no S3 puts, no saves; ${total.toFixed(2)} s): download ${download.toFixed(2)} s, ` +
-    `md5 + gunzip + JSON parse ${(read / 1000 - download).toFixed(2)} s, rows -> buffer ${s(append)} s, ` +
+    `md5 + gunzip + line split ${(read / 1000 - download).toFixed(2)} s, lines -> buffer (scan, sha256) ${s(append)} s, ` +
     `encode + sha256 ${s(encode)} s`
   );
 }

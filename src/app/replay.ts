@@ -14,7 +14,7 @@ import { TRIM_HORIZON } from '../changelog/sequenceNumber.js';
 import type { SnapshotRow } from '../changelog/snapshotRows.js';
 import { symlinkManifestBody } from '../changelog/symlinkManifest.js';
 import { DEFAULTS } from '../coordination/config.js';
-import { type DynamoExport, openExport, readExportFile } from '../coordination/dynamoExport.js';
+import { type DynamoExport, openExport, readExportFileChunks } from '../coordination/dynamoExport.js';
 import { startExport } from '../coordination/exportStarter.js';
 import { RawGetRecordsClient } from '../coordination/getRecordsClient.js';
 import { publishManifestVersion } from '../coordination/manifestPublisher.js';
@@ -268,18 +268,28 @@ export async function runReplay(config: ReplayConfig, io: ReplayIo): Promise<Rep
         const exp = exportSource!.exp;
         reporter.expect(exp.totalItems);
         const time = state.snapshotTimeMs;
-        const net = exp.summary.exportType === 'INCREMENTAL_EXPORT';
+        const kind = exp.summary.exportType === 'INCREMENTAL_EXPORT' ? 'incremental' : 'full';
         for (let file = state.file; file < exp.files.length; file++) {
-          const skip = file === state.file ? state.line : 0;
-          let line = 0;
-          for await (const record of readExportFile(exportSource!.store, exp, exp.files[file]!, {
+          const data = exp.files[file]!;
+          const skipLines = file === state.file ? state.line : 0;
+          let line = skipLines;
+          for await (const batch of readExportFileChunks(exportSource!.store, exp, data, {
             signal: run,
+            skipLines,
           })) {
-            line++;
-            if (line <= skip) continue;
-            writer.append([exportRow(record, net, time)]);
-            reporter.rows(1);
-            if (writer.full) await flushed({ file, line });
+            let at = 0;
+            while (at < batch.bytes.length) {
+              // Stops after the line that fills the writer: flushes fall on the same lines as
+              // appending one line at a time, so a resumed replay writes the same segments.
+              const appended = writer.appendExportLines(batch.bytes, at, batch.bytes.length, kind, time, {
+                file: data.key,
+                firstLine: line + 1,
+              });
+              at = appended.end;
+              line += appended.lines;
+              reporter.rows(appended.lines);
+              if (writer.full) await flushed({ file, line });
+            }
           }
         }
         await flushed({ readDone: true, file: exp.files.length, line: 0 });
@@ -352,21 +362,6 @@ async function openExportAt(
     ]);
   }
   return { store, exp };
-}
-
-function exportRow(
-  record: Awaited<ReturnType<typeof readExportFile>> extends AsyncIterable<infer L> ? L : never,
-  net: boolean,
-  eventTimeMs: number,
-): SnapshotRow {
-  if (record.kind === 'item') {
-    if (net)
-      throw new ChangelogError('an incremental export holds a full-export line (Item)', { retriable: false });
-    return { op: 'SNAPSHOT', newImage: record.item, eventTimeMs };
-  }
-  if (!net)
-    throw new ChangelogError('a full export holds an incremental-export line (Keys)', { retriable: false });
-  return { op: 'NET', keys: record.keys, newImage: record.newImage, oldImage: record.oldImage, eventTimeMs };
 }
 
 interface PlanContext {

@@ -87,14 +87,6 @@ class RecordSlots {
   }
 }
 
-/** Positions of one key attribute's value inside the Keys object. */
-interface KeySlot {
-  valueStart: number;
-  valueEnd: number;
-  type: number; // 'S' | 'N' | 'B' as a byte
-  escaped: boolean;
-}
-
 /**
  * Decodes the raw bytes of a DynamoDB Streams GetRecords response straight into `buffer`.
  *
@@ -152,8 +144,8 @@ class PageDecoder {
     private readonly out: ChangeBuffer,
   ) {
     this.shardIndex = out.shardIndex(shardId);
-    this.keyNames = out.keyAttributes.map((a) => enc(a.name));
-    this.keySlots = out.keyAttributes.map(() => ({ valueStart: -1, valueEnd: -1, type: 0, escaped: false }));
+    this.keyNames = keyNameBytes(out);
+    this.keySlots = newKeySlots(out);
   }
 
   decode(): DecodedPage {
@@ -405,73 +397,141 @@ class PageDecoder {
 
   /** Finds each key attribute's typed value in the Keys object and checks it against the schema. */
   private locateKeys(): void {
-    const buf = this.buf;
-    const slots = this.keySlots;
-    for (const k of slots) k.valueStart = -1;
-    this.pos = this.slots.keysStart;
-    if (this.enterObject()) {
-      do {
-        this.memberName();
-        const index = this.keyIndex(this.keyStart, this.keyEnd);
-        if (index < 0) {
-          const name = utf8(buf, this.keyStart, this.keyEnd);
-          this.fail(`Keys has attribute ${JSON.stringify(name)} that is not in the key schema`);
-        }
-        const slot = slots[index]!;
-        const attribute = this.out.keyAttributes[index]!.name;
-        // A key value is an object with exactly one member: its type (S, N or B) and a string.
-        if (buf[this.pos] !== 0x7b || !this.enterObject())
-          this.fail(`key ${attribute} is not an S, N or B value`);
-        this.memberName();
-        const v = this.pos;
-        if (this.keyEnd - this.keyStart !== 1 || buf[v] !== 0x22)
-          this.fail(`key ${attribute} is not an S, N or B value`);
-        this.pos = scanString(buf, v);
-        slot.type = buf[this.keyStart]!;
-        slot.valueStart = v + 1;
-        slot.valueEnd = this.pos - 1;
-        slot.escaped = lastStringEscaped;
-        if (this.nextMember()) this.fail(`key ${attribute} has more than one type`);
-      } while (this.nextMember());
-    }
-    for (let k = 0; k < slots.length; k++) {
-      const attr = this.out.keyAttributes[k]!;
-      const slot = slots[k]!;
-      if (slot.valueStart < 0) this.fail(`Keys lacks key attribute ${JSON.stringify(attr.name)}`);
-      if (slot.type !== attr.type.charCodeAt(0)) {
-        this.fail(
-          `key ${JSON.stringify(attr.name)} has type ${String.fromCharCode(slot.type)}, the key schema says ${attr.type}`,
-        );
-      }
-    }
+    this.pos = locateKeySlots(
+      this.buf,
+      this.slots.keysStart,
+      this.out,
+      this.keyNames,
+      this.keySlots,
+      this.failFn,
+    );
   }
 
-  private keyIndex(nameStart: number, nameEnd: number): number {
-    const names = this.keyNames;
-    for (let k = 0; k < names.length; k++) if (bytesEqual(this.buf, nameStart, nameEnd, names[k]!)) return k;
-    // Escaped names (rare): compare decoded text.
-    const name = decodeStringToken(this.buf, nameStart - 1, nameEnd + 1);
-    return this.out.keyAttributes.findIndex((a) => a.name === name);
-  }
+  private readonly failFn = (message: string): never => this.fail(message);
 
   private appendKeyValues(): void {
-    const buf = this.buf;
-    const out = this.out;
-    for (let k = 0; k < this.keySlots.length; k++) {
-      const slot = this.keySlots[k]!;
-      const column = out.keyValues[k]!;
-      const type = out.keyAttributes[k]!.type;
-      if (type === 'B') {
-        column.appendBytes(Buffer.from(latin1(buf, slot.valueStart, slot.valueEnd), 'base64'));
-      } else if (slot.escaped) {
-        column.appendBytes(
-          Buffer.from(decodeStringToken(buf, slot.valueStart - 1, slot.valueEnd + 1), 'utf8'),
-        );
-      } else {
-        column.append(buf, slot.valueStart, slot.valueEnd);
+    appendKeyValues(this.buf, this.keySlots, this.out);
+  }
+}
+
+/** Positions of one key attribute's value inside a Keys object (see `locateKeySlots`). */
+export interface KeySlot {
+  valueStart: number;
+  valueEnd: number;
+  type: number; // 'S' | 'N' | 'B' as a byte
+  escaped: boolean;
+}
+
+/** One empty slot per key attribute of `out`, for `locateKeySlots` to fill (reusable). */
+export function newKeySlots(out: ChangeBuffer): KeySlot[] {
+  return out.keyAttributes.map(() => ({ valueStart: -1, valueEnd: -1, type: 0, escaped: false }));
+}
+
+/** The key attributes' names as UTF-8 bytes, in key-schema order. */
+export function keyNameBytes(out: ChangeBuffer): Uint8Array[] {
+  return out.keyAttributes.map((a) => enc(a.name));
+}
+
+/**
+ * Walks the Keys object at `start` (DynamoDB JSON, e.g. `{"pk":{"S":"a"},"sk":{"N":"1"}}`), fills
+ * `slots` with each key attribute's typed value (in key-schema order) and checks the attributes
+ * against the schema: `fail` (which throws) on an attribute not in the schema, a missing one, a
+ * wrong type or a value that is not a single S, N or B string. Returns the index after the object.
+ */
+export function locateKeySlots(
+  buf: Uint8Array,
+  start: number,
+  out: ChangeBuffer,
+  keyNames: readonly Uint8Array[],
+  slots: KeySlot[],
+  fail: (message: string) => never,
+): number {
+  for (const k of slots) k.valueStart = -1;
+  let i = skipWhitespace(buf, expectByte(buf, start, 0x7b, "'{'"));
+  if (buf[i] === 0x7d) {
+    i++;
+  } else {
+    for (;;) {
+      const nameQuote = i;
+      i = scanString(buf, i);
+      const index = keyIndex(buf, nameQuote + 1, i - 1, keyNames, out);
+      if (index < 0) {
+        const name = utf8(buf, nameQuote + 1, i - 1);
+        fail(`Keys has attribute ${JSON.stringify(name)} that is not in the key schema`);
       }
-      if (type === 'N') out.keySortKeys[k]!.appendBytes(decimalSortKey(buf, slot.valueStart, slot.valueEnd));
+      i = skipWhitespace(buf, expectByte(buf, skipWhitespace(buf, i), 0x3a, "':'"));
+      const slot = slots[index]!;
+      const attribute = out.keyAttributes[index]!.name;
+      // A key value is an object with exactly one member: its type (S, N or B) and a string.
+      if (buf[i] !== 0x7b) fail(`key ${attribute} is not an S, N or B value`);
+      i = skipWhitespace(buf, i + 1);
+      if (buf[i] === 0x7d) fail(`key ${attribute} is not an S, N or B value`);
+      const typeQuote = i;
+      i = scanString(buf, i);
+      const typeLength = i - typeQuote - 2;
+      i = skipWhitespace(buf, expectByte(buf, skipWhitespace(buf, i), 0x3a, "':'"));
+      if (typeLength !== 1 || buf[i] !== 0x22) fail(`key ${attribute} is not an S, N or B value`);
+      const v = i;
+      i = scanString(buf, v);
+      slot.type = buf[typeQuote + 1]!;
+      slot.valueStart = v + 1;
+      slot.valueEnd = i - 1;
+      slot.escaped = lastStringEscaped;
+      i = skipWhitespace(buf, i);
+      if (buf[i] === 0x2c) fail(`key ${attribute} has more than one type`);
+      i = skipWhitespace(buf, expectByte(buf, i, 0x7d, "',' or '}'"));
+      if (buf[i] === 0x2c) {
+        i = skipWhitespace(buf, i + 1);
+        continue;
+      }
+      i = expectByte(buf, i, 0x7d, "',' or '}'");
+      break;
     }
+  }
+  for (let k = 0; k < slots.length; k++) {
+    const attr = out.keyAttributes[k]!;
+    const slot = slots[k]!;
+    if (slot.valueStart < 0) fail(`Keys lacks key attribute ${JSON.stringify(attr.name)}`);
+    if (slot.type !== attr.type.charCodeAt(0)) {
+      fail(
+        `key ${JSON.stringify(attr.name)} has type ${String.fromCharCode(slot.type)}, the key schema says ${attr.type}`,
+      );
+    }
+  }
+  return i;
+}
+
+function keyIndex(
+  buf: Uint8Array,
+  nameStart: number,
+  nameEnd: number,
+  names: readonly Uint8Array[],
+  out: ChangeBuffer,
+): number {
+  for (let k = 0; k < names.length; k++) if (bytesEqual(buf, nameStart, nameEnd, names[k]!)) return k;
+  // Escaped names (rare): compare decoded text.
+  const name = decodeStringToken(buf, nameStart - 1, nameEnd + 1);
+  return out.keyAttributes.findIndex((a) => a.name === name);
+}
+
+/**
+ * Appends the located key values (see `locateKeySlots`) to the buffer's key value columns: UTF-8
+ * text for S (escapes decoded), the number text for N (plus its sort key; InvalidNumberError when
+ * it is not a number), the decoded bytes for B.
+ */
+export function appendKeyValues(buf: Uint8Array, slots: readonly KeySlot[], out: ChangeBuffer): void {
+  for (let k = 0; k < slots.length; k++) {
+    const slot = slots[k]!;
+    const column = out.keyValues[k]!;
+    const type = out.keyAttributes[k]!.type;
+    if (type === 'B') {
+      column.appendBytes(Buffer.from(latin1(buf, slot.valueStart, slot.valueEnd), 'base64'));
+    } else if (slot.escaped) {
+      column.appendBytes(Buffer.from(decodeStringToken(buf, slot.valueStart - 1, slot.valueEnd + 1), 'utf8'));
+    } else {
+      column.append(buf, slot.valueStart, slot.valueEnd);
+    }
+    if (type === 'N') out.keySortKeys[k]!.appendBytes(decimalSortKey(buf, slot.valueStart, slot.valueEnd));
   }
 }
 

@@ -1,7 +1,7 @@
+import { isUtf8 } from 'node:buffer';
 import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
-import type { AttributeMap, AttributeValueObject } from '../changelog/attributeValueJson.js';
 import { ExportError, type ExportProblem } from '../support/errors.js';
 import { assertValidKey, type ObjectStore } from './objectStore.js';
 
@@ -66,19 +66,6 @@ export interface DynamoExport {
   files: ExportDataFile[];
   totalItems: number;
 }
-
-/** One record of a data file. Numbers stay the exact strings DynamoDB wrote; binary stays base64. */
-export type ExportLine =
-  | { kind: 'item'; item: AttributeMap }
-  | {
-      kind: 'change';
-      keys: AttributeMap;
-      /** Absent for a delete. */
-      newImage?: AttributeMap;
-      /** Only with the NEW_AND_OLD_IMAGES view, for an item that existed before. */
-      oldImage?: AttributeMap;
-      writeTimestampMicros: bigint;
-    };
 
 export interface OpenExportOptions {
   /** The table the caller expects (name or ARN): an export of another table is refused. */
@@ -172,19 +159,68 @@ export interface ReadExportFileOptions {
   signal?: AbortSignal;
 }
 
+/** Whole lines of a data file's decompressed text, as bytes. */
+export interface ExportLineBatch {
+  /** The lines, each followed by a newline except perhaps the file's last. Valid UTF-8, none empty. */
+  bytes: Uint8Array;
+  /** The 1-based number in the file of the first line in `bytes`. */
+  firstLine: number;
+  /** How many lines `bytes` holds. */
+  lines: number;
+}
+
+export interface ReadExportFileChunksOptions extends ReadExportFileOptions {
+  /** Lines at the file's start to leave out (a resumed replay's lines consumed); still counted. */
+  skipLines?: number;
+}
+
 /**
- * The records of one data file, in file order. The whole object's MD5 is checked before the first
- * line is yielded; lines are then split on the decompressed stream (the gzip bytes are held, the
- * decompressed text never is). A line count above the file's itemCount fails at the extra line, one
- * below it after the last line: a consumer must treat a file that threw as not read.
+ * The lines of one data file as batches of bytes, in file order, for the byte-level decoder
+ * (changelog/exportLineDecoder.ts, which checks each line's JSON). Checked here: the whole object's MD5
+ * before any batch is yielded; lines split on the decompressed stream (the gzip bytes are held, the
+ * decompressed text only a batch at a time); invalid UTF-8 and empty lines refused naming the line;
+ * a line count above the file's itemCount fails before the batch holding the extra line, one below
+ * it after the last batch: a consumer must treat a file that threw as not read. The lines' JSON is
+ * not checked here (the decoder does).
  */
-export async function* readExportFile(
+export async function* readExportFileChunks(
   store: ObjectStore,
   exp: DynamoExport,
   file: ExportDataFile,
-  options: ReadExportFileOptions = {},
-): AsyncIterable<ExportLine> {
+  options: ReadExportFileChunksOptions = {},
+): AsyncIterable<ExportLineBatch> {
   const { signal } = options;
+  const skip = options.skipLines ?? 0;
+  const bytes = await verifiedDataFile(store, exp, file, signal);
+  let count = 0;
+  // AWS writes an empty file for an empty partition; a zero-byte object is not valid gzip.
+  if (bytes.byteLength > 0) {
+    for await (const batch of decompressedBatches(bytes, file.key, signal)) {
+      if (count + batch.lines > file.itemCount) {
+        throw countMismatch(exp, file, `more than ${file.itemCount} lines`);
+      }
+      const before = count;
+      count += batch.lines;
+      if (count <= skip) continue;
+      if (before >= skip) {
+        yield batch;
+        continue;
+      }
+      // The batch straddles the resume point: leave out its first lines.
+      let at = 0;
+      for (let n = before; n < skip; n++) at = batch.bytes.indexOf(0x0a, at) + 1;
+      yield { bytes: batch.bytes.subarray(at), firstLine: skip + 1, lines: count - skip };
+    }
+  }
+  if (count !== file.itemCount) throw countMismatch(exp, file, `${count} lines`);
+}
+
+async function verifiedDataFile(
+  store: ObjectStore,
+  exp: DynamoExport,
+  file: ExportDataFile,
+  signal: AbortSignal | undefined,
+): Promise<Uint8Array> {
   const bytes = await store.get(file.key, signal);
   if (bytes === undefined) {
     throw new ExportError(
@@ -201,19 +237,7 @@ export async function* readExportFile(
       { key: file.key },
     );
   }
-  const parse = exp.summary.exportType === 'FULL_EXPORT' ? parseItemLine : parseChangeLine;
-  let count = 0;
-  // AWS writes an empty file for an empty partition; a zero-byte object is not valid gzip.
-  if (bytes.byteLength > 0) {
-    for await (const line of decompressedLines(bytes, file.key, signal)) {
-      count++;
-      if (count > file.itemCount) {
-        throw countMismatch(exp, file, `more than ${file.itemCount} lines`);
-      }
-      yield parseLine(line, file.key, parse);
-    }
-  }
-  if (count !== file.itemCount) throw countMismatch(exp, file, `${count} lines`);
+  return bytes;
 }
 
 function countMismatch(exp: DynamoExport, file: ExportDataFile, found: string): ExportError {
@@ -224,59 +248,71 @@ function countMismatch(exp: DynamoExport, file: ExportDataFile, found: string): 
   );
 }
 
-/** The gunzipped object's lines as UTF-8 text (without the newline), empty lines refused. */
-async function* decompressedLines(
+/** Decompressed output chunk size: a batch is about this many bytes of whole lines. */
+const GUNZIP_CHUNK_BYTES = 64 * 1024;
+
+/**
+ * The gunzipped object as batches of whole lines (a chunk of the stream up to its last newline,
+ * with the previous chunk's unfinished line in front), each checked: valid UTF-8, no empty line.
+ */
+async function* decompressedBatches(
   gzipped: Uint8Array,
   key: string,
   signal: AbortSignal | undefined,
-): AsyncGenerator<{ text: string; number: number }> {
-  const decoder = new TextDecoder('utf-8', { fatal: true });
+): AsyncGenerator<ExportLineBatch> {
   const gunzip = Readable.from([Buffer.from(gzipped.buffer, gzipped.byteOffset, gzipped.byteLength)]).pipe(
-    createGunzip(),
+    createGunzip({ chunkSize: GUNZIP_CHUNK_BYTES }),
   );
   let pending: Buffer[] = [];
-  let number = 0;
-  const toLine = (parts: Buffer[]) => {
-    number++;
-    const raw = parts.length === 1 ? (parts[0] as Buffer) : Buffer.concat(parts);
-    let text: string;
-    try {
-      text = decoder.decode(raw);
-    } catch (error) {
-      throw new ExportError('malformed-data', `data file ${key} line ${number} is not valid UTF-8`, {
-        key,
-        line: number,
-        cause: error,
-      });
+  let next = 1;
+  const batch = (bytes: Buffer): ExportLineBatch => {
+    const firstLine = next;
+    let start = 0;
+    while (start < bytes.length) {
+      let end = bytes.indexOf(0x0a, start);
+      if (end < 0) end = bytes.length;
+      let i = start;
+      while (i < end && (bytes[i] === 0x20 || bytes[i] === 0x09 || bytes[i] === 0x0d)) i++;
+      if (i === end) {
+        throw new ExportError(
+          'malformed-data',
+          `data file ${key} line ${next} is empty; expected one JSON record a line`,
+          { key, line: next },
+        );
+      }
+      next++;
+      start = end + 1;
     }
-    if (text.trim() === '') {
-      throw new ExportError(
-        'malformed-data',
-        `data file ${key} line ${number} is empty; expected one JSON record a line`,
-        {
-          key,
-          line: number,
-        },
-      );
+    if (!isUtf8(bytes)) {
+      let line = firstLine;
+      let at = 0;
+      for (;;) {
+        let end = bytes.indexOf(0x0a, at);
+        if (end < 0) end = bytes.length;
+        if (!isUtf8(bytes.subarray(at, end)) || end === bytes.length) {
+          throw new ExportError('malformed-data', `data file ${key} line ${line} is not valid UTF-8`, {
+            key,
+            line,
+          });
+        }
+        line++;
+        at = end + 1;
+      }
     }
-    return { text, number };
+    return { bytes, firstLine, lines: next - firstLine };
   };
   try {
     for await (const chunk of gunzip as AsyncIterable<Buffer>) {
       signal?.throwIfAborted();
-      let start = 0;
-      for (;;) {
-        const end = chunk.indexOf(0x0a, start);
-        if (end === -1) {
-          if (start < chunk.length) pending.push(chunk.subarray(start));
-          break;
-        }
-        pending.push(chunk.subarray(start, end));
-        const line = toLine(pending);
-        pending = [];
-        yield line;
-        start = end + 1;
+      const last = chunk.lastIndexOf(0x0a);
+      if (last < 0) {
+        pending.push(chunk);
+        continue;
       }
+      const head = chunk.subarray(0, last + 1);
+      const whole = pending.length === 0 ? head : Buffer.concat([...pending, head]);
+      pending = last + 1 < chunk.length ? [chunk.subarray(last + 1)] : [];
+      yield batch(whole);
     }
   } catch (error) {
     if (error instanceof ExportError || signal?.aborted) throw error;
@@ -291,124 +327,7 @@ async function* decompressedLines(
   } finally {
     gunzip.destroy();
   }
-  if (pending.length > 0) yield toLine(pending);
-}
-
-function parseLine(
-  line: { text: string; number: number },
-  key: string,
-  parse: (record: Record<string, unknown>, where: string) => ExportLine,
-): ExportLine {
-  const where = `data file ${key} line ${line.number}`;
-  let record: unknown;
-  try {
-    record = JSON.parse(line.text);
-  } catch (error) {
-    throw new ExportError('malformed-data', `${where} is not JSON: ${(error as Error).message}`, {
-      key,
-      line: line.number,
-      cause: error,
-    });
-  }
-  try {
-    if (!isPlainObject(record)) throw new LineProblem('is not a JSON object');
-    return parse(record, where);
-  } catch (error) {
-    if (!(error instanceof LineProblem)) throw error;
-    throw new ExportError('malformed-data', `${where} ${error.message}`, { key, line: line.number });
-  }
-}
-
-/** A line's fault, before the file and line number are attached. */
-class LineProblem extends Error {}
-
-function parseItemLine(record: Record<string, unknown>): ExportLine {
-  const item = record['Item'];
-  if (item === undefined) throw new LineProblem('has no "Item": a full export line is {"Item":{...}}');
-  return { kind: 'item', item: attributeMap(item, 'Item') };
-}
-
-function parseChangeLine(record: Record<string, unknown>): ExportLine {
-  const metadata = record['Metadata'];
-  if (!isPlainObject(metadata)) {
-    throw new LineProblem(
-      'has no "Metadata": an incremental export line is {"Metadata":{"WriteTimestampMicros":{"N":"..."}},"Keys":{...},...}',
-    );
-  }
-  const writeTimestampMicros = micros(metadata['WriteTimestampMicros']);
-  if (record['Keys'] === undefined) throw new LineProblem('has no "Keys"');
-  const line: ExportLine = {
-    kind: 'change',
-    keys: attributeMap(record['Keys'], 'Keys'),
-    writeTimestampMicros,
-  };
-  if (record['NewImage'] !== undefined) line.newImage = attributeMap(record['NewImage'], 'NewImage');
-  if (record['OldImage'] !== undefined) line.oldImage = attributeMap(record['OldImage'], 'OldImage');
-  return line;
-}
-
-/** WriteTimestampMicros as DynamoDB JSON `{"N":"..."}` (what exports carry) or a bare integer. */
-function micros(value: unknown): bigint {
-  const n = isPlainObject(value) ? value['N'] : value;
-  if (typeof n === 'string' && /^\d{1,20}$/.test(n)) return BigInt(n);
-  if (typeof n === 'number' && Number.isSafeInteger(n) && n >= 0) return BigInt(n);
-  throw new LineProblem(
-    `has Metadata.WriteTimestampMicros ${JSON.stringify(value)}; expected {"N":"<microseconds since the epoch>"}`,
-  );
-}
-
-const NUMBER = /^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/;
-
-function attributeMap(value: unknown, path: string): AttributeMap {
-  if (!isPlainObject(value)) throw new LineProblem(`has ${path} that is not a map of attributes`);
-  for (const name of Object.keys(value)) attributeValue(value[name], `${path}.${name}`);
-  return value as AttributeMap;
-}
-
-/** Checks one DynamoDB JSON value's shape (the data is kept as parsed: N and B stay text). */
-function attributeValue(value: unknown, path: string): AttributeValueObject {
-  const bad = (what: string) => new LineProblem(`has ${path} ${what}`);
-  if (!isPlainObject(value)) throw bad('that is not a DynamoDB JSON value ({"S":...}, {"N":...}, ...)');
-  const types = Object.keys(value);
-  if (types.length !== 1) throw bad(`with ${types.length} type keys; expected exactly one`);
-  const type = types[0] as string;
-  const v = value[type];
-  const strings = (check: (s: string) => boolean) =>
-    Array.isArray(v) && v.every((s) => typeof s === 'string' && check(s));
-  const any = () => true;
-  switch (type) {
-    case 'S':
-    case 'B':
-      if (typeof v !== 'string') throw bad(`whose ${type} is not a string`);
-      break;
-    case 'N':
-      if (typeof v !== 'string' || !NUMBER.test(v))
-        throw bad(`whose N ${JSON.stringify(v)} is not a number string`);
-      break;
-    case 'SS':
-    case 'BS':
-      if (!strings(any)) throw bad(`whose ${type} is not a list of strings`);
-      break;
-    case 'NS':
-      if (!strings((s) => NUMBER.test(s))) throw bad('whose NS is not a list of number strings');
-      break;
-    case 'BOOL':
-      if (typeof v !== 'boolean') throw bad('whose BOOL is not true or false');
-      break;
-    case 'NULL':
-      if (v !== true) throw bad('whose NULL is not true');
-      break;
-    case 'M':
-      attributeMap(v, path);
-      break;
-    case 'L':
-      if (!Array.isArray(v)) throw bad('whose L is not a list');
-      for (const [i, element] of v.entries()) attributeValue(element, `${path}[${i}]`);
-      break;
-    default:
-      throw bad(`of unknown type ${JSON.stringify(type)} (S, N, B, SS, NS, BS, M, L, NULL, BOOL)`);
-  }
-  return value as AttributeValueObject;
+  if (pending.length > 0) yield batch(pending.length === 1 ? pending[0]! : Buffer.concat(pending));
 }
 
 function isPlainObject(value: unknown): value is Record<string, unknown> {

@@ -1,4 +1,10 @@
 import { ChangeBuffer } from '../changelog/changeBuffer.js';
+import {
+  type AppendedExportLines,
+  appendExportLines,
+  type ExportLineKind,
+  type ExportLinesWhere,
+} from '../changelog/exportLineDecoder.js';
 import type { KeySchema } from '../changelog/keySchema.js';
 import { isoTime, replaySegmentId, segmentObjectKey } from '../changelog/layout.js';
 import {
@@ -66,6 +72,31 @@ export class ReplaySegmentWriter {
 
   append(rows: readonly SnapshotRow[]): void {
     appendSnapshotRows(rows, this.o.replayId, this.buffer);
+  }
+
+  /**
+   * Appends export lines from `bytes[start, end)` (exportLineDecoder.ts), stopping after the line
+   * that makes the writer `full`, as appending a line at a time and checking `full` would: the
+   * caller flushes, then continues at the returned `end`. All-or-nothing per call.
+   */
+  appendExportLines(
+    bytes: Uint8Array,
+    start: number,
+    end: number,
+    kind: ExportLineKind,
+    eventTimeMs: number,
+    where: ExportLinesWhere,
+  ): AppendedExportLines {
+    return appendExportLines(
+      bytes,
+      start,
+      end,
+      kind,
+      { replayId: this.o.replayId, eventTimeMs },
+      this.buffer,
+      where,
+      { stopAtBytes: this.o.flushBytes },
+    );
   }
 
   /** Writes the buffered rows as the next segment; undefined when nothing is buffered. */

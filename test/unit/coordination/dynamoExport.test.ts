@@ -1,24 +1,49 @@
 import { gunzipSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import type { AttributeMap } from '../../../src/changelog/attributeValueJson.js';
+import { ChangeBuffer } from '../../../src/changelog/changeBuffer.js';
+import { appendExportLines } from '../../../src/changelog/exportLineDecoder.js';
+import { parseKeySchema } from '../../../src/changelog/keySchema.js';
 import {
   type DynamoExport,
-  type ExportLine,
   openExport,
-  readExportFile,
+  readExportFileChunks,
 } from '../../../src/coordination/dynamoExport.js';
 import type { ObjectStore } from '../../../src/coordination/objectStore.js';
-import { ExportError } from '../../../src/support/errors.js';
+import { ExportError, MalformedRecordError } from '../../../src/support/errors.js';
 import { type ExportChange, writeExport } from '../../helpers/exportFixtures.js';
 import { MemoryObjectStore } from '../../helpers/memoryObjectStore.js';
 
 const TABLE_ARN = 'arn:aws:dynamodb:us-east-1:123456789012:table/orders';
 const T = Date.UTC(2026, 10, 22, 18, 0, 0);
 
-async function readAll(store: ObjectStore, exp: DynamoExport): Promise<ExportLine[]> {
-  const out: ExportLine[] = [];
-  for (const file of exp.files) for await (const line of readExportFile(store, exp, file)) out.push(line);
+/** Every line of the export's data files, JSON-parsed, in file order (the reader's bytes, checked). */
+async function readAll(store: ObjectStore, exp: DynamoExport): Promise<Record<string, unknown>[]> {
+  const out: Record<string, unknown>[] = [];
+  for (const file of exp.files) {
+    for await (const batch of readExportFileChunks(store, exp, file)) {
+      const lines = Buffer.from(batch.bytes).toString('utf8').split('\n');
+      if (lines.at(-1) === '') lines.pop();
+      expect(lines).toHaveLength(batch.lines);
+      for (const line of lines) out.push(JSON.parse(line) as Record<string, unknown>);
+    }
+  }
   return out;
+}
+
+/** The export through the replay's path: reader batches into appendExportLines (pk:S). */
+async function decodeAll(store: ObjectStore, exp: DynamoExport): Promise<ChangeBuffer> {
+  const buffer = new ChangeBuffer(parseKeySchema('pk:S'));
+  const kind = exp.summary.exportType === 'FULL_EXPORT' ? 'full' : 'incremental';
+  for (const file of exp.files) {
+    for await (const batch of readExportFileChunks(store, exp, file)) {
+      appendExportLines(batch.bytes, 0, batch.bytes.length, kind, { replayId: 'r', eventTimeMs: T }, buffer, {
+        file: file.key,
+        firstLine: batch.firstLine,
+      });
+    }
+  }
+  return buffer;
 }
 
 async function failure(promise: Promise<unknown>): Promise<ExportError> {
@@ -51,7 +76,7 @@ const awkwardItems: AttributeMap[] = [
   { pk: { S: 'order#2' }, sk: { N: '0' }, flag: { BOOL: true }, nothing: { NULL: true }, list: { L: [] } },
 ];
 
-describe('openExport and readExportFile: a full export', () => {
+describe('openExport and readExportFileChunks: a full export', () => {
   it('gives back every item exactly, numbers of 38 digits, sets, binary, nested maps and empty strings included', async () => {
     const store = new MemoryObjectStore();
     const written = await writeExport(store, {
@@ -79,7 +104,7 @@ describe('openExport and readExportFile: a full export', () => {
     expect(exp.files[0]?.key).toMatch(
       /^exports\/2026-Nov\/AWSDynamoDB\/01700000000000-a1b2c3d4\/data\/.*\.json\.gz$/,
     );
-    expect(await readAll(store, exp)).toEqual(awkwardItems.map((item) => ({ kind: 'item', item })));
+    expect(await readAll(store, exp)).toEqual(awkwardItems.map((item) => ({ Item: item })));
   });
 
   it('accepts the folder without its trailing slash, and the table as an ARN', async () => {
@@ -156,11 +181,79 @@ describe('openExport and readExportFile: a full export', () => {
     const exp = await openExport(store, written.exportPrefix);
     expect(exp.files.map((f) => f.itemCount)).toEqual([2500, 2500, 0]);
     const lines = await readAll(store, exp);
-    expect(lines).toEqual(items.map((item) => ({ kind: 'item', item })));
+    expect(lines).toEqual(items.map((item) => ({ Item: item })));
   });
 });
 
-describe('openExport and readExportFile: an incremental export', () => {
+describe('readExportFileChunks', () => {
+  it('yields the decompressed text as batches of whole lines, numbered, and leaves out skipLines lines', async () => {
+    const store = new MemoryObjectStore();
+    const items: AttributeMap[] = Array.from({ length: 3000 }, (_, i) => ({
+      pk: { S: `item#${i}` },
+      body: { S: 'y'.repeat(i % 131) },
+    }));
+    const written = await writeExport(store, {
+      prefix: 'p',
+      tableArn: TABLE_ARN,
+      type: 'full',
+      items,
+      exportTimeMs: T,
+    });
+    const exp = await openExport(store, written.exportPrefix);
+    const file = exp.files[0]!;
+    const text = gunzipSync(store.objects.get(file.key)!.body).toString('utf8');
+    const lines = text.split('\n').filter((l) => l !== '');
+    expect(lines).toHaveLength(3000);
+    const read = async (skipLines: number) => {
+      const batches = [];
+      for await (const b of readExportFileChunks(store, exp, file, { skipLines })) batches.push(b);
+      return batches;
+    };
+    const all = await read(0);
+    expect(all.length).toBeGreaterThan(2);
+    let next = 1;
+    for (const b of all) {
+      expect(b.firstLine).toBe(next);
+      const text = Buffer.from(b.bytes).toString('utf8');
+      expect(text.split('\n').filter((l) => l !== '')).toHaveLength(b.lines);
+      expect(text.endsWith('\n') || b === all.at(-1)).toBe(true);
+      next += b.lines;
+    }
+    expect(Buffer.concat(all.map((b) => b.bytes)).toString('utf8')).toBe(text);
+    // Resume points: none, one line, inside a batch, at a batch boundary, the last line, all lines.
+    const boundary = all[0]!.lines;
+    for (const skip of [1, 17, boundary, boundary + 1, 2999, 3000]) {
+      const batches = await read(skip);
+      expect(batches[0]?.firstLine ?? 3001).toBe(skip + 1);
+      expect(batches.reduce((n, b) => n + b.lines, 0)).toBe(3000 - skip);
+      const rest = Buffer.concat(batches.map((b) => b.bytes)).toString('utf8');
+      expect(rest.split('\n').filter((l) => l !== '')).toEqual(lines.slice(skip));
+    }
+  });
+
+  it('refuses a file with more lines than its itemCount before yielding the batch with the extra line', async () => {
+    const store = new MemoryObjectStore();
+    const written = await writeExport(store, {
+      prefix: 'e',
+      tableArn: TABLE_ARN,
+      type: 'full',
+      items: awkwardItems,
+      corrupt: { fileItemCount: { file: 0, delta: -1 } },
+      exportTimeMs: T,
+    });
+    const exp = await openExport(store, written.exportPrefix);
+    const yielded: unknown[] = [];
+    const error = await failure(
+      (async () => {
+        for await (const b of readExportFileChunks(store, exp, exp.files[0]!)) yielded.push(b);
+      })(),
+    );
+    expect(yielded).toEqual([]);
+    expect(error.problem).toBe('item-count-mismatch');
+  });
+});
+
+describe('openExport and readExportFileChunks: an incremental export', () => {
   const keys = (id: string): AttributeMap => ({ pk: { S: id } });
   const changes: ExportChange[] = [
     // Inserted in the period: a new image only.
@@ -209,11 +302,26 @@ describe('openExport and readExportFile: an incremental export', () => {
       outputView: 'NEW_AND_OLD_IMAGES',
       itemCount: 4,
     });
-    const lines = await readAll(store, exp);
-    expect(lines).toEqual(changes.map((c) => ({ kind: 'change', ...c })));
-    const deleted = lines[2];
-    expect(deleted?.kind === 'change' && deleted.newImage).toBe(undefined);
-    expect(deleted?.kind === 'change' && 'newImage' in deleted).toBe(false);
+    const lines = (await readAll(store, exp)) as {
+      Metadata: { WriteTimestampMicros: { N: string } };
+      Keys: unknown;
+      NewImage?: unknown;
+      OldImage?: unknown;
+    }[];
+    expect(
+      lines.map((l) => ({
+        keys: l.Keys,
+        newImage: l.NewImage,
+        oldImage: l.OldImage,
+        writeTimestampMicros: BigInt(l.Metadata.WriteTimestampMicros.N),
+      })),
+    ).toEqual(changes);
+    expect('NewImage' in lines[2]!).toBe(false);
+    // Through the replay's decoder: NET rows, the delete a tombstone, images as the lines hold them.
+    const buffer = await decodeAll(store, exp);
+    expect(buffer.rowCount).toBe(4);
+    expect(buffer.newImage.isNull(2)).toBe(true);
+    expect(JSON.parse(Buffer.from(buffer.oldImage.value(1)).toString('utf8'))).toEqual(changes[1]!.oldImage);
   });
 });
 
@@ -327,7 +435,7 @@ describe('openExport refuses', () => {
   });
 });
 
-describe('readExportFile refuses', () => {
+describe('readExportFileChunks refuses', () => {
   it('a data file whose MD5 differs, before yielding any line', async () => {
     const store = new MemoryObjectStore();
     const written = await writeExport(store, {
@@ -341,10 +449,10 @@ describe('readExportFile refuses', () => {
     const exp = await openExport(store, written.exportPrefix);
     const file = exp.files[0];
     if (file === undefined) throw new Error('no file');
-    const yielded: ExportLine[] = [];
+    const yielded: unknown[] = [];
     const error = await failure(
       (async () => {
-        for await (const line of readExportFile(store, exp, file)) yielded.push(line);
+        for await (const batch of readExportFileChunks(store, exp, file)) yielded.push(batch);
       })(),
     );
     expect(yielded).toEqual([]);
@@ -384,33 +492,51 @@ describe('readExportFile refuses', () => {
     expect(error.message).toContain('more than 1 lines');
   });
 
-  it.each([
-    ['not JSON', '{"Item":', /line 2 is not JSON/],
-    ['no Item', '{"Keys":{"pk":{"S":"a"}}}', /line 2 has no "Item"/],
-    [
-      'a number as a JSON number',
-      '{"Item":{"pk":{"N":12}}}',
-      /line 2 has Item\.pk whose N 12 is not a number string/,
-    ],
-    ['two type keys', '{"Item":{"pk":{"S":"a","N":"1"}}}', /line 2 has Item\.pk with 2 type keys/],
-    ['an empty line', '', /line 2 is empty/],
-  ])('a malformed line (%s), naming the file and line number', async (_what, text, message) => {
+  it('an empty line, naming the file and line number', async () => {
     const store = new MemoryObjectStore();
     const written = await writeExport(store, {
       prefix: 'e',
       tableArn: TABLE_ARN,
       type: 'full',
       items: [...awkwardItems, { pk: { S: 'three' } }],
-      corrupt: { line: { file: 0, line: 1, text } },
+      corrupt: { line: { file: 0, line: 1, text: '' } },
       exportTimeMs: T,
     });
     const exp = await openExport(store, written.exportPrefix);
     const error = await failure(readAll(store, exp));
     expect(error.problem).toBe('malformed-data');
-    expect(error.message).toMatch(message);
+    expect(error.message).toMatch(/line 2 is empty/);
     expect(error.message).toContain(exp.files[0]?.key);
     expect(error.line).toBe(2);
   });
+
+  it.each([
+    ['not JSON', '{"Item":', /line 2 is not valid JSON/],
+    ['no Item', '{"Keys":{"pk":{"S":"a"}}}', /line 2 has "Keys": an incremental-export line/],
+    ['a key number as a JSON number', '{"Item":{"pk":{"N":12}}}', /line 2 has Item\.pk that is not/],
+    ['a key with two type keys', '{"Item":{"pk":{"S":"a","N":"1"}}}', /line 2 has Item\.pk that is not/],
+  ])(
+    'a malformed line (%s), in the decoder, naming the file and line number',
+    async (_what, text, message) => {
+      const store = new MemoryObjectStore();
+      const written = await writeExport(store, {
+        prefix: 'e',
+        tableArn: TABLE_ARN,
+        type: 'full',
+        items: [{ pk: { S: 'one' } }, { pk: { S: 'two' } }, { pk: { S: 'three' } }],
+        corrupt: { line: { file: 0, line: 1, text } },
+        exportTimeMs: T,
+      });
+      const exp = await openExport(store, written.exportPrefix);
+      const error = await decodeAll(store, exp).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect(error).toBeInstanceOf(MalformedRecordError);
+      expect((error as Error).message).toMatch(message);
+      expect((error as Error).message).toContain(`${exp.files[0]?.key} line 2 `);
+    },
+  );
 
   it('an incremental line without a usable WriteTimestampMicros', async () => {
     const store = new MemoryObjectStore();
@@ -428,10 +554,12 @@ describe('readExportFile refuses', () => {
       },
       exportTimeMs: T,
     });
-    const error = await failure(readAll(store, await openExport(store, written.exportPrefix)));
-    expect(error.problem).toBe('malformed-data');
-    expect(error.message).toContain('WriteTimestampMicros');
-    expect(error.line).toBe(1);
+    const error = await decodeAll(store, await openExport(store, written.exportPrefix)).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(error).toBeInstanceOf(MalformedRecordError);
+    expect((error as Error).message).toMatch(/line 1 has a bad Metadata\.WriteTimestampMicros/);
   });
 
   it('a data file that is missing from the store', async () => {
