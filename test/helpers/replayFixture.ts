@@ -1,4 +1,7 @@
+import { PassThrough } from 'node:stream';
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { runChanges } from '../../src/app/changes.js';
+import { parseChangesConfig } from '../../src/app/changesConfig.js';
 import { isoTime, manifestObjectKey } from '../../src/changelog/layout.js';
 import { type ManifestGap, serializeManifest } from '../../src/changelog/manifest.js';
 import { createLeaseTable } from '../../src/coordination/leaseTable.js';
@@ -97,4 +100,35 @@ export async function writeSealedChangelog(options: SealedChangelogOptions): Pro
     await writeSymlink(store, TABLE, W(w), manifest);
   }
   return { gap: gap! };
+}
+
+/**
+ * `changes --latest --format json` over the changelog in `store` from `sinceMs` on: each item's
+ * latest op by its `pk` (items whose latest change is a tombstone are absent).
+ */
+export async function latestOpByKey(
+  store: ObjectStore,
+  sinceMs: number,
+  nowMs: number,
+): Promise<Map<string, string>> {
+  const stdout = new PassThrough();
+  const chunks: Buffer[] = [];
+  stdout.on('data', (c: Buffer) => chunks.push(c));
+  const config = parseChangesConfig(
+    {
+      destination: 's3://bucket/changelog',
+      table: TABLE,
+      since: new Date(sinceMs).toISOString(),
+      latest: true,
+      format: 'json',
+    },
+    nowMs,
+  );
+  await runChanges(config, { stdout, stderr: new PassThrough(), openStore: () => store, now: () => nowMs });
+  const out = new Map<string, string>();
+  for (const line of Buffer.concat(chunks).toString('utf8').split('\n').filter(Boolean)) {
+    const row = JSON.parse(line) as { pk: string; op: string };
+    out.set(row.pk, row.op);
+  }
+  return out;
 }

@@ -6,8 +6,6 @@ import {
   ScanCommand,
 } from '@aws-sdk/client-dynamodb';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { runChanges } from '../../../src/app/changes.js';
-import { parseChangesConfig } from '../../../src/app/changesConfig.js';
 import { type ReplayIo, type ReplayResult, runReplay } from '../../../src/app/replay.js';
 import type { ReplayConfig } from '../../../src/app/replayConfig.js';
 import type { AttributeMap } from '../../../src/changelog/attributeValueJson.js';
@@ -19,7 +17,13 @@ import { TABLE } from '../../helpers/changelogFixtures.js';
 import { createStreamTable, useDynamoDbLocal } from '../../helpers/dynamoDbLocal.js';
 import { writeExport } from '../../helpers/exportFixtures.js';
 import { MemoryObjectStore } from '../../helpers/memoryObjectStore.js';
-import { GAP_WINDOW, REPLAY_WINDOWS, W, writeSealedChangelog } from '../../helpers/replayFixture.js';
+import {
+  GAP_WINDOW,
+  latestOpByKey,
+  REPLAY_WINDOWS,
+  W,
+  writeSealedChangelog,
+} from '../../helpers/replayFixture.js';
 
 /*
  * replay against DynamoDB Local (the source table, the lease table: registry, rewriter lease,
@@ -97,28 +101,7 @@ function io(f: Fixture, exports: MemoryObjectStore, over: Partial<ReplayIo> = {}
   return { io: value, err };
 }
 
-async function latest(store: MemoryObjectStore): Promise<Map<string, string | null>> {
-  const stdout = new PassThrough();
-  const chunks: Buffer[] = [];
-  stdout.on('data', (c: Buffer) => chunks.push(c));
-  const cfg = parseChangesConfig(
-    {
-      destination: 's3://bucket/changelog',
-      table: TABLE,
-      since: new Date(W(0)).toISOString(),
-      latest: true,
-      format: 'json',
-    },
-    NOW,
-  );
-  await runChanges(cfg, { stdout, stderr: new PassThrough(), openStore: () => store, now: () => NOW });
-  const out = new Map<string, string | null>();
-  for (const line of Buffer.concat(chunks).toString('utf8').split('\n').filter(Boolean)) {
-    const row = JSON.parse(line) as { pk: string; op: string; new_image: Record<string, unknown> | null };
-    out.set(row.pk, row.op);
-  }
-  return out;
-}
+const latest = (store: MemoryObjectStore) => latestOpByKey(store, W(0), NOW);
 
 async function verified(store: MemoryObjectStore) {
   const report = await verifyChangelog({ store, table: TABLE, sinceMs: W(0) });

@@ -8,8 +8,6 @@ import {
 } from '@aws-sdk/client-dynamodb-streams';
 import { mockClient } from 'aws-sdk-client-mock';
 import { describe, expect, it } from 'vitest';
-import { runChanges } from '../../../src/app/changes.js';
-import { parseChangesConfig } from '../../../src/app/changesConfig.js';
 import { runReplay } from '../../../src/app/replay.js';
 import type { ReplayConfig } from '../../../src/app/replayConfig.js';
 import type { AttributeMap } from '../../../src/changelog/attributeValueJson.js';
@@ -24,6 +22,7 @@ import { verifyChangelog } from '../../../src/read/verifier.js';
 import { createStreamTable, useDynamoDbLocal } from '../../helpers/dynamoDbLocal.js';
 import { writeExport } from '../../helpers/exportFixtures.js';
 import { MemoryObjectStore } from '../../helpers/memoryObjectStore.js';
+import { latestOpByKey } from '../../helpers/replayFixture.js';
 import { sdkDeserializeGetRecords } from '../../helpers/sdkGetRecords.js';
 import { getRecordsResponse, type WireItem, type WireRecord } from '../../helpers/streamRecords.js';
 
@@ -172,28 +171,7 @@ const item = (pk: string, v: number): AttributeMap => ({
   v: { N: String(v) },
 });
 
-async function latest(store: MemoryObjectStore): Promise<Map<string, string>> {
-  const stdout = new PassThrough();
-  const chunks: Buffer[] = [];
-  stdout.on('data', (c: Buffer) => chunks.push(c));
-  const cfg = parseChangesConfig(
-    {
-      destination: 's3://bucket/changelog',
-      table: TABLE,
-      since: new Date(W(0)).toISOString(),
-      latest: true,
-      format: 'json',
-    },
-    NOW,
-  );
-  await runChanges(cfg, { stdout, stderr: new PassThrough(), openStore: () => store, now: () => NOW });
-  const out = new Map<string, string>();
-  for (const line of Buffer.concat(chunks).toString('utf8').split('\n').filter(Boolean)) {
-    const row = JSON.parse(line) as { pk: string; op: string };
-    out.set(row.pk, row.op);
-  }
-  return out;
-}
+const latest = (store: MemoryObjectStore) => latestOpByKey(store, W(0), NOW);
 
 const manifestOf = (store: MemoryObjectStore, w: number, version = 1): Manifest | undefined => {
   const key = manifestObjectKey(TABLE, W(w), version);
