@@ -265,7 +265,9 @@ export async function runReplay(config: ReplayConfig, io: ReplayIo): Promise<Rep
         }
         await flushed({ readDone: true, scanProgress: undefined });
       } else {
-        const exp = exportSource!.exp;
+        // --start-export: the export this replay started (its URL is in the state, also on resume).
+        const source = exportSource ?? (await openExportAt(state.exportUrl!, config, open, run));
+        const exp = source.exp;
         reporter.expect(exp.totalItems);
         const time = state.snapshotTimeMs;
         const kind = exp.summary.exportType === 'INCREMENTAL_EXPORT' ? 'incremental' : 'full';
@@ -273,7 +275,7 @@ export async function runReplay(config: ReplayConfig, io: ReplayIo): Promise<Rep
           const data = exp.files[file]!;
           const skipLines = file === state.file ? state.line : 0;
           let line = skipLines;
-          for await (const batch of readExportFileChunks(exportSource!.store, exp, data, {
+          for await (const batch of readExportFileChunks(source.store, exp, data, {
             signal: run,
             skipLines,
           })) {

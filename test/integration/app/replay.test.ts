@@ -2,7 +2,7 @@ import { PassThrough } from 'node:stream';
 import {
   type AttributeValue,
   BatchWriteItemCommand,
-  type DynamoDBClient,
+  DynamoDBClient,
   ScanCommand,
 } from '@aws-sdk/client-dynamodb';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -167,6 +167,84 @@ describe('replay', () => {
     );
     expect(again.alreadyDone).toBe(true);
     expect(f.store.objects.size).toBe(before);
+  });
+
+  it('bootstrap --start-export: DynamoDB exports the table (ClientToken from the replay id), then the replay reads that export', async () => {
+    const f = await fixture();
+    const exports = exportStore();
+    const items = Array.from({ length: 12 }, (_, i) => item(`exported-${i}`, i));
+    // DynamoDB Local has no exports: a client of the same database answers the two export calls
+    // as DynamoDB does, writing the export where the request said (s3://export-bucket/landing).
+    const client = new DynamoDBClient({
+      endpoint: local().endpoint,
+      region: 'us-east-1',
+      credentials: { accessKeyId: 'local', secretAccessKey: 'local' },
+      maxAttempts: 1,
+    });
+    const requests: Record<string, unknown>[] = [];
+    const exportId = '01700000000009-started';
+    client.middlewareStack.add(
+      (next, context) => async (args) => {
+        if (context.commandName !== 'ExportTableToPointInTimeCommand') return next(args);
+        const input = args.input as Record<string, unknown>;
+        requests.push(input);
+        const written = await writeExport(exports, {
+          prefix: '',
+          s3Prefix: String(input['S3Prefix']),
+          exportId,
+          tableArn: String(input['TableArn']),
+          type: 'full',
+          items,
+          exportTimeMs: (input['ExportTime'] as Date).getTime(),
+        });
+        const description = {
+          ExportArn: written.exportArn,
+          ExportStatus: 'COMPLETED',
+          S3Bucket: input['S3Bucket'],
+          S3Prefix: input['S3Prefix'],
+          ItemCount: items.length,
+          BilledSizeBytes: 1234,
+        };
+        return { output: { ExportDescription: description, $metadata: {} }, response: {} } as never;
+      },
+      { step: 'initialize', name: 'fakeExport' },
+    );
+    try {
+      const exportAt = W(3) + 30_000;
+      const result = await runReplay(
+        config(f, {
+          startExport: {
+            exportType: 'FULL_EXPORT',
+            fromMs: undefined,
+            toMs: exportAt,
+            toUrl: 's3://export-bucket/landing/',
+          },
+          replayId: 'started-1',
+        }),
+        io(f, exports, {
+          dynamodb: client,
+          openStore: (url) => (url.startsWith('s3://export-bucket') ? exports : f.store),
+        }).io,
+      );
+      expect(requests).toHaveLength(1);
+      expect(requests[0]).toMatchObject({
+        S3Bucket: 'export-bucket',
+        S3Prefix: 'landing',
+        ExportFormat: 'DYNAMODB_JSON',
+        ExportType: 'FULL_EXPORT',
+        ExportTime: new Date(exportAt),
+        ClientToken: expect.stringMatching(/^[0-9a-f]{36}$/),
+      });
+      expect(result.published).toEqual([{ windowStartMs: W(3), version: 2 }]);
+      expect(result.rows).toBe(items.length);
+      const v2 = parseManifest(f.store.objects.get(manifestObjectKey(TABLE, W(3), 2))!.body, 'v2');
+      expect(
+        v2.segments.filter((s) => s.source?.exportArn?.endsWith(`/export/${exportId}`)),
+      ).not.toHaveLength(0);
+      await verified(f.store);
+    } finally {
+      client.destroy();
+    }
   });
 
   it('resumes after a crash mid-replay and ends byte-identical to an uninterrupted run', async () => {
