@@ -132,3 +132,34 @@ export async function latestOpByKey(
   }
   return out;
 }
+
+/**
+ * One incremental load: `changes --cursor <file> --format json` over the changelog in `store`
+ * (from `sinceMs` on the first run); the rows it delivered, as { event_id, op }.
+ */
+export async function cursorBatch(
+  store: ObjectStore,
+  cursorFile: string,
+  sinceMs: number,
+  nowMs: number,
+): Promise<{ event_id: string; op: string }[]> {
+  const stdout = new PassThrough();
+  const chunks: Buffer[] = [];
+  stdout.on('data', (c: Buffer) => chunks.push(c));
+  const config = parseChangesConfig(
+    {
+      destination: 's3://bucket/changelog',
+      table: TABLE,
+      since: new Date(sinceMs).toISOString(),
+      cursor: cursorFile,
+      format: 'json',
+    },
+    nowMs,
+  );
+  await runChanges(config, { stdout, stderr: new PassThrough(), openStore: () => store, now: () => nowMs });
+  return Buffer.concat(chunks)
+    .toString('utf8')
+    .split('\n')
+    .filter(Boolean)
+    .map((line) => JSON.parse(line) as { event_id: string; op: string });
+}

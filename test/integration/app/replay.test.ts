@@ -1,3 +1,6 @@
+import { mkdtemp } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { PassThrough } from 'node:stream';
 import {
   type AttributeValue,
@@ -18,6 +21,7 @@ import { createStreamTable, useDynamoDbLocal } from '../../helpers/dynamoDbLocal
 import { writeExport } from '../../helpers/exportFixtures.js';
 import { MemoryObjectStore } from '../../helpers/memoryObjectStore.js';
 import {
+  cursorBatch,
   GAP_WINDOW,
   latestOpByKey,
   REPLAY_WINDOWS,
@@ -135,6 +139,10 @@ describe('replay', () => {
       filesCount: 2,
       exportTimeMs: W(3) + 30_000,
     });
+    // An incremental loader had everything before the replay.
+    const cursor = path.join(await mkdtemp(path.join(tmpdir(), 'replay-cursor-')), 'cursor.json');
+    const loaded = await cursorBatch(f.store, cursor, W(0), NOW);
+    expect(loaded.length).toBeGreaterThan(0);
     const { io: replayIo, err } = io(f, exports);
     const result = await runReplay(
       config(f, { exportUrl: `memory://exports/${written.exportPrefix}` }),
@@ -158,6 +166,11 @@ describe('replay', () => {
     for (let i = 0; i < 40; i++) expect(state.get(`old-${i}`)).toBe('SNAPSHOT');
     expect(state.get('shared')).toBe('MODIFY');
     expect(err.join('')).toContain('"event":"replay-progress"');
+    // Its next run gets exactly the replay's rows, once; the one after, nothing.
+    const delivered = await cursorBatch(f.store, cursor, W(0), NOW);
+    expect(delivered.map((r) => r.op)).toEqual(Array.from({ length: 41 }, () => 'SNAPSHOT'));
+    expect(new Set(delivered.map((r) => r.event_id)).size).toBe(41);
+    expect(await cursorBatch(f.store, cursor, W(0), NOW)).toEqual([]);
 
     // The same command again: already done, nothing written.
     const before = f.store.objects.size;
