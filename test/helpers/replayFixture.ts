@@ -1,7 +1,7 @@
 import { PassThrough } from 'node:stream';
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { runChanges } from '../../src/app/changes.js';
-import { parseChangesConfig } from '../../src/app/changesConfig.js';
+import { type ChangesOptionsInput, parseChangesConfig } from '../../src/app/changesConfig.js';
 import { isoTime, manifestObjectKey } from '../../src/changelog/layout.js';
 import { type ManifestGap, serializeManifest } from '../../src/changelog/manifest.js';
 import { createLeaseTable } from '../../src/coordination/leaseTable.js';
@@ -102,47 +102,20 @@ export async function writeSealedChangelog(options: SealedChangelogOptions): Pro
   return { gap: gap! };
 }
 
-/**
- * `changes --latest --format json` over the changelog in `store` from `sinceMs` on: each item's
- * latest op by its `pk` (items whose latest change is a tombstone are absent).
- */
-export async function latestOpByKey(
-  store: ObjectStore,
-  sinceMs: number,
-  nowMs: number,
-): Promise<Map<string, string>> {
-  const stdout = new PassThrough();
-  const chunks: Buffer[] = [];
-  stdout.on('data', (c: Buffer) => chunks.push(c));
-  const config = parseChangesConfig(
-    {
-      destination: 's3://bucket/changelog',
-      table: TABLE,
-      since: new Date(sinceMs).toISOString(),
-      latest: true,
-      format: 'json',
-    },
-    nowMs,
-  );
-  await runChanges(config, { stdout, stderr: new PassThrough(), openStore: () => store, now: () => nowMs });
-  const out = new Map<string, string>();
-  for (const line of Buffer.concat(chunks).toString('utf8').split('\n').filter(Boolean)) {
-    const row = JSON.parse(line) as { pk: string; op: string };
-    out.set(row.pk, row.op);
-  }
-  return out;
+/** A row of `changes --format json`, as far as the replay tests look. */
+export interface JsonChangeRow {
+  event_id: string;
+  op: string;
+  pk: string;
 }
 
-/**
- * One incremental load: `changes --cursor <file> --format json` over the changelog in `store`
- * (from `sinceMs` on the first run); the rows it delivered, as { event_id, op }.
- */
-export async function cursorBatch(
+/** Runs `changes --format json` over the changelog in `store` from `sinceMs` on; its rows. */
+async function changesJson(
   store: ObjectStore,
-  cursorFile: string,
+  flags: ChangesOptionsInput,
   sinceMs: number,
   nowMs: number,
-): Promise<{ event_id: string; op: string }[]> {
+): Promise<JsonChangeRow[]> {
   const stdout = new PassThrough();
   const chunks: Buffer[] = [];
   stdout.on('data', (c: Buffer) => chunks.push(c));
@@ -151,8 +124,8 @@ export async function cursorBatch(
       destination: 's3://bucket/changelog',
       table: TABLE,
       since: new Date(sinceMs).toISOString(),
-      cursor: cursorFile,
       format: 'json',
+      ...flags,
     },
     nowMs,
   );
@@ -161,5 +134,25 @@ export async function cursorBatch(
     .toString('utf8')
     .split('\n')
     .filter(Boolean)
-    .map((line) => JSON.parse(line) as { event_id: string; op: string });
+    .map((line) => JSON.parse(line) as JsonChangeRow);
+}
+
+/** `changes --latest`: each item's latest op by its `pk` (items deleted last are absent). */
+export async function latestOpByKey(
+  store: ObjectStore,
+  sinceMs: number,
+  nowMs: number,
+): Promise<Map<string, string>> {
+  const rows = await changesJson(store, { latest: true }, sinceMs, nowMs);
+  return new Map(rows.map((row) => [row.pk, row.op]));
+}
+
+/** One incremental load, `changes --cursor <file>` (from `sinceMs` on the first run): the rows it delivered. */
+export function cursorBatch(
+  store: ObjectStore,
+  cursorFile: string,
+  sinceMs: number,
+  nowMs: number,
+): Promise<JsonChangeRow[]> {
+  return changesJson(store, { cursor: cursorFile }, sinceMs, nowMs);
 }
